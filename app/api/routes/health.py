@@ -1,0 +1,38 @@
+"""Liveness, readiness and Prometheus metrics."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Response
+from fastapi.responses import JSONResponse
+from prometheus_client import CONTENT_TYPE_LATEST
+from sqlalchemy import text
+from sqlalchemy.exc import SQLAlchemyError
+from starlette.concurrency import run_in_threadpool
+
+from app.api.deps import EngineDep, MetricsDep
+from app.db import read_connection
+
+router = APIRouter(tags=["health"])
+
+
+@router.get("/healthz", summary="The process is up")
+async def healthz() -> dict[str, str]:
+    return {"status": "ok"}
+
+
+@router.get("/readyz", summary="The database is reachable")
+async def readyz(engine: EngineDep) -> Response:
+    def probe() -> None:
+        with read_connection(engine) as conn:
+            conn.execute(text("SELECT 1"))
+
+    try:
+        await run_in_threadpool(probe)
+    except SQLAlchemyError as exc:
+        return JSONResponse({"status": "unavailable", "reason": str(exc).splitlines()[0]}, 503)
+    return JSONResponse({"status": "ready"})
+
+
+@router.get("/metrics", summary="Prometheus metrics", response_class=Response)
+async def metrics(m: MetricsDep) -> Response:
+    return Response(m.render(), media_type=CONTENT_TYPE_LATEST)

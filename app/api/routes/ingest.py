@@ -1,0 +1,61 @@
+"""`POST /v1/traces`: OTLP/HTTP trace export (protobuf or JSON, optionally gzipped)."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Request, Response
+from starlette.concurrency import run_in_threadpool
+
+from app.api.deps import EngineDep, Ingester, MetricsDep, SettingsDep
+from app.errors import PayloadTooLarge
+from app.ingest import otlp
+from app.ingest.pipeline import ingest_traces, partial_success_message
+
+router = APIRouter(tags=["ingest"])
+
+
+@router.post(
+    "/v1/traces",
+    summary="Export spans (OTLP/HTTP)",
+    response_class=Response,
+    responses={
+        200: {"description": "ExportTraceServiceResponse; all spans durable once answered"},
+        400: {"description": "malformed protobuf or JSON"},
+        413: {"description": "body over the payload limit"},
+        415: {"description": "unsupported content type or encoding"},
+    },
+)
+async def export_traces(
+    request: Request,
+    principal: Ingester,
+    engine: EngineDep,
+    settings: SettingsDep,
+    metrics: MetricsDep,
+) -> Response:
+    kind = otlp.media_type(request.headers.get("content-type"))
+    body = await _read_body(request, settings.payload_limit_bytes)
+    result = await run_in_threadpool(
+        ingest_traces,
+        engine,
+        metrics,
+        principal.project_id,
+        body,
+        kind,
+        request.headers.get("content-encoding"),
+        settings.payload_limit_bytes,
+    )
+    content = otlp.encode_response(kind, result.rejected, partial_success_message(result))
+    return Response(content=content, media_type=kind)
+
+
+async def _read_body(request: Request, limit: int) -> bytes:
+    declared = request.headers.get("content-length")
+    if declared and declared.isdigit() and int(declared) > limit:
+        raise PayloadTooLarge(f"body of {declared} bytes is over the limit of {limit} bytes")
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise PayloadTooLarge(f"body is over the limit of {limit} bytes")
+        chunks.append(chunk)
+    return b"".join(chunks)

@@ -1,0 +1,195 @@
+"""The `warden` command line."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+from sqlalchemy import Engine
+from sqlalchemy.exc import SQLAlchemyError
+
+from app import projects, schema
+from app.config import Settings
+from app.db import create_db_engine
+from app.errors import WardenError
+from app.keys import Scope
+
+app = typer.Typer(
+    help="Warden: observability and governance for hybrid AI inference stacks.",
+    no_args_is_help=True,
+    rich_markup_mode="rich",
+    pretty_exceptions_enable=False,
+)
+project_app = typer.Typer(help="Manage projects: every stored row belongs to one.", no_args_is_help=True)
+key_app = typer.Typer(help="Manage API keys (shown once, stored only as a keyed hash).", no_args_is_help=True)
+app.add_typer(project_app, name="project")
+app.add_typer(key_app, name="key")
+
+out = Console()
+err = Console(stderr=True)
+
+
+@contextmanager
+def _engine() -> Iterator[Engine]:
+    """The configured database, migrated; any failure becomes a one-line error and exit 1."""
+    try:
+        settings = Settings()
+        engine = create_db_engine(settings)
+        try:
+            if not schema.is_current(engine):
+                schema.upgrade(engine)
+            yield engine
+        finally:
+            engine.dispose()
+    except WardenError as exc:
+        err.print(f"[red]error:[/red] {exc.message}", highlight=False)
+        raise typer.Exit(1) from None
+    except SQLAlchemyError as exc:
+        err.print(f"[red]database error:[/red] {str(exc).splitlines()[0]}", highlight=False)
+        raise typer.Exit(1) from None
+
+
+@app.command()
+def migrate() -> None:
+    """Upgrade the database to the newest schema.
+
+    Example: [bold]WARDEN_DATABASE_URL=postgresql+psycopg://warden@db/warden warden migrate[/bold]
+    """
+    with _engine() as engine:
+        out.print(f"database at {engine.url.render_as_string()} is at the newest schema")
+
+
+@app.command()
+def serve(
+    host: Annotated[str | None, typer.Option(help="Address to listen on [default: settings]")] = None,
+    port: Annotated[int | None, typer.Option(help="Port to listen on [default: 8000]")] = None,
+    workers: Annotated[int, typer.Option(min=1, help="Worker processes")] = 1,
+) -> None:
+    """Migrate the database if needed, then serve the API.
+
+    On a store with no project yet, creates the [bold]default[/bold] project and prints an
+    admin key for it, once.
+
+    Example: [bold]warden serve --host 127.0.0.1 --port 8000[/bold]
+    """
+    import uvicorn
+
+    settings = Settings()
+    with _engine() as engine:
+        key = _first_run_key(engine, settings)
+    if key:
+        out.print(
+            "Created project [bold]default[/bold]. Its admin API key, shown only this once:\n"
+            f"  [bold green]{key}[/bold green]\n"
+            "Send it as 'Authorization: Bearer <key>'. More keys: `warden key create`.",
+            highlight=False,
+        )
+    uvicorn.run(
+        "app.main:create_app",
+        factory=True,
+        host=host or settings.host,
+        port=port or settings.port,
+        workers=workers,
+        log_level="info",
+        access_log=False,
+    )
+
+
+def _first_run_key(engine: Engine, settings: Settings) -> str | None:
+    return projects.ensure_default_project(engine, settings.server_secret())
+
+
+@project_app.command("create")
+def project_create(name: Annotated[str, typer.Argument(help="Lowercase name, e.g. booking")]) -> None:
+    """Create a project.
+
+    Example: [bold]warden project create booking[/bold]
+    """
+    with _engine() as engine:
+        projects.create_project(engine, name)
+    out.print(f"created project {name}")
+
+
+@project_app.command("list")
+def project_list() -> None:
+    """List projects.
+
+    Example: [bold]warden project list[/bold]
+    """
+    with _engine() as engine:
+        rows = projects.list_projects(engine)
+    table = Table("project", "created")
+    for name, created in rows:
+        table.add_row(name, created.isoformat(timespec="seconds"))
+    out.print(table)
+
+
+@key_app.command("create")
+def key_create(
+    project: Annotated[str, typer.Option(help="Project the key belongs to")],
+    scope: Annotated[
+        list[Scope], typer.Option(help="A scope to grant; repeat for several")
+    ],
+    name: Annotated[str, typer.Option(help="A note saying who or what uses the key")] = "",
+) -> None:
+    """Create an API key and print it; it is shown this once and never again.
+
+    Scopes: [bold]ingest[/bold] (send spans), [bold]read[/bold] (query), [bold]audit[/bold]
+    (read everything, act on nothing), [bold]admin[/bold] (everything).
+
+    Example: [bold]warden key create --project booking --scope ingest --name inference-pods[/bold]
+    """
+    settings = Settings()
+    with _engine() as engine:
+        key = projects.create_key(
+            engine, settings.server_secret(), project, [s.value for s in scope], name
+        )
+    # The bare key on stdout so scripts can capture it; the notice on stderr.
+    err.print(f"API key for project {project} ({', '.join(s.value for s in scope)}):")
+    print(key)
+
+
+@key_app.command("list")
+def key_list(
+    project: Annotated[str | None, typer.Option(help="Only this project's keys")] = None,
+) -> None:
+    """List API keys by id (the key's first characters), never the keys themselves.
+
+    Example: [bold]warden key list --project booking[/bold]
+    """
+    with _engine() as engine:
+        rows = projects.list_keys(engine, project)
+    table = Table("key id", "project", "scopes", "name", "created", "revoked")
+    for k in rows:
+        table.add_row(
+            k.key_id,
+            k.project,
+            ",".join(k.scopes),
+            k.name,
+            k.created_at.isoformat(timespec="seconds"),
+            k.revoked_at.isoformat(timespec="seconds") if k.revoked_at else "",
+        )
+    out.print(table)
+
+
+@key_app.command("revoke")
+def key_revoke(key_id: Annotated[str, typer.Argument(help="Key id as `warden key list` shows it")]) -> None:
+    """Revoke a key: it is refused from the next request on.
+
+    Example: [bold]warden key revoke wdn_3fKq81Zx[/bold]
+    """
+    with _engine() as engine:
+        projects.revoke_key(engine, key_id)
+    out.print(f"revoked {key_id}")
+
+
+def main() -> None:
+    try:
+        app()
+    except KeyboardInterrupt:
+        sys.exit(130)

@@ -1,0 +1,110 @@
+"""Service settings: `WARDEN_*` environment variables over an optional `warden.toml`.
+
+Precedence, highest first: explicit constructor arguments, environment variables,
+`warden.toml` in the working directory (or the file named by `WARDEN_CONFIG`), defaults.
+The defaults are the embedded single-machine set-up: everything under `./.warden/`.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+DEFAULT_DATA_DIR = Path(".warden")
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="WARDEN_", extra="ignore")
+
+    data_dir: Path = Field(
+        default=DEFAULT_DATA_DIR,
+        description="Folder for the embedded database, MLflow store and server secret.",
+    )
+    database_url: str = Field(
+        default="",
+        description="SQLAlchemy URL; empty means a SQLite file `<data_dir>/warden.db`.",
+    )
+    mlflow_tracking_uri: str = Field(
+        default="",
+        description="MLflow tracking URI; empty means `sqlite:///<data_dir>/mlflow.db`.",
+    )
+    host: str = "127.0.0.1"
+    port: int = Field(default=8000, ge=1, le=65535)
+    payload_limit_bytes: int = Field(
+        default=8 * 1024 * 1024, gt=0, description="Largest accepted request body."
+    )
+    secret_key: str = Field(
+        default="",
+        description=(
+            "Server secret that keys the hashes of API keys. Empty means a random secret "
+            "generated once and kept in `<data_dir>/secret.key`."
+        ),
+    )
+    sqlite_synchronous: Literal["OFF", "NORMAL", "FULL", "EXTRA"] = Field(
+        default="FULL",
+        description="SQLite `synchronous` pragma; FULL makes an acknowledged batch durable.",
+    )
+    sqlite_busy_timeout_ms: int = Field(default=30_000, ge=0)
+    db_pool_size: int = Field(default=8, ge=1)
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        toml_file = Path(os.environ.get("WARDEN_CONFIG", "warden.toml"))
+        return (
+            init_settings,
+            env_settings,
+            TomlConfigSettingsSource(settings_cls, toml_file=toml_file),
+        )
+
+    @property
+    def resolved_database_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{self.data_dir / 'warden.db'}"
+
+    @property
+    def resolved_mlflow_tracking_uri(self) -> str:
+        if self.mlflow_tracking_uri:
+            return self.mlflow_tracking_uri
+        return f"sqlite:///{self.data_dir / 'mlflow.db'}"
+
+    def server_secret(self) -> bytes:
+        """The secret keying API-key hashes; generated and kept on disk when not configured."""
+        if self.secret_key:
+            return self.secret_key.encode()
+        path = self.data_dir / "secret.key"
+        if not path.exists():
+            self.data_dir.mkdir(parents=True, exist_ok=True)
+            # Written aside then hard-linked: two processes starting at once agree on one
+            # secret, and no reader ever sees a half-written file.
+            tmp = path.with_name(f".secret.{os.getpid()}.tmp")
+            tmp.write_text(secrets.token_urlsafe(48))
+            tmp.chmod(0o600)
+            try:
+                os.link(tmp, path)
+            except FileExistsError:
+                pass
+            finally:
+                tmp.unlink()
+        return path.read_text().strip().encode()
+
+
+def get_settings() -> Settings:
+    return Settings()

@@ -1,0 +1,311 @@
+"""From OTLP spans to Warden's typed rows, by the attribute names of docs/conventions.md.
+
+Two steps, so that the store can normalise only the spans it actually inserted:
+`span_rows` turns a parsed export request into rows of the `spans` table (rejecting spans
+whose ids are invalid), and `normalise` derives the typed rows from stored span rows.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
+
+# Attribute and event names: the single source is docs/conventions.md.
+FINGERPRINT = "warden.request.fingerprint"
+FINGERPRINT_KEY_ID = "warden.request.fingerprint_key_id"
+SUBJECT = "warden.request.subject"
+OUTCOME = "warden.request.outcome"
+MODEL_PREFIX = "warden.model."
+STATE_EVENT = "world_model.state"
+STATE_STEP = "world_model.step"
+STATE_LAYER = "world_model.layer"
+STATE_SUMMARY = "world_model.state.summary"
+STATE_PROJECTION = "world_model.state.projection"
+STATE_TENSOR = "world_model.state.tensor_sha256"
+PLANNER_CANDIDATES = "planner.candidates"
+PLANNER_CHOSEN = "planner.chosen"
+PLANNER_CONSTRAINTS = "planner.constraints"
+PLANNER_RATIONALE = "planner.rationale"
+PLANNER_CONFIDENCE = "planner.confidence"
+POLICY_EVENT = "policy.evaluation"
+POLICY_ID = "policy.id"
+
+STATUS_NAMES = {0: "unset", 1: "ok", 2: "error"}
+_ZERO_TRACE = bytes(16)
+_ZERO_SPAN = bytes(8)
+
+
+def any_value(value: AnyValue) -> Any:
+    """The Python value of an OTLP `AnyValue` (bytes become base64 text, as in OTLP/JSON)."""
+    kind = value.WhichOneof("value")
+    if kind is None:
+        return None
+    if kind == "array_value":
+        return [any_value(v) for v in value.array_value.values]
+    if kind == "kvlist_value":
+        return attributes(value.kvlist_value.values)
+    if kind == "bytes_value":
+        return base64.b64encode(value.bytes_value).decode()
+    return getattr(value, kind)
+
+
+def attributes(items: Iterable[KeyValue]) -> dict[str, Any]:
+    return {kv.key: any_value(kv.value) for kv in items}
+
+
+@dataclass(slots=True)
+class ParsedBatch:
+    spans: list[dict[str, Any]] = field(default_factory=list)
+    rejections: list[str] = field(default_factory=list)
+
+
+def span_rows(request: ExportTraceServiceRequest) -> ParsedBatch:
+    """Rows for the `spans` table; a span with an invalid id is rejected with its reason."""
+    batch = ParsedBatch()
+    for resource_spans in request.resource_spans:
+        resource = attributes(resource_spans.resource.attributes)
+        service = resource.get("service.name")
+        service_name = str(service) if service is not None else None
+        for scope_spans in resource_spans.scope_spans:
+            scope_name = scope_spans.scope.name or None
+            for span in scope_spans.spans:
+                reason = _invalid_ids(span.trace_id, span.span_id, span.parent_span_id)
+                if reason:
+                    batch.rejections.append(f"span {span.name!r}: {reason}")
+                    continue
+                batch.spans.append(
+                    {
+                        "trace_id": span.trace_id.hex(),
+                        "span_id": span.span_id.hex(),
+                        "parent_span_id": span.parent_span_id.hex() or None,
+                        "name": span.name,
+                        "kind": span.kind,
+                        "start_time_unix_nano": span.start_time_unix_nano,
+                        "end_time_unix_nano": span.end_time_unix_nano,
+                        "status_code": span.status.code,
+                        "status_message": span.status.message or None,
+                        "service_name": service_name,
+                        "scope_name": scope_name,
+                        "attributes": attributes(span.attributes),
+                        "events": [
+                            {
+                                "name": e.name,
+                                "time_unix_nano": e.time_unix_nano,
+                                "attributes": attributes(e.attributes),
+                            }
+                            for e in span.events
+                        ],
+                        "links": [
+                            {
+                                "trace_id": link.trace_id.hex(),
+                                "span_id": link.span_id.hex(),
+                                "attributes": attributes(link.attributes),
+                            }
+                            for link in span.links
+                        ],
+                        "resource": resource,
+                        "body_digest": hashlib.sha256(span.SerializeToString()).digest(),
+                    }
+                )
+    return batch
+
+
+def _invalid_ids(trace_id: bytes, span_id: bytes, parent_span_id: bytes) -> str | None:
+    if len(trace_id) != 16 or trace_id == _ZERO_TRACE:
+        return "trace_id must be 16 bytes and not all zero"
+    if len(span_id) != 8 or span_id == _ZERO_SPAN:
+        return "span_id must be 8 bytes and not all zero"
+    if parent_span_id and len(parent_span_id) != 8:
+        return "parent_span_id must be empty or 8 bytes"
+    return None
+
+
+@dataclass(slots=True)
+class Normalised:
+    requests: list[dict[str, Any]] = field(default_factory=list)
+    request_models: list[dict[str, Any]] = field(default_factory=list)
+    states: list[dict[str, Any]] = field(default_factory=list)
+    decisions: list[dict[str, Any]] = field(default_factory=list)
+    policy_evaluations: list[dict[str, Any]] = field(default_factory=list)
+    # (name, version) -> [role, first seen, last seen]
+    models: dict[tuple[str, str], list[Any]] = field(default_factory=dict)
+
+
+def normalise(spans: Iterable[dict[str, Any]]) -> Normalised:
+    """Typed rows derived from span rows (as made by `span_rows`)."""
+    out = Normalised()
+    for span in spans:
+        attrs: dict[str, Any] = span["attributes"]
+        models = _models(attrs)
+        for role, (name, version) in models.items():
+            _see_model(out.models, name, version, role, span["start_time_unix_nano"])
+        if span["parent_span_id"] is None:
+            _request(out, span, attrs, models)
+        # Sequence numbers within the span keep re-sent spans idempotent row by row.
+        seq = policy_seq = 0
+        if STATE_STEP in attrs:
+            out.states.append(_state(span, attrs, seq, span["start_time_unix_nano"]))
+            seq += 1
+        if POLICY_ID in attrs:
+            out.policy_evaluations.append(
+                _policy(span, attrs, policy_seq, span["start_time_unix_nano"])
+            )
+            policy_seq += 1
+        for event in span["events"]:
+            name = event["name"]
+            if name == STATE_EVENT:
+                out.states.append(_state(span, event["attributes"], seq, event["time_unix_nano"]))
+                seq += 1
+            elif name == POLICY_EVENT:
+                out.policy_evaluations.append(
+                    _policy(span, event["attributes"], policy_seq, event["time_unix_nano"])
+                )
+                policy_seq += 1
+        if PLANNER_CHOSEN in attrs or PLANNER_CANDIDATES in attrs:
+            out.decisions.append(_decision(span, attrs))
+    return out
+
+
+def _models(attrs: dict[str, Any]) -> dict[str, tuple[str, str]]:
+    found: dict[str, dict[str, str]] = {}
+    for key, value in attrs.items():
+        if key.startswith(MODEL_PREFIX):
+            role, _, part = key[len(MODEL_PREFIX) :].rpartition(".")
+            if role and part in ("name", "version"):
+                found.setdefault(role, {})[part] = str(value)
+    return {
+        role: (parts["name"], parts["version"])
+        for role, parts in found.items()
+        if parts.get("name") and parts.get("version")
+    }
+
+
+def _see_model(
+    seen: dict[tuple[str, str], list[Any]], name: str, version: str, role: str, time: int
+) -> None:
+    entry = seen.get((name, version))
+    if entry is None:
+        seen[(name, version)] = [role, time, time]
+    else:
+        entry[1] = min(entry[1], time)
+        entry[2] = max(entry[2], time)
+
+
+def _request(
+    out: Normalised,
+    span: dict[str, Any],
+    attrs: dict[str, Any],
+    models: dict[str, tuple[str, str]],
+) -> None:
+    start, end = span["start_time_unix_nano"], span["end_time_unix_nano"]
+    status = STATUS_NAMES.get(span["status_code"], "unset")
+    outcome = attrs.get(OUTCOME)
+    out.requests.append(
+        {
+            "trace_id": span["trace_id"],
+            "root_span_id": span["span_id"],
+            "name": span["name"],
+            "service_name": span["service_name"],
+            "start_time_unix_nano": start,
+            "end_time_unix_nano": end,
+            "duration_ms": max(end - start, 0) / 1e6,
+            "status": status,
+            "fingerprint": _text(attrs.get(FINGERPRINT)),
+            "fingerprint_key_id": _text(attrs.get(FINGERPRINT_KEY_ID)),
+            "subject": _text(attrs.get(SUBJECT)),
+            "outcome": str(outcome) if outcome is not None else ("error" if status == "error" else "ok"),
+            "models": {role: {"name": n, "version": v} for role, (n, v) in models.items()},
+        }
+    )
+    for role, (name, version) in models.items():
+        out.request_models.append(
+            {
+                "trace_id": span["trace_id"],
+                "role": role,
+                "model_name": name,
+                "model_version": version,
+                "start_time_unix_nano": start,
+            }
+        )
+
+
+def _state(span: dict[str, Any], attrs: dict[str, Any], seq: int, time: int) -> dict[str, Any]:
+    summary = attrs.get(STATE_SUMMARY)
+    stats: list[float | None] = [None] * 5
+    if isinstance(summary, list):
+        for i, value in enumerate(summary[:5]):
+            stats[i] = _number(value)
+    projection = attrs.get(STATE_PROJECTION)
+    return {
+        "trace_id": span["trace_id"],
+        "span_id": span["span_id"],
+        "seq": seq,
+        "step": int(attrs.get(STATE_STEP, 0) or 0),
+        "layer": str(attrs.get(STATE_LAYER, "")),
+        "mean": stats[0],
+        "std": stats[1],
+        "min": stats[2],
+        "max": stats[3],
+        "l2_norm": stats[4],
+        "projection": projection if isinstance(projection, list) else [],
+        "tensor_sha256": _text(attrs.get(STATE_TENSOR)),
+        "time_unix_nano": time,
+    }
+
+
+def _decision(span: dict[str, Any], attrs: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "trace_id": span["trace_id"],
+        "span_id": span["span_id"],
+        "chosen": _text(attrs.get(PLANNER_CHOSEN)),
+        "confidence": _number(attrs.get(PLANNER_CONFIDENCE)),
+        "candidates": _json_list(attrs.get(PLANNER_CANDIDATES)),
+        "constraints": _json_list(attrs.get(PLANNER_CONSTRAINTS)),
+        "rationale": _text(attrs.get(PLANNER_RATIONALE)),
+        "time_unix_nano": span["end_time_unix_nano"],
+    }
+
+
+def _policy(span: dict[str, Any], attrs: dict[str, Any], seq: int, time: int) -> dict[str, Any]:
+    return {
+        "trace_id": span["trace_id"],
+        "span_id": span["span_id"],
+        "seq": seq,
+        "phase": str(attrs.get("policy.phase", "")),
+        "policy_id": str(attrs.get(POLICY_ID, "")),
+        "policy_version": _text(attrs.get("policy.version")),
+        "policy_hash": _text(attrs.get("policy.hash")),
+        "outcome": str(attrs.get("policy.outcome", "")),
+        "message": _text(attrs.get("policy.message")),
+        "time_unix_nano": time,
+    }
+
+
+def _text(value: Any) -> str | None:
+    return None if value is None else str(value)
+
+
+def _number(value: Any) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    return float(value)
+
+
+def _json_list(value: Any) -> list[Any]:
+    """A list attribute sent either as an OTLP array or as JSON text (docs/conventions.md)."""
+    if isinstance(value, list):
+        return value
+    if isinstance(value, str) and value:
+        try:
+            decoded = orjson.loads(value)
+        except orjson.JSONDecodeError:
+            return [value]
+        return decoded if isinstance(decoded, list) else [decoded]
+    return []

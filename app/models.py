@@ -1,0 +1,308 @@
+"""The service's tables (DESIGN.md, "One wire format"). Every stored row belongs to a project.
+
+Times of telemetry are kept as integer nanoseconds since the Unix epoch, exactly as OTLP
+carries them; times of the service's own records are timezone-aware datetimes.
+Traces and spans are joined by their OTLP ids (hex text), not by foreign keys, because the
+spans of one trace arrive in any order and in any batch.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+NAMING_CONVENTION = {
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+JSONType = JSON().with_variant(JSONB(), "postgresql")
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+    type_annotation_map = {dict[str, Any]: JSONType, list[Any]: JSONType}
+
+
+def _project_fk() -> Mapped[int]:
+    return mapped_column(ForeignKey("projects.id", ondelete="CASCADE"), nullable=False)
+
+
+class Project(Base):
+    __tablename__ = "projects"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class ApiKey(Base):
+    __tablename__ = "api_keys"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    project_id: Mapped[int] = _project_fk()
+    # The public, displayable start of the key (prefix and first characters): enough to
+    # recognise a key in a list, never enough to use it.
+    key_id: Mapped[str] = mapped_column(String(32), unique=True)
+    # HMAC-SHA256 of the whole key under the server secret; the key itself is never stored.
+    key_hash: Mapped[bytes] = mapped_column(LargeBinary(32), unique=True)
+    scopes: Mapped[list[Any]]
+    name: Mapped[str] = mapped_column(String(200), default="")
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+    __table_args__ = (Index("ix_api_keys_project", "project_id"),)
+
+
+class Request(Base):
+    """One row per root span: one inference request of the hybrid stack."""
+
+    __tablename__ = "requests"
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    project_id: Mapped[int] = _project_fk()
+    trace_id: Mapped[str] = mapped_column(String(32))
+    root_span_id: Mapped[str] = mapped_column(String(16))
+    name: Mapped[str] = mapped_column(String(256))
+    service_name: Mapped[str | None] = mapped_column(String(256))
+    start_time_unix_nano: Mapped[int] = mapped_column(BigInteger)
+    end_time_unix_nano: Mapped[int] = mapped_column(BigInteger)
+    duration_ms: Mapped[float] = mapped_column(Float)
+    status: Mapped[str] = mapped_column(String(16))
+    fingerprint: Mapped[str | None] = mapped_column(String(128))
+    fingerprint_key_id: Mapped[str | None] = mapped_column(String(64))
+    subject: Mapped[str | None] = mapped_column(String(256))
+    outcome: Mapped[str | None] = mapped_column(String(32))
+    models: Mapped[dict[str, Any]]
+    ingested_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+    __table_args__ = (
+        UniqueConstraint("project_id", "trace_id"),
+        Index("ix_requests_time", "project_id", "start_time_unix_nano", "id"),
+        Index("ix_requests_fingerprint", "project_id", "fingerprint"),
+        Index("ix_requests_outcome", "project_id", "outcome", "start_time_unix_nano"),
+    )
+
+
+class RequestModel(Base):
+    """Which model version served which stage of a request: the index behind model filters."""
+
+    __tablename__ = "request_models"
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    project_id: Mapped[int] = _project_fk()
+    trace_id: Mapped[str] = mapped_column(String(32))
+    role: Mapped[str] = mapped_column(String(64))
+    model_name: Mapped[str] = mapped_column(String(256))
+    model_version: Mapped[str] = mapped_column(String(64))
+    start_time_unix_nano: Mapped[int] = mapped_column(BigInteger)
+
+    __table_args__ = (
+        UniqueConstraint("project_id", "trace_id", "role"),
+        Index(
+            "ix_request_models_model",
+            "project_id",
+            "model_name",
+            "model_version",
+            "start_time_unix_nano",
+        ),
+    )
+
+
+class Span(Base):
+    """Every span as received, for the trace view; unknown attributes are kept as they are."""
+
+    __tablename__ = "spans"
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    project_id: Mapped[int] = _project_fk()
+    trace_id: Mapped[str] = mapped_column(String(32))
+    span_id: Mapped[str] = mapped_column(String(16))
+    parent_span_id: Mapped[str | None] = mapped_column(String(16))
+    name: Mapped[str] = mapped_column(String(256))
+    kind: Mapped[int] = mapped_column(Integer)
+    start_time_unix_nano: Mapped[int] = mapped_column(BigInteger)
+    end_time_unix_nano: Mapped[int] = mapped_column(BigInteger)
+    status_code: Mapped[int] = mapped_column(Integer)
+    status_message: Mapped[str | None] = mapped_column(Text)
+    service_name: Mapped[str | None] = mapped_column(String(256))
+    scope_name: Mapped[str | None] = mapped_column(String(256))
+    attributes: Mapped[dict[str, Any]]
+    events: Mapped[list[Any]]
+    links: Mapped[list[Any]]
+    resource: Mapped[dict[str, Any]]
+    # SHA-256 of the span's protobuf encoding: tells a harmless resend from a conflict.
+    body_digest: Mapped[bytes] = mapped_column(LargeBinary(32))
+
+    __table_args__ = (UniqueConstraint("project_id", "trace_id", "span_id"),)
+
+
+class WorldModelState(Base):
+    """One captured (step, layer) of the world model's rollout: summaries and a projection."""
+
+    __tablename__ = "world_model_states"
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    project_id: Mapped[int] = _project_fk()
+    trace_id: Mapped[str] = mapped_column(String(32))
+    span_id: Mapped[str] = mapped_column(String(16))
+    seq: Mapped[int] = mapped_column(Integer)
+    step: Mapped[int] = mapped_column(Integer)
+    layer: Mapped[str] = mapped_column(String(128))
+    mean: Mapped[float | None] = mapped_column(Float)
+    std: Mapped[float | None] = mapped_column(Float)
+    min: Mapped[float | None] = mapped_column(Float)
+    max: Mapped[float | None] = mapped_column(Float)
+    l2_norm: Mapped[float | None] = mapped_column(Float)
+    projection: Mapped[list[Any]]
+    tensor_sha256: Mapped[str | None] = mapped_column(String(64))
+    time_unix_nano: Mapped[int] = mapped_column(BigInteger)
+
+    __table_args__ = (
+        UniqueConstraint("project_id", "trace_id", "span_id", "seq"),
+        Index("ix_world_model_states_layer", "project_id", "layer", "time_unix_nano"),
+    )
+
+
+class PlannerDecision(Base):
+    """The planner's whole decision: every candidate with its score, not only the winner."""
+
+    __tablename__ = "planner_decisions"
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    project_id: Mapped[int] = _project_fk()
+    trace_id: Mapped[str] = mapped_column(String(32))
+    span_id: Mapped[str] = mapped_column(String(16))
+    chosen: Mapped[str | None] = mapped_column(String(256))
+    confidence: Mapped[float | None] = mapped_column(Float)
+    candidates: Mapped[list[Any]]
+    constraints: Mapped[list[Any]]
+    rationale: Mapped[str | None] = mapped_column(Text)
+    time_unix_nano: Mapped[int] = mapped_column(BigInteger)
+
+    __table_args__ = (
+        UniqueConstraint("project_id", "trace_id", "span_id"),
+        Index("ix_planner_decisions_time", "project_id", "time_unix_nano"),
+    )
+
+
+class ModelVersion(Base):
+    """A model version seen in traffic, with its MLflow lineage once resolved."""
+
+    __tablename__ = "model_versions"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    project_id: Mapped[int] = _project_fk()
+    name: Mapped[str] = mapped_column(String(256))
+    version: Mapped[str] = mapped_column(String(64))
+    role: Mapped[str | None] = mapped_column(String(64))
+    status: Mapped[str] = mapped_column(String(16), default="unresolved")
+    first_seen_unix_nano: Mapped[int] = mapped_column(BigInteger)
+    last_seen_unix_nano: Mapped[int] = mapped_column(BigInteger)
+    run_id: Mapped[str | None] = mapped_column(String(64))
+    aliases: Mapped[list[Any]] = mapped_column(default=list)
+    tags: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    lineage: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    resolved_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+    __table_args__ = (UniqueConstraint("project_id", "name", "version"),)
+
+
+class PolicyEvaluation(Base):
+    """One gate decision, with the exact policy (id, version, content hash) that made it."""
+
+    __tablename__ = "policy_evaluations"
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    project_id: Mapped[int] = _project_fk()
+    trace_id: Mapped[str | None] = mapped_column(String(32))
+    span_id: Mapped[str | None] = mapped_column(String(16))
+    seq: Mapped[int] = mapped_column(Integer, default=0)
+    phase: Mapped[str] = mapped_column(String(32))
+    policy_id: Mapped[str] = mapped_column(String(128))
+    policy_version: Mapped[str | None] = mapped_column(String(64))
+    policy_hash: Mapped[str | None] = mapped_column(String(64))
+    outcome: Mapped[str] = mapped_column(String(32))
+    message: Mapped[str | None] = mapped_column(Text)
+    time_unix_nano: Mapped[int] = mapped_column(BigInteger)
+
+    __table_args__ = (
+        UniqueConstraint("project_id", "trace_id", "span_id", "seq"),
+        Index("ix_policy_evaluations_policy", "project_id", "policy_id", "time_unix_nano"),
+    )
+
+
+class DriftReport(Base):
+    __tablename__ = "drift_reports"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    project_id: Mapped[int] = _project_fk()
+    model_name: Mapped[str] = mapped_column(String(256))
+    model_version: Mapped[str] = mapped_column(String(64))
+    kind: Mapped[str] = mapped_column(String(32))
+    window_start_unix_nano: Mapped[int] = mapped_column(BigInteger)
+    window_end_unix_nano: Mapped[int] = mapped_column(BigInteger)
+    reference: Mapped[dict[str, Any]]
+    scores: Mapped[dict[str, Any]]
+    verdict: Mapped[str] = mapped_column(String(16))
+    mlflow_run_id: Mapped[str | None] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+    __table_args__ = (
+        Index("ix_drift_reports_model", "project_id", "model_name", "model_version", "created_at"),
+    )
+
+
+class AuditEvent(Base):
+    """The append-only, hash-chained ledger: `hash = SHA-256(prev_hash || canonical event)`."""
+
+    __tablename__ = "audit_events"
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    project_id: Mapped[int] = _project_fk()
+    seq: Mapped[int] = mapped_column(BigInteger)
+    kind: Mapped[str] = mapped_column(String(64))
+    payload: Mapped[dict[str, Any]]
+    prev_hash: Mapped[bytes] = mapped_column(LargeBinary(32))
+    hash: Mapped[bytes] = mapped_column(LargeBinary(32))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+    __table_args__ = (UniqueConstraint("project_id", "seq"),)
+
+
+class AuditCheckpoint(Base):
+    """A signed tree head over the ledger: size, Merkle root, time, Ed25519 signature."""
+
+    __tablename__ = "audit_checkpoints"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    project_id: Mapped[int] = _project_fk()
+    tree_size: Mapped[int] = mapped_column(BigInteger)
+    root_hash: Mapped[bytes] = mapped_column(LargeBinary(32))
+    signed_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    key_id: Mapped[str] = mapped_column(String(64))
+    signature: Mapped[bytes] = mapped_column(LargeBinary(64))
+
+    __table_args__ = (UniqueConstraint("project_id", "tree_size"),)
