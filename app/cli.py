@@ -25,8 +25,12 @@ app = typer.Typer(
     rich_markup_mode="rich",
     pretty_exceptions_enable=False,
 )
-project_app = typer.Typer(help="Manage projects: every stored row belongs to one.", no_args_is_help=True)
-key_app = typer.Typer(help="Manage API keys (shown once, stored only as a keyed hash).", no_args_is_help=True)
+project_app = typer.Typer(
+    help="Manage projects: every stored row belongs to one.", no_args_is_help=True
+)
+key_app = typer.Typer(
+    help="Manage API keys (shown once, stored only as a keyed hash).", no_args_is_help=True
+)
 app.add_typer(project_app, name="project")
 app.add_typer(key_app, name="key")
 
@@ -66,7 +70,9 @@ def migrate() -> None:
 
 @app.command()
 def serve(
-    host: Annotated[str | None, typer.Option(help="Address to listen on [default: settings]")] = None,
+    host: Annotated[
+        str | None, typer.Option(help="Address to listen on [default: settings]")
+    ] = None,
     port: Annotated[int | None, typer.Option(help="Port to listen on [default: 8000]")] = None,
     workers: Annotated[int, typer.Option(min=1, help="Worker processes")] = 1,
 ) -> None:
@@ -105,7 +111,9 @@ def _first_run_key(engine: Engine, settings: Settings) -> str | None:
 
 
 @project_app.command("create")
-def project_create(name: Annotated[str, typer.Argument(help="Lowercase name, e.g. booking")]) -> None:
+def project_create(
+    name: Annotated[str, typer.Argument(help="Lowercase name, e.g. booking")],
+) -> None:
     """Create a project.
 
     Example: [bold]warden project create booking[/bold]
@@ -132,9 +140,7 @@ def project_list() -> None:
 @key_app.command("create")
 def key_create(
     project: Annotated[str, typer.Option(help="Project the key belongs to")],
-    scope: Annotated[
-        list[Scope], typer.Option(help="A scope to grant; repeat for several")
-    ],
+    scope: Annotated[list[Scope], typer.Option(help="A scope to grant; repeat for several")],
     name: Annotated[str, typer.Option(help="A note saying who or what uses the key")] = "",
 ) -> None:
     """Create an API key and print it; it is shown this once and never again.
@@ -178,7 +184,9 @@ def key_list(
 
 
 @key_app.command("revoke")
-def key_revoke(key_id: Annotated[str, typer.Argument(help="Key id as `warden key list` shows it")]) -> None:
+def key_revoke(
+    key_id: Annotated[str, typer.Argument(help="Key id as `warden key list` shows it")],
+) -> None:
     """Revoke a key: it is refused from the next request on.
 
     Example: [bold]warden key revoke wdn_3fKq81Zx[/bold]

@@ -52,7 +52,10 @@ def _sqlite_engine(url: str, settings: Settings) -> Engine:
         max_overflow=settings.db_pool_size,
         json_serializer=_json_dumps,
         json_deserializer=orjson.loads,
-        connect_args={"check_same_thread": False, "timeout": settings.sqlite_busy_timeout_ms / 1000},
+        connect_args={
+            "check_same_thread": False,
+            "timeout": settings.sqlite_busy_timeout_ms / 1000,
+        },
     )
 
     @event.listens_for(engine, "connect")

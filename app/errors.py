@@ -1,13 +1,13 @@
 """Errors a caller of the service can cause, each mapped to one HTTP status.
 
-    WardenError                 (500: a bug or an outage, never the caller's fault)
-    ├── BadRequest              400  the body or a parameter is malformed
-    ├── Unauthenticated         401  no key, a malformed key, or an unknown or revoked key
-    ├── Forbidden               403  the key lacks the scope the endpoint needs
-    ├── NotFound                404  no such object in the key's project
-    ├── Conflict                409  the object exists already
-    ├── PayloadTooLarge         413  the body is over the configured limit
-    └── UnsupportedMediaType    415  a content type or encoding the endpoint does not take
+WardenError                 (500: a bug or an outage, never the caller's fault)
+├── BadRequest              400  the body or a parameter is malformed
+├── Unauthenticated         401  no key, a malformed key, or an unknown or revoked key
+├── Forbidden               403  the key lacks the scope the endpoint needs
+├── NotFound                404  no such object in the key's project
+├── Conflict                409  the object exists already
+├── PayloadTooLarge         413  the body is over the configured limit
+└── UnsupportedMediaType    415  a content type or encoding the endpoint does not take
 """
 
 from __future__ import annotations

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
+from sqlalchemy.exc import OperationalError
 
 from app.api.routes import health, ingest, requests
 from app.config import Settings
@@ -16,8 +18,10 @@ from app.errors import WardenError
 from app.ingest import otlp
 from app.metrics import Metrics, MetricsMiddleware
 
+log = logging.getLogger("warden")
+
 # google.rpc.Code for each HTTP status OTLP clients may see from us.
-_RPC_CODES = {400: 3, 401: 16, 403: 7, 404: 5, 409: 6, 413: 8, 415: 3, 500: 13}
+_RPC_CODES = {400: 3, 401: 16, 403: 7, 404: 5, 409: 6, 413: 8, 415: 3, 500: 13, 503: 14}
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -44,20 +48,41 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(MetricsMiddleware, metrics=metrics)
     app.add_exception_handler(WardenError, _warden_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(OperationalError, _database_unavailable)
+    app.add_exception_handler(Exception, _internal_error)
     for module in (ingest, requests, health):
         app.include_router(module.router)
     return app
 
 
-async def _warden_error(request: Request, exc: Exception) -> Response:
-    assert isinstance(exc, WardenError)
+def _error(
+    request: Request, status_code: int, message: str, headers: dict[str, str] | None = None
+) -> Response:
     if request.url.path == "/v1/traces":
         # OTLP/HTTP: errors are a google.rpc.Status in the request's own encoding.
         kind = (request.headers.get("content-type") or "").split(";")[0].strip().lower()
         kind = otlp.PROTOBUF if kind == otlp.PROTOBUF else otlp.JSON
-        body = otlp.encode_status(kind, _RPC_CODES.get(exc.status_code, 2), exc.message)
-        return Response(body, status_code=exc.status_code, media_type=kind)
-    return JSONResponse({"detail": exc.message}, status_code=exc.status_code)
+        body = otlp.encode_status(kind, _RPC_CODES.get(status_code, 2), message)
+        return Response(body, status_code=status_code, media_type=kind, headers=headers)
+    return JSONResponse({"detail": message}, status_code=status_code, headers=headers)
+
+
+async def _warden_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, WardenError)
+    return _error(request, exc.status_code, exc.message)
+
+
+async def _database_unavailable(request: Request, exc: Exception) -> Response:
+    # 503 with Retry-After: OTLP exporters retry it, so a database blip loses nothing.
+    log.error("database unavailable on %s: %s", request.url.path, str(exc).splitlines()[0])
+    return _error(
+        request, 503, "database unavailable; nothing was stored, retry", {"Retry-After": "1"}
+    )
+
+
+async def _internal_error(request: Request, exc: Exception) -> Response:
+    log.exception("internal error on %s", request.url.path, exc_info=exc)
+    return _error(request, 500, "internal error; nothing was stored")
 
 
 async def _validation_error(request: Request, exc: Exception) -> Response:

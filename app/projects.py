@@ -31,8 +31,8 @@ class Principal:
     def require(self, scope: Scope) -> None:
         if scope not in self.scopes:
             raise Forbidden(
-                f"this API key ({self.key_id}…) lacks the {scope.value!r} scope; "
-                f"create one with `warden key create --project {self.project} --scope {scope.value}`"
+                f"this API key ({self.key_id}…) lacks the {scope.value!r} scope; create one "
+                f"with `warden key create --project {self.project} --scope {scope.value}`"
             )
 
 
@@ -53,14 +53,21 @@ def create_project(engine: Engine, name: str) -> int:
         )
     try:
         with write_transaction(engine) as conn:
-            return int(conn.execute(insert(Project).values(name=name).returning(Project.id)).scalar_one())
+            return int(
+                conn.execute(insert(Project).values(name=name).returning(Project.id)).scalar_one()
+            )
     except IntegrityError as exc:
         raise Conflict(f"project {name!r} exists already") from exc
 
 
 def list_projects(engine: Engine) -> list[tuple[str, datetime]]:
     with read_connection(engine) as conn:
-        return [(n, c) for n, c in conn.execute(select(Project.name, Project.created_at).order_by(Project.name))]
+        return [
+            (n, c)
+            for n, c in conn.execute(
+                select(Project.name, Project.created_at).order_by(Project.name)
+            )
+        ]
 
 
 def project_id(engine: Engine, name: str) -> int:
@@ -109,7 +116,14 @@ def revoke_key(engine: Engine, key_id: str) -> None:
 
 def list_keys(engine: Engine, project: str | None = None) -> list[KeyInfo]:
     query = (
-        select(ApiKey.key_id, Project.name, ApiKey.scopes, ApiKey.name, ApiKey.created_at, ApiKey.revoked_at)
+        select(
+            ApiKey.key_id,
+            Project.name,
+            ApiKey.scopes,
+            ApiKey.name,
+            ApiKey.created_at,
+            ApiKey.revoked_at,
+        )
         .join(Project, Project.id == ApiKey.project_id)
         .order_by(Project.name, ApiKey.created_at)
     )

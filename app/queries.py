@@ -12,7 +12,14 @@ from sqlalchemy import Engine, Table, and_, or_, select
 
 from app.db import read_connection
 from app.errors import BadRequest, NotFound
-from app.models import PlannerDecision, PolicyEvaluation, Request, RequestModel, Span, WorldModelState
+from app.models import (
+    PlannerDecision,
+    PolicyEvaluation,
+    Request,
+    RequestModel,
+    Span,
+    WorldModelState,
+)
 
 MAX_PAGE = 500
 
@@ -148,7 +155,9 @@ def _spans(conn: Any, project_id: int, trace_id: str) -> list[dict[str, Any]]:
     return [dict(r._mapping) for r in conn.execute(query)]
 
 
-def _rows(conn: Any, model: Any, project_id: int, trace_id: str, *order: str) -> list[dict[str, Any]]:
+def _rows(
+    conn: Any, model: Any, project_id: int, trace_id: str, *order: str
+) -> list[dict[str, Any]]:
     query = (
         select(*_columns(model, "id"))
         .where(model.project_id == project_id, model.trace_id == trace_id)
@@ -167,7 +176,9 @@ def span_tree(spans: list[dict[str, Any]]) -> list[dict[str, Any]]:
     children: dict[str, list[dict[str, Any]]] = {}
     for span in spans:
         children.setdefault(span["parent_span_id"] or "", []).append(span)
-    order = [s for s in spans if s["parent_span_id"] not in ids or s["parent_span_id"] == s["span_id"]]
+    order = [
+        s for s in spans if s["parent_span_id"] not in ids or s["parent_span_id"] == s["span_id"]
+    ]
     order += spans  # whatever the roots do not reach (a loop) is placed as a root too
     placed: set[str] = set()
     roots: list[dict[str, Any]] = []

@@ -34,7 +34,9 @@ class RequestSummary(BaseModel):
 
 class RequestPage(BaseModel):
     items: list[RequestSummary]
-    next_cursor: str | None = Field(description="Pass as `cursor` for the next page; null at the end")
+    next_cursor: str | None = Field(
+        description="Pass as `cursor` for the next page; null at the end"
+    )
 
 
 class SpanOut(BaseModel):

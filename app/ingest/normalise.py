@@ -220,7 +220,9 @@ def _request(
             "fingerprint": _text(attrs.get(FINGERPRINT)),
             "fingerprint_key_id": _text(attrs.get(FINGERPRINT_KEY_ID)),
             "subject": _text(attrs.get(SUBJECT)),
-            "outcome": str(outcome) if outcome is not None else ("error" if status == "error" else "ok"),
+            "outcome": str(outcome)
+            if outcome is not None
+            else ("error" if status == "error" else "ok"),
             "models": {role: {"name": n, "version": v} for role, (n, v) in models.items()},
         }
     )

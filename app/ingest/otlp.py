@@ -125,7 +125,7 @@ def encode_response(kind: str, rejected: int = 0, error_message: str = "") -> by
         )
     if kind == PROTOBUF:
         return bytes(response.SerializeToString())
-    return json_format.MessageToJson(response, indent=None).encode()
+    return str(json_format.MessageToJson(response, indent=None)).encode()
 
 
 def encode_status(kind: str, code: int, message: str) -> bytes:
@@ -133,7 +133,7 @@ def encode_status(kind: str, code: int, message: str) -> bytes:
     status = status_pb2.Status(code=code, message=message)
     if kind == PROTOBUF:
         return bytes(status.SerializeToString())
-    return json_format.MessageToJson(status, indent=None).encode()
+    return str(json_format.MessageToJson(status, indent=None)).encode()
 
 
 __all__ = [

@@ -15,7 +15,6 @@ from typing import Any
 
 from sqlalchemy import Connection, Engine, Table, case, select, tuple_
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.sql.dml import Insert
 
 from app.db import write_transaction
 from app.ingest.normalise import Normalised, ParsedBatch, normalise
@@ -46,7 +45,7 @@ class IngestResult:
         return self.conflicts + self.invalid
 
 
-def dialect_insert(conn: Connection, table: Table) -> Insert:
+def dialect_insert(conn: Connection, table: Table) -> postgresql.Insert | sqlite.Insert:
     """The dialect's INSERT, which knows ON CONFLICT (SQLite and PostgreSQL alike)."""
     if conn.dialect.name == "postgresql":
         return postgresql.insert(table)

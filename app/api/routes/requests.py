@@ -19,7 +19,9 @@ router = APIRouter(tags=["requests"])
 async def list_requests(
     principal: Reader,
     engine: EngineDep,
-    since: Annotated[datetime | None, Query(description="Start time at or after (ISO 8601)")] = None,
+    since: Annotated[
+        datetime | None, Query(description="Start time at or after (ISO 8601)")
+    ] = None,
     until: Annotated[datetime | None, Query(description="Start time before (ISO 8601)")] = None,
     model_name: Annotated[str | None, Query(description="A model that served any stage")] = None,
     model_version: Annotated[str | None, Query(description="Its version (with model_name)")] = None,

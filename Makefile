@@ -1,0 +1,37 @@
+# `make run` serves Warden on the embedded defaults; `make test` runs the whole test suite.
+# Both create the virtual environment .venv on first use.
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: install run test lint bench lock clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml constraints.txt
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[dev]'
+	touch $(STAMP)
+
+run: $(STAMP)
+	$(BIN)/warden serve
+
+test: $(STAMP)
+	$(BIN)/pytest
+
+lint: $(STAMP)
+	$(BIN)/ruff check app collectors policies migrations tests bench
+	$(BIN)/mypy app collectors policies
+
+bench: $(STAMP)
+	$(BIN)/python bench/ingest.py
+
+# Re-pin constraints.txt to what is installed now (after a change to pyproject.toml).
+lock: $(STAMP)
+	{ sed -n '1,2p' constraints.txt; $(BIN)/pip freeze --exclude-editable \
+	  | sed 's/^torch==\(.*\)+cpu$$/torch==\1/'; } > constraints.tmp && mv constraints.tmp constraints.txt
+
+clean:
+	rm -rf $(VENV) .warden .pytest_cache .mypy_cache .ruff_cache

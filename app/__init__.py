@@ -1,0 +1,1 @@
+"""Warden service: HTTP API, storage, ingest, CLI."""

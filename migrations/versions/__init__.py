@@ -1,0 +1,1 @@
+"""Alembic revisions of the service schema, oldest first."""

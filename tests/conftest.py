@@ -1,0 +1,200 @@
+"""Shared fixtures: real databases (a SQLite file, a PostgreSQL server) and a live service.
+
+The PostgreSQL server is Debian's package, started once per test session by `initdb` into a
+temporary folder and listening on 127.0.0.1 only. PostgreSQL refuses to run as root, so as
+root the server runs as the `postgres` user (or `nobody`). Set WARDEN_TEST_POSTGRES_URL to
+use a server you already run instead.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import glob
+import os
+import pwd
+import shutil
+import socket
+import subprocess
+import tempfile
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import psycopg
+import pytest
+import uvicorn
+from sqlalchemy import Engine
+
+from app import projects, schema
+from app.config import Settings
+from app.db import create_db_engine
+from app.errors import Conflict
+from app.main import create_app
+
+TEST_SECRET = "test-server-secret"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _pg_bin(name: str) -> str:
+    found = shutil.which(name) or next(
+        iter(sorted(glob.glob(f"/usr/lib/postgresql/*/bin/{name}"), reverse=True)), None
+    )
+    if not found:
+        raise RuntimeError(
+            f"PostgreSQL's {name} was not found: install Debian's 'postgresql' package "
+            "(`.ci/run` does) or set WARDEN_TEST_POSTGRES_URL"
+        )
+    return found
+
+
+@dataclass
+class PostgresServer:
+    host: str
+    port: int
+    user: str
+
+    def url(self, database: str) -> str:
+        return f"postgresql+psycopg://{self.user}@{self.host}:{self.port}/{database}"
+
+    def admin(self) -> psycopg.Connection[tuple[object, ...]]:
+        return psycopg.connect(
+            host=self.host, port=self.port, user=self.user, dbname="postgres", autocommit=True
+        )
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[PostgresServer]:
+    external = os.environ.get("WARDEN_TEST_POSTGRES_URL")
+    if external:
+        info = psycopg.conninfo.conninfo_to_dict(external.replace("+psycopg", ""))
+        yield PostgresServer(
+            str(info.get("host", "127.0.0.1")), int(info.get("port", 5432)), str(info["user"])
+        )
+        return
+    run_as: dict[str, int] = {}
+    if os.geteuid() == 0:
+        account = "postgres" if _has_user("postgres") else "nobody"
+        entry = pwd.getpwnam(account)
+        run_as = {"user": entry.pw_uid, "group": entry.pw_gid}
+    root = Path(tempfile.mkdtemp(prefix="warden-pg-"))
+    data = root / "data"
+    if run_as:
+        os.chown(root, run_as["user"], run_as["group"])
+    port = free_port()
+    env = {**os.environ, "LC_ALL": "C.UTF-8"}
+    subprocess.run(
+        [_pg_bin("initdb"), "-D", str(data), "-U", "warden", "--auth=trust", "-E", "UTF8"],
+        check=True,
+        capture_output=True,
+        env=env,
+        cwd=root,
+        **run_as,  # type: ignore[arg-type]
+    )
+    # Durability settings off: these are throw-away databases, and the tests run faster.
+    options = (
+        f"-h 127.0.0.1 -p {port} -k {root} "
+        "-c fsync=off -c full_page_writes=off -c max_connections=200"
+    )
+    subprocess.run(
+        [_pg_bin("pg_ctl"), "-D", str(data), "-o", options, "-l", str(root / "log"), "-w", "start"],
+        check=True,
+        capture_output=True,
+        env=env,
+        cwd=root,
+        **run_as,  # type: ignore[arg-type]
+    )
+    try:
+        yield PostgresServer("127.0.0.1", port, "warden")
+    finally:
+        subprocess.run(
+            [_pg_bin("pg_ctl"), "-D", str(data), "-m", "immediate", "stop"],
+            capture_output=True,
+            env=env,
+            cwd=root,
+            **run_as,  # type: ignore[arg-type]
+        )
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def _has_user(name: str) -> bool:
+    try:
+        pwd.getpwnam(name)
+    except KeyError:
+        return False
+    return True
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """An empty database of each kind: a fresh SQLite file, or a fresh PostgreSQL database."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'warden.db'}"
+        return
+    server: PostgresServer = request.getfixturevalue("postgres")
+    name = f"t_{uuid.uuid4().hex[:12]}"
+    with server.admin() as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    yield server.url(name)
+    with server.admin() as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture
+def settings(database_url: str, tmp_path: Path) -> Settings:
+    return Settings(data_dir=tmp_path / "data", database_url=database_url, secret_key=TEST_SECRET)
+
+
+@pytest.fixture
+def engine(settings: Settings) -> Iterator[Engine]:
+    engine = create_db_engine(settings)
+    schema.upgrade(engine)
+    yield engine
+    engine.dispose()
+
+
+@dataclass
+class LiveService:
+    url: str
+    settings: Settings
+    engine: Engine
+
+    def key(self, project: str, *scopes: str) -> str:
+        """A key for `project` (created when missing) with the given scopes."""
+        with contextlib.suppress(Conflict):
+            projects.create_project(self.engine, project)
+        return projects.create_key(self.engine, TEST_SECRET.encode(), project, list(scopes))
+
+    def client(self, key: str | None = None) -> httpx.Client:
+        headers = {"Authorization": f"Bearer {key}"} if key else {}
+        return httpx.Client(base_url=self.url, headers=headers, timeout=30)
+
+
+@pytest.fixture
+def live(settings: Settings, engine: Engine) -> Iterator[LiveService]:
+    """The service on a free port of 127.0.0.1, served by uvicorn in a thread of this process."""
+    port = free_port()
+    config = uvicorn.Config(
+        create_app(settings), host="127.0.0.1", port=port, log_level="warning", access_log=False
+    )
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 20
+    while not server.started:
+        if time.monotonic() > deadline or not thread.is_alive():
+            raise RuntimeError("the test server did not start")
+        time.sleep(0.02)
+    try:
+        yield LiveService(f"http://127.0.0.1:{port}", settings, engine)
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
