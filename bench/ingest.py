@@ -1,0 +1,703 @@
+"""Ingest throughput benchmark: a live `warden serve` against the raw SQLite ceiling.
+
+Run from the repository root:
+
+    .venv/bin/python bench/ingest.py                 # 200 batches x 512 spans, 2 clients
+    .venv/bin/python bench/ingest.py --batches 50 --clients 4 --json
+
+What it measures, in one run:
+
+1. End to end: a real `warden serve` subprocess on a free port with a fresh data dir (SQLite
+   in WAL mode, synchronous=FULL: the defaults), fed pre-serialized OTLP/protobuf
+   `ExportTraceServiceRequest` batches over persistent HTTP connections, one per client
+   thread. Wall time from the first request to the last answer -> spans/s. Every answer must
+   be 200 without partial_success rejections; afterwards the stored data is checked through
+   `GET /v1/requests` and by counting the rows of the `spans` table directly.
+2. The raw ceiling: the same span rows (as `span_rows` makes them, plus `project_id`)
+   inserted into a fresh SQLite database by one SQLAlchemy Core executemany per batch, one
+   write transaction per batch. Only the insert loop is timed -> spans/s.
+
+It prints figures; it asserts nothing about time. Data checks (status codes, row counts)
+do fail the run (exit status 1).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import http.client
+import json
+import os
+import platform
+import queue
+import random
+import shutil
+import signal
+import socket
+import sqlite3
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (  # noqa: E402
+    ExportTraceServiceRequest,
+    ExportTraceServiceResponse,
+)
+from opentelemetry.proto.common.v1.common_pb2 import (  # noqa: E402
+    AnyValue,
+    ArrayValue,
+    InstrumentationScope,
+    KeyValue,
+)
+from opentelemetry.proto.resource.v1.resource_pb2 import Resource  # noqa: E402
+from opentelemetry.proto.trace.v1.trace_pb2 import (  # noqa: E402
+    ResourceSpans,
+    ScopeSpans,
+    Span,
+    Status,
+)
+
+TARGET_SPANS_PER_S = 15_000
+TARGET_RATIO = 0.35
+SPANS_PER_TRACE = 20
+PROTOBUF = "application/x-protobuf"
+WARDEN = Path(sys.executable).with_name("warden")
+
+# --------------------------------------------------------------------------------------------
+# Synthetic traffic of a hybrid AI stack (LLM + world model + planner), 20 spans per trace.
+# --------------------------------------------------------------------------------------------
+
+SERVICES = {
+    "gateway": {"service.name": "inference-gateway", "service.version": "2.4.1",
+                "deployment.environment": "bench", "host.name": "node-a"},
+    "llm": {"service.name": "llm-server", "service.version": "0.9.3",
+            "deployment.environment": "bench", "host.name": "gpu-1"},
+    "world_model": {"service.name": "world-model", "service.version": "1.2.0",
+                    "deployment.environment": "bench", "host.name": "gpu-2"},
+    "planner": {"service.name": "planner", "service.version": "3.0.7",
+                "deployment.environment": "bench", "host.name": "node-b"},
+}
+SCOPE = InstrumentationScope(name="warden.bench", version="0.1.0")
+LAYERS = ("encoder", "dynamics")
+ACTIONS = ("climb", "descend", "turn_left", "turn_right", "hold", "speed_up", "slow_down",
+           "reroute")
+OUTCOMES = ("ok",) * 8 + ("refused", "error")
+LLMS = (("llama-3.1-8b-instruct", "2024-07-23"), ("mistral-7b-instruct", "0.3"))
+WORLD_MODELS = (("atc-dynamics", "7"), ("atc-dynamics", "8"))
+PLANNERS = (("mcts-planner", "1.4.0"),)
+GENERIC = (
+    # (name, service, span kind): 16 generic spans, children of the root
+    ("http.server", "gateway", 2),
+    ("auth.check", "gateway", 1),
+    ("cache.get", "gateway", 3),
+    ("http.client", "gateway", 3),
+    ("tokenizer.encode", "llm", 1),
+    ("http.client", "llm", 3),
+    ("kv_cache.lookup", "llm", 1),
+    ("tokenizer.decode", "llm", 1),
+    ("http.client", "world_model", 3),
+    ("db.query", "world_model", 3),
+    ("feature.load", "world_model", 1),
+    ("http.client", "planner", 3),
+    ("constraints.load", "planner", 1),
+    ("db.query", "planner", 3),
+    ("policy.check", "gateway", 1),
+    ("http.client", "gateway", 3),
+)
+assert 4 + len(GENERIC) == SPANS_PER_TRACE
+
+
+def _any(value: Any) -> AnyValue:
+    if isinstance(value, bool):
+        return AnyValue(bool_value=value)
+    if isinstance(value, int):
+        return AnyValue(int_value=value)
+    if isinstance(value, float):
+        return AnyValue(double_value=value)
+    if isinstance(value, str):
+        return AnyValue(string_value=value)
+    if isinstance(value, list | tuple):
+        return AnyValue(array_value=ArrayValue(values=[_any(v) for v in value]))
+    raise TypeError(type(value))
+
+
+def _kvs(attrs: dict[str, Any]) -> list[KeyValue]:
+    return [KeyValue(key=k, value=_any(v)) for k, v in attrs.items()]
+
+
+class TraceFactory:
+    """Makes whole traces as (service, Span) pairs; every id from one seeded generator."""
+
+    def __init__(self, seed: int) -> None:
+        self.rng = random.Random(seed)
+        self.clock = 1_763_000_000_000_000_000  # ns, a fixed start so runs are repeatable
+        self.seen_ids: set[bytes] = set()
+
+    def _id(self, size: int) -> bytes:
+        while True:
+            value = self.rng.randbytes(size)
+            if any(value) and value not in self.seen_ids:
+                self.seen_ids.add(value)
+                return value
+
+    def trace(self) -> list[tuple[str, Span]]:
+        rng = self.rng
+        trace_id = self._id(16)
+        start = self.clock
+        self.clock += rng.randint(200_000, 2_000_000)  # requests arrive every 0.2-2 ms
+        total = rng.randint(150, 900) * 1_000_000
+        llm, wm, planner = rng.choice(LLMS), rng.choice(WORLD_MODELS), rng.choice(PLANNERS)
+        outcome = rng.choice(OUTCOMES)
+        root_id = self._id(8)
+        spans: list[tuple[str, Span]] = []
+
+        def span(service: str, name: str, parent: bytes, kind: int, t0: int, t1: int,
+                 attrs: dict[str, Any], events: list[Span.Event] | None = None,
+                 span_id: bytes | None = None, error: bool = False) -> bytes:
+            sid = span_id or self._id(8)
+            spans.append((service, Span(
+                trace_id=trace_id, span_id=sid, parent_span_id=parent, name=name, kind=kind,
+                start_time_unix_nano=t0, end_time_unix_nano=t1, attributes=_kvs(attrs),
+                events=events or [],
+                status=Status(code=2, message="request failed") if error else Status(code=0),
+            )))
+            return sid
+
+        span("gateway", "request", b"", 2, start, start + total, {
+            "warden.request.fingerprint": rng.randbytes(32).hex(),
+            "warden.request.fingerprint_key_id": "fpk-2025-01",
+            "warden.model.llm.name": llm[0],
+            "warden.model.llm.version": llm[1],
+            "warden.model.world_model.name": wm[0],
+            "warden.model.world_model.version": wm[1],
+            "warden.model.planner.name": planner[0],
+            "warden.model.planner.version": planner[1],
+            "warden.request.outcome": outcome,
+            "http.request.method": "POST",
+            "url.path": "/v1/plan",
+        }, span_id=root_id, error=outcome == "error")
+
+        t = start + 5_000_000
+        llm_end = t + total // 3
+        input_tokens = rng.randint(200, 4000)
+        span("llm", "llm", root_id, 3, t, llm_end, {
+            "gen_ai.system": "vllm",
+            "gen_ai.request.model": llm[0],
+            "gen_ai.usage.input_tokens": input_tokens,
+            "gen_ai.usage.output_tokens": rng.randint(20, 800),
+            "gen_ai.request.temperature": 0.2,
+        })
+
+        wm_start, wm_end = llm_end, llm_end + total // 3
+        events = []
+        step_ns = (wm_end - wm_start) // 9
+        for step in range(8):
+            for layer in LAYERS:
+                projection = [round(rng.gauss(0.0, 1.0), 6) for _ in range(16)]
+                lo, hi = min(projection), max(projection)
+                mean = sum(projection) / 16
+                events.append(Span.Event(
+                    name="world_model.state",
+                    time_unix_nano=wm_start + (step + 1) * step_ns,
+                    attributes=_kvs({
+                        "world_model.step": step,
+                        "world_model.layer": layer,
+                        "world_model.state.summary": [
+                            mean, rng.uniform(0.5, 1.5), lo, hi, rng.uniform(3.0, 5.0)],
+                        "world_model.state.projection": projection,
+                    }),
+                ))
+        span("world_model", "world_model.rollout", root_id, 1, wm_start, wm_end, {
+            "world_model.horizon": 8,
+            "world_model.name": wm[0],
+        }, events=events)
+
+        candidates = [
+            {"action": rng.choice(ACTIONS), "score": round(rng.random(), 4),
+             "predicted": {"conflict_probability": round(rng.random() * 0.2, 4),
+                           "delay_s": round(rng.uniform(0, 120), 1),
+                           "fuel_kg": round(rng.uniform(10, 400), 1)}}
+            for _ in range(16)
+        ]
+        best = max(candidates, key=lambda c: c["score"])
+        span("planner", "planner.decide", root_id, 1, wm_end, start + total - 5_000_000, {
+            "planner.candidates": json.dumps(candidates),
+            "planner.chosen": best["action"],
+            "planner.confidence": best["score"],
+            "planner.constraints": json.dumps(
+                ["min_separation_nm>=5", "max_climb_fpm<=3000", "no_restricted_airspace"]),
+        })
+
+        for name, service, kind in GENERIC:
+            t0 = start + rng.randint(0, total - 2_000_000)
+            t1 = t0 + rng.randint(100_000, 2_000_000)
+            if name == "http.client":
+                attrs = {"http.request.method": rng.choice(("GET", "POST")),
+                         "server.address": f"{service}.internal", "server.port": 8080,
+                         "url.full": f"http://{service}.internal:8080/api/{rng.randint(1, 99)}",
+                         "http.response.status_code": 200}
+            elif name == "db.query":
+                attrs = {"db.system": "postgresql", "db.operation.name": "SELECT",
+                         "db.collection.name": "features", "db.response.returned_rows":
+                         rng.randint(0, 50)}
+            else:
+                attrs = {"component": name.split(".")[0], "thread.id": rng.randint(1, 64),
+                         "code.function": name.replace(".", "_"), "cache.hit": rng.random() < 0.7}
+            span(service, name, root_id, kind, t0, t1, attrs)
+        return spans
+
+
+def span_stream(seed: int) -> Iterator[tuple[str, Span]]:
+    factory = TraceFactory(seed)
+    while True:
+        yield from factory.trace()
+
+
+def make_batches(count: int, batch_size: int, seed: int) -> list[bytes]:
+    """`count` serialized requests of exactly `batch_size` spans: whole traces as far as they
+    fit; a trace cut at the end of a batch continues at the start of the next one."""
+    stream = span_stream(seed)
+    batches = []
+    for _ in range(count):
+        by_service: dict[str, list[Span]] = {}
+        for _ in range(batch_size):
+            service, span = next(stream)
+            by_service.setdefault(service, []).append(span)
+        request = ExportTraceServiceRequest(resource_spans=[
+            ResourceSpans(
+                resource=Resource(attributes=_kvs(SERVICES[service])),
+                scope_spans=[ScopeSpans(scope=SCOPE, spans=spans)],
+            )
+            for service, spans in by_service.items()
+        ])
+        batches.append(request.SerializeToString())
+    return batches
+
+
+# --------------------------------------------------------------------------------------------
+# The live server
+# --------------------------------------------------------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def run_cli(env: dict[str, str], *args: str) -> str:
+    done = subprocess.run([str(WARDEN), *args], env=env, capture_output=True, text=True,
+                          timeout=120, check=False)
+    if done.returncode != 0:
+        raise RuntimeError(f"warden {' '.join(args)} failed ({done.returncode}):\n"
+                           f"{done.stdout}{done.stderr}")
+    return done.stdout
+
+
+@dataclass
+class Server:
+    proc: subprocess.Popen[bytes]
+    port: int
+    log: Path
+
+    def tail(self, lines: int = 30) -> str:
+        try:
+            return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return ""
+
+
+def start_server(env: dict[str, str], data_dir: Path, workers: int = 1,
+                 timeout: float = 60.0) -> Server:
+    port = free_port()
+    log = data_dir / "server.log"
+    with log.open("wb") as out:
+        proc = subprocess.Popen(
+            [str(WARDEN), "serve", "--host", "127.0.0.1", "--port", str(port),
+             *(["--workers", str(workers)] if workers != 1 else [])],
+            env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
+        )
+    server = Server(proc, port, log)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"warden serve exited with {proc.returncode}:\n{server.tail()}")
+        try:
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
+            conn.request("GET", "/readyz")
+            if conn.getresponse().status == 200:
+                conn.close()
+                return server
+            conn.close()
+        except OSError:
+            pass
+        time.sleep(0.1)
+    stop_server(server)
+    raise RuntimeError(f"warden serve not ready within {timeout:.0f}s:\n{server.tail()}")
+
+
+def stop_server(server: Server) -> None:
+    if server.proc.poll() is not None:
+        return
+    server.proc.terminate()
+    try:
+        server.proc.wait(timeout=15)
+    except subprocess.TimeoutExpired:
+        # The server runs in a session of its own (start_new_session): end its whole group,
+        # uvicorn's worker processes included.
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(server.proc.pid, signal.SIGKILL)
+        server.proc.wait(timeout=15)
+
+
+# --------------------------------------------------------------------------------------------
+# Clients
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass
+class SendResult:
+    seconds: float = 0.0
+    latencies: list[float] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+
+
+def send_all(port: int, key: str, batches: list[bytes], clients: int) -> SendResult:
+    """Send every batch once, `clients` threads each on its own persistent connection."""
+    work: queue.SimpleQueue[bytes | None] = queue.SimpleQueue()
+    for body in batches:
+        work.put(body)
+    for _ in range(clients):
+        work.put(None)
+    result = SendResult()
+    lock = threading.Lock()
+    headers = {"Content-Type": PROTOBUF, "Authorization": f"Bearer {key}"}
+    start_gate = threading.Barrier(clients + 1)
+
+    def client() -> None:
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
+        latencies: list[float] = []
+        errors: list[str] = []
+        try:
+            conn.connect()
+            start_gate.wait()
+            while (body := work.get()) is not None:
+                t0 = time.perf_counter()
+                try:
+                    conn.request("POST", "/v1/traces", body=body, headers=headers)
+                    response = conn.getresponse()
+                    data = response.read()
+                except (OSError, http.client.HTTPException) as exc:
+                    errors.append(f"{type(exc).__name__}: {exc}")
+                    conn.close()  # reconnects on the next request
+                    continue
+                latencies.append(time.perf_counter() - t0)
+                if response.status != 200:
+                    errors.append(f"HTTP {response.status}: {data[:300]!r}")
+                    continue
+                answer = ExportTraceServiceResponse()
+                answer.ParseFromString(data)
+                if answer.HasField("partial_success") and (
+                    answer.partial_success.rejected_spans or answer.partial_success.error_message
+                ):
+                    errors.append(f"partial_success: {answer.partial_success}")
+        except threading.BrokenBarrierError:
+            errors.append("client could not start")
+        finally:
+            conn.close()
+            with lock:
+                result.latencies.extend(latencies)
+                result.errors.extend(errors)
+
+    threads = [threading.Thread(target=client, daemon=True) for _ in range(clients)]
+    for thread in threads:
+        thread.start()
+    start_gate.wait(timeout=60)
+    t0 = time.perf_counter()
+    for thread in threads:
+        thread.join()
+    result.seconds = time.perf_counter() - t0
+    return result
+
+
+def get_json(port: int, key: str, path: str) -> tuple[int, Any]:
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    try:
+        conn.request("GET", path, headers={"Authorization": f"Bearer {key}"})
+        response = conn.getresponse()
+        data = response.read()
+    finally:
+        conn.close()
+    try:
+        return response.status, json.loads(data)
+    except ValueError:
+        return response.status, data.decode(errors="replace")
+
+
+def count_rows(db: Path, table: str) -> int:
+    conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
+    try:
+        return int(conn.execute(f"SELECT count(*) FROM {table}").fetchone()[0])
+    finally:
+        conn.close()
+
+
+# --------------------------------------------------------------------------------------------
+# The raw ceiling
+# --------------------------------------------------------------------------------------------
+
+
+def raw_ceiling(batches: list[bytes], data_dir: Path) -> tuple[float, int]:
+    """Seconds to insert the span rows of `batches` with plain executemany, and the row count."""
+    from sqlalchemy import insert
+
+    from app import schema
+    from app.config import Settings
+    from app.db import create_db_engine, write_transaction
+    from app.ingest.normalise import span_rows
+    from app.models import Project
+    from app.models import Span as SpanModel
+
+    engine = create_db_engine(Settings(data_dir=data_dir, database_url=""))
+    try:
+        schema.upgrade(engine)
+        with write_transaction(engine) as conn:
+            project_id = int(conn.execute(
+                insert(Project).values(name="bench").returning(Project.id)).scalar_one())
+        prepared = []
+        for body in batches:
+            request = ExportTraceServiceRequest()
+            request.ParseFromString(body)
+            rows = span_rows(request).spans
+            for row in rows:
+                row["project_id"] = project_id
+            prepared.append(rows)
+        table = SpanModel.__table__
+        stmt = insert(table)
+        t0 = time.perf_counter()
+        for rows in prepared:
+            with write_transaction(engine) as conn:
+                conn.execute(stmt, rows)
+        seconds = time.perf_counter() - t0
+    finally:
+        engine.dispose()
+    return seconds, count_rows(data_dir / "warden.db", "spans")
+
+
+# --------------------------------------------------------------------------------------------
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(
+        description=(
+            "Warden ingest benchmark. Starts `warden serve` on a free port with a fresh "
+            "SQLite store (WAL, synchronous=FULL), sends pre-serialized OTLP/protobuf batches "
+            "of synthetic hybrid-AI traces (20 spans per trace: request, llm, "
+            "world_model.rollout with 16 state events, planner.decide, 16 generic spans) "
+            "to POST /v1/traces, and compares the end-to-end spans/s with the raw ceiling: "
+            "the same span rows inserted into SQLite by one SQLAlchemy Core executemany per "
+            "batch. Prints figures; asserts nothing about time."
+        ),
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    parser.add_argument("--batches", type=int, default=200,
+                        help="measured batches (200 x 512 = 102,400 spans)")
+    parser.add_argument("--clients", type=int, default=2,
+                        help="concurrent client threads, one persistent HTTP connection each")
+    parser.add_argument("--batch-size", type=int, default=512, help="spans per export request")
+    parser.add_argument("--warmup", type=int, default=4,
+                        help="batches sent first and not counted in the timing")
+    parser.add_argument("--server-workers", type=int, default=1,
+                        help="`warden serve --workers N` (worker processes of the server)")
+    parser.add_argument("--seed", type=int, default=20250101, help="seed of the span generator")
+    parser.add_argument("--json", action="store_true",
+                        help="also print the figures as one JSON line at the end")
+    parser.add_argument("--keep", action="store_true",
+                        help="keep the temporary data dirs (and the server log) for inspection")
+    args = parser.parse_args()
+    if min(args.batches, args.clients, args.batch_size, args.server_workers) < 1 or args.warmup < 0:
+        parser.error("--batches, --clients, --batch-size and --server-workers must be >= 1, "
+                     "--warmup >= 0")
+    if not WARDEN.exists():
+        parser.error(f"no `warden` entry point next to {sys.executable}")
+
+    def say(message: str) -> None:
+        print(message, file=sys.stderr, flush=True)
+
+    say(f"generating {args.warmup + args.batches} batches of {args.batch_size} spans ...")
+    t0 = time.perf_counter()
+    all_batches = make_batches(args.warmup + args.batches, args.batch_size, args.seed)
+    warmup, measured = all_batches[: args.warmup], all_batches[args.warmup :]
+    total_spans = len(all_batches) * args.batch_size
+    measured_spans = len(measured) * args.batch_size
+    payload_mb = sum(map(len, measured)) / 1e6
+    say(f"  done in {time.perf_counter() - t0:.1f}s "
+        f"({payload_mb / len(measured) * 1000:.0f} kB per batch)")
+
+    tmp = Path(tempfile.mkdtemp(prefix="warden-bench-"))
+    server_dir, raw_dir = tmp / "server", tmp / "raw"
+    server_dir.mkdir()
+    raw_dir.mkdir()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("WARDEN_")}
+    env["WARDEN_DATA_DIR"] = str(server_dir)
+    env["WARDEN_CONFIG"] = str(server_dir / "none.toml")  # no warden.toml from the cwd
+    failures: list[str] = []
+    server: Server | None = None
+    try:
+        try:
+            run_cli(env, "project", "create", "bench")
+            key = run_cli(env, "key", "create", "--project", "bench",
+                          "--scope", "ingest", "--scope", "read", "--name", "bench").strip()
+            if not (key.startswith("wdn_") and len(key) == 42):
+                raise RuntimeError(f"unexpected key from `warden key create`: {key!r}")
+
+            server = start_server(env, server_dir, args.server_workers)
+            say(f"warden serve ready on port {server.port} (pid {server.proc.pid}); "
+                f"warm-up: {len(warmup)} batches")
+            warm = send_all(server.port, key, warmup, min(args.clients, max(len(warmup), 1)))
+            failures += [f"warm-up: {e}" for e in warm.errors]
+
+            say(f"sending {len(measured)} batches with {args.clients} client(s) ...")
+            sent = send_all(server.port, key, measured, args.clients)
+            failures += sent.errors
+            e2e_rate = measured_spans / sent.seconds
+
+            status, page = get_json(server.port, key, "/v1/requests?limit=1")
+            if status != 200 or not isinstance(page, dict) or not page.get("items"):
+                failures.append(f"GET /v1/requests?limit=1 -> {status}: {str(page)[:300]}")
+            db = server_dir / "warden.db"
+            stored_spans = count_rows(db, "spans")
+            stored_requests = count_rows(db, "requests")
+            stored_states = count_rows(db, "world_model_states")
+            if stored_spans != total_spans:
+                failures.append(f"spans table holds {stored_spans} rows, sent {total_spans}")
+            server_rss = _rss_mb(server.proc.pid)
+        except BaseException:
+            if server is not None:
+                say(f"server log (last lines):\n{server.tail()}")
+            raise
+        finally:
+            if server is not None:
+                stop_server(server)
+            if failures and server is not None:
+                say(f"server log (last lines):\n{server.tail()}")
+
+        say("raw ceiling: direct executemany into a fresh SQLite file ...")
+        raw_seconds, raw_count = raw_ceiling(measured, raw_dir)
+        raw_rate = measured_spans / raw_seconds
+        if raw_count != measured_spans:
+            failures.append(f"raw ceiling stored {raw_count} rows, expected {measured_spans}")
+    finally:
+        if args.keep:
+            say(f"kept {tmp}")
+        else:
+            shutil.rmtree(tmp, ignore_errors=True)
+
+    ratio = e2e_rate / raw_rate
+    lat = sorted(sent.latencies)
+    p50 = statistics.median(lat) * 1000 if lat else float("nan")
+    p99 = lat[min(len(lat) - 1, int(len(lat) * 0.99))] * 1000 if lat else float("nan")
+    machine = {
+        "nproc": (len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity")
+                  else os.cpu_count()),
+        "python": platform.python_version(),
+        "sqlite": sqlite3.sqlite_version,
+        "platform": platform.platform(terse=True),
+    }
+
+    def ok(flag: bool) -> str:
+        if failures:
+            return "n/a (data checks failed)"
+        return "met" if flag else "NOT met"
+
+    rows = [
+        ("spans sent (measured + warm-up)",
+         f"{measured_spans:,} + {len(warmup) * args.batch_size:,}"),
+        ("batches x spans, clients", f"{len(measured)} x {args.batch_size}, {args.clients}"),
+        ("server worker processes", f"{args.server_workers}"),
+        ("payload per batch", f"{payload_mb / len(measured) * 1000:.0f} kB"),
+        ("end-to-end wall time", f"{sent.seconds:.2f} s"),
+        ("end-to-end", f"{e2e_rate:,.0f} spans/s"),
+        ("request latency p50 / p99", f"{p50:.0f} ms / {p99:.0f} ms"),
+        ("raw ceiling insert time", f"{raw_seconds:.2f} s"),
+        ("raw ceiling", f"{raw_rate:,.0f} spans/s"),
+        ("ratio end-to-end / ceiling", f"{ratio:.1%}"),
+        ("stored: spans / requests / states",
+         f"{stored_spans:,} / {stored_requests:,} / {stored_states:,}"),
+        ("server RSS at end", f"{server_rss:.0f} MB" if server_rss else "n/a"),
+    ]
+    width = max(len(label) for label, _ in rows)
+    print()
+    print("Warden ingest benchmark (SQLite WAL, synchronous=FULL)")
+    print("-" * (width + 24))
+    for label, value in rows:
+        print(f"{label:<{width}}  {value:>20}")
+    print("-" * (width + 24))
+    print(f"target: >= {TARGET_SPANS_PER_S:,} spans/s end to end and >= {TARGET_RATIO:.0%} "
+          "of the raw ceiling")
+    print(f"  end to end >= {TARGET_SPANS_PER_S:,} spans/s: "
+          f"{ok(e2e_rate >= TARGET_SPANS_PER_S)}; ratio >= {TARGET_RATIO:.0%}: "
+          f"{ok(ratio >= TARGET_RATIO)}")
+    print(f"machine: nproc={machine['nproc']}, python {machine['python']}, "
+          f"sqlite {machine['sqlite']}, {machine['platform']}")
+    if failures:
+        print(f"\nDATA CHECKS FAILED ({len(failures)}):")
+        for failure in failures[:20]:
+            print(f"  {failure}")
+    else:
+        print("data checks: every answer 200 without rejections; /v1/requests answers; "
+              "spans table row count equals spans sent")
+    if args.json:
+        print(json.dumps({
+            "end_to_end_spans_per_s": round(e2e_rate, 1),
+            "raw_ceiling_spans_per_s": round(raw_rate, 1),
+            "ratio": round(ratio, 4),
+            "end_to_end_seconds": round(sent.seconds, 3),
+            "raw_ceiling_seconds": round(raw_seconds, 3),
+            "latency_p50_ms": round(p50, 1),
+            "latency_p99_ms": round(p99, 1),
+            "batches": len(measured),
+            "batch_size": args.batch_size,
+            "clients": args.clients,
+            "server_workers": args.server_workers,
+            "warmup_batches": len(warmup),
+            "spans_sent": total_spans,
+            "spans_stored": stored_spans,
+            "target_spans_per_s": TARGET_SPANS_PER_S,
+            "target_ratio": TARGET_RATIO,
+            "failures": len(failures),
+            "machine": machine,
+        }))
+    return 1 if failures else 0
+
+
+def _rss_mb(pid: int) -> float | None:
+    """Resident memory of the server process tree (Linux /proc), in MB."""
+    try:
+        pids = [pid]
+        children = Path(f"/proc/{pid}/task/{pid}/children")
+        if children.exists():
+            pids += [int(p) for p in children.read_text().split()]
+        total = 0
+        for p in pids:
+            for line in Path(f"/proc/{p}/status").read_text().splitlines():
+                if line.startswith("VmRSS:"):
+                    total += int(line.split()[1])
+        return total / 1024
+    except (OSError, ValueError):
+        return None
+
+
+if __name__ == "__main__":
+    sys.exit(main())
