@@ -46,6 +46,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import orjson
+
 ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
@@ -458,6 +460,21 @@ def count_rows(db: Path, table: str) -> int:
 # --------------------------------------------------------------------------------------------
 
 
+def core_row(project_id: int, row: dict) -> dict:
+    """The `spans` row the service stores for a parsed span, as a SQLAlchemy Core parameter
+    set: JSON columns as Python values, for the engine's JSON serialiser to encode."""
+    return {
+        "project_id": project_id,
+        **{k: row[k] for k in (
+            "trace_id", "span_id", "parent_span_id", "name", "kind", "start_time_unix_nano",
+            "end_time_unix_nano", "status_code", "status_message", "service_name", "scope_name",
+            "attributes", "body_digest")},
+        "events": [{"name": n, "time_unix_nano": t, "attributes": a} for n, t, a in row["events"]],
+        "links": orjson.loads(row["links_json"]),
+        "resource": orjson.loads(row["resource_json"]),
+    }
+
+
 def raw_ceiling(batches: list[bytes], data_dir: Path) -> tuple[float, int]:
     """Seconds to insert the span rows of `batches` with plain executemany, and the row count."""
     from sqlalchemy import insert
@@ -479,10 +496,7 @@ def raw_ceiling(batches: list[bytes], data_dir: Path) -> tuple[float, int]:
         for body in batches:
             request = ExportTraceServiceRequest()
             request.ParseFromString(body)
-            rows = span_rows(request).spans
-            for row in rows:
-                row["project_id"] = project_id
-            prepared.append(rows)
+            prepared.append([core_row(project_id, row) for row in span_rows(request).spans])
         table = SpanModel.__table__
         stmt = insert(table)
         t0 = time.perf_counter()
@@ -513,13 +527,15 @@ def main() -> int:
     )
     parser.add_argument("--batches", type=int, default=200,
                         help="measured batches (200 x 512 = 102,400 spans)")
-    parser.add_argument("--clients", type=int, default=2,
-                        help="concurrent client threads, one persistent HTTP connection each")
+    parser.add_argument("--clients", type=int, default=4,
+                        help="concurrent client threads, one persistent HTTP connection each "
+                             "(like several exporters or a Collector's connection pool)")
     parser.add_argument("--batch-size", type=int, default=512, help="spans per export request")
     parser.add_argument("--warmup", type=int, default=4,
                         help="batches sent first and not counted in the timing")
-    parser.add_argument("--server-workers", type=int, default=1,
-                        help="`warden serve --workers N` (worker processes of the server)")
+    parser.add_argument("--server-workers", type=int, default=os.cpu_count() or 1,
+                        help="`warden serve --workers N` (worker processes of the server; "
+                             "the default is one per core, as the README recommends)")
     parser.add_argument("--seed", type=int, default=20250101, help="seed of the span generator")
     parser.add_argument("--json", action="store_true",
                         help="also print the figures as one JSON line at the end")

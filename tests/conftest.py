@@ -13,8 +13,10 @@ import glob
 import os
 import pwd
 import shutil
+import signal
 import socket
 import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -198,3 +200,59 @@ def live(settings: Settings, engine: Engine) -> Iterator[LiveService]:
     finally:
         server.should_exit = True
         thread.join(timeout=10)
+
+
+@dataclass
+class ServeProcess:
+    """`warden serve` as a real process; `key` is the admin key it printed on first run."""
+
+    proc: subprocess.Popen[str]
+    url: str
+    key: str
+
+
+@contextlib.contextmanager
+def warden_serve(
+    tmp_path: Path, database_url: str, *args: str, secret: str = "serve-secret"
+) -> Iterator[ServeProcess]:
+    port = free_port()
+    env = {
+        **os.environ,
+        "WARDEN_DATA_DIR": str(tmp_path / "data"),
+        "WARDEN_DATABASE_URL": database_url,
+        "WARDEN_SECRET_KEY": secret,
+    }
+    warden = str(Path(sys.executable).parent / "warden")
+    proc = subprocess.Popen(
+        [warden, "serve", "--port", str(port), *args],
+        env=env,
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
+    try:
+        assert proc.stdout is not None
+        key = ""
+        deadline = time.monotonic() + 60
+        while not key and time.monotonic() < deadline and proc.poll() is None:
+            line = proc.stdout.readline()
+            key = next((w for w in line.split() if w.startswith("wdn_")), "")
+        assert key, "warden serve printed no first-run key"
+        url = f"http://127.0.0.1:{port}"
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(f"{url}/readyz").status_code == 200:
+                    break
+            except httpx.TransportError:
+                time.sleep(0.1)
+        yield ServeProcess(proc, url, key)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGTERM)
+            try:
+                proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()

@@ -42,18 +42,36 @@ _ZERO_TRACE = bytes(16)
 _ZERO_SPAN = bytes(8)
 
 
+_SCALARS = frozenset({"string_value", "int_value", "double_value", "bool_value"})
+
+
 def any_value(value: AnyValue) -> Any:
     """The Python value of an OTLP `AnyValue` (bytes become base64 text, as in OTLP/JSON)."""
     kind = value.WhichOneof("value")
-    if kind is None:
-        return None
+    if kind in _SCALARS:
+        return getattr(value, kind)
     if kind == "array_value":
-        return [any_value(v) for v in value.array_value.values]
+        values = value.array_value.values
+        if values and values[0].WhichOneof("value") == "double_value":
+            # Fast path for arrays of doubles (projections, summaries: most of a batch).
+            # Reading `double_value` of an element that holds another kind gives 0.0, so
+            # only the zeros need their kind checked to know the array is all doubles.
+            doubles = [v.double_value for v in values]
+            if 0.0 not in doubles or all(
+                values[i].WhichOneof("value") == "double_value"
+                for i, x in enumerate(doubles)
+                if x == 0.0
+            ):
+                return doubles
+        return [
+            getattr(v, k) if (k := v.WhichOneof("value")) in _SCALARS else any_value(v)
+            for v in values
+        ]
     if kind == "kvlist_value":
         return attributes(value.kvlist_value.values)
     if kind == "bytes_value":
         return base64.b64encode(value.bytes_value).decode()
-    return getattr(value, kind)
+    return None
 
 
 def attributes(items: Iterable[KeyValue]) -> dict[str, Any]:
@@ -67,10 +85,16 @@ class ParsedBatch:
 
 
 def span_rows(request: ExportTraceServiceRequest) -> ParsedBatch:
-    """Rows for the `spans` table; a span with an invalid id is rejected with its reason."""
+    """Rows for the `spans` table; a span with an invalid id is rejected with its reason.
+
+    `world_model.state` events are set apart in `state_events`: they become
+    `world_model_states` rows and are not stored a second time in the span's events.
+    The JSON columns that the normalisation does not read are serialised here, once.
+    """
     batch = ParsedBatch()
     for resource_spans in request.resource_spans:
         resource = attributes(resource_spans.resource.attributes)
+        resource_json = orjson.dumps(resource).decode()
         service = resource.get("service.name")
         service_name = str(service) if service is not None else None
         for scope_spans in resource_spans.scope_spans:
@@ -80,6 +104,21 @@ def span_rows(request: ExportTraceServiceRequest) -> ParsedBatch:
                 if reason:
                     batch.rejections.append(f"span {span.name!r}: {reason}")
                     continue
+                events = []
+                states = []
+                for e in span.events:
+                    if e.name == STATE_EVENT:
+                        states.append((e.time_unix_nano, attributes(e.attributes)))
+                    else:
+                        events.append((e.name, e.time_unix_nano, attributes(e.attributes)))
+                links = [
+                    {
+                        "trace_id": link.trace_id.hex(),
+                        "span_id": link.span_id.hex(),
+                        "attributes": attributes(link.attributes),
+                    }
+                    for link in span.links
+                ]
                 batch.spans.append(
                     {
                         "trace_id": span.trace_id.hex(),
@@ -94,23 +133,18 @@ def span_rows(request: ExportTraceServiceRequest) -> ParsedBatch:
                         "service_name": service_name,
                         "scope_name": scope_name,
                         "attributes": attributes(span.attributes),
-                        "events": [
-                            {
-                                "name": e.name,
-                                "time_unix_nano": e.time_unix_nano,
-                                "attributes": attributes(e.attributes),
-                            }
-                            for e in span.events
-                        ],
-                        "links": [
-                            {
-                                "trace_id": link.trace_id.hex(),
-                                "span_id": link.span_id.hex(),
-                                "attributes": attributes(link.attributes),
-                            }
-                            for link in span.links
-                        ],
-                        "resource": resource,
+                        "events": events,
+                        "state_events": states,
+                        "events_json": orjson.dumps(
+                            [
+                                {"name": n, "time_unix_nano": t, "attributes": a}
+                                for n, t, a in events
+                            ]
+                        ).decode()
+                        if events
+                        else "[]",
+                        "links_json": orjson.dumps(links).decode() if links else "[]",
+                        "resource_json": resource_json,
                         "body_digest": hashlib.sha256(span.SerializeToString()).digest(),
                     }
                 )
@@ -158,15 +192,12 @@ def normalise(spans: Iterable[dict[str, Any]]) -> Normalised:
                 _policy(span, attrs, policy_seq, span["start_time_unix_nano"])
             )
             policy_seq += 1
-        for event in span["events"]:
-            name = event["name"]
-            if name == STATE_EVENT:
-                out.states.append(_state(span, event["attributes"], seq, event["time_unix_nano"]))
-                seq += 1
-            elif name == POLICY_EVENT:
-                out.policy_evaluations.append(
-                    _policy(span, event["attributes"], policy_seq, event["time_unix_nano"])
-                )
+        for time, state in span["state_events"]:
+            out.states.append(_state(span, state, seq, time))
+            seq += 1
+        for name, time, event_attrs in span["events"]:
+            if name == POLICY_EVENT:
+                out.policy_evaluations.append(_policy(span, event_attrs, policy_seq, time))
                 policy_seq += 1
         if PLANNER_CHOSEN in attrs or PLANNER_CANDIDATES in attrs:
             out.decisions.append(_decision(span, attrs))
@@ -240,16 +271,19 @@ def _request(
 
 def _state(span: dict[str, Any], attrs: dict[str, Any], seq: int, time: int) -> dict[str, Any]:
     summary = attrs.get(STATE_SUMMARY)
-    stats: list[float | None] = [None] * 5
-    if isinstance(summary, list):
-        for i, value in enumerate(summary[:5]):
-            stats[i] = _number(value)
+    if isinstance(summary, list) and len(summary) == 5 and all(type(x) is float for x in summary):
+        stats: list[float | None] = summary
+    else:
+        stats = [None] * 5
+        if isinstance(summary, list):
+            for i, value in enumerate(summary[:5]):
+                stats[i] = _number(value)
     projection = attrs.get(STATE_PROJECTION)
     return {
         "trace_id": span["trace_id"],
         "span_id": span["span_id"],
         "seq": seq,
-        "step": int(attrs.get(STATE_STEP, 0) or 0),
+        "step": _integer(attrs.get(STATE_STEP)),
         "layer": str(attrs.get(STATE_LAYER, "")),
         "mean": stats[0],
         "std": stats[1],
@@ -292,6 +326,12 @@ def _policy(span: dict[str, Any], attrs: dict[str, Any], seq: int, time: int) ->
 
 def _text(value: Any) -> str | None:
     return None if value is None else str(value)
+
+
+def _integer(value: Any) -> int:
+    if isinstance(value, int) and not isinstance(value, bool) and -(2**31) <= value < 2**31:
+        return value
+    return 0
 
 
 def _number(value: Any) -> float | None:

@@ -1,18 +1,25 @@
 """Writing one export request: every row in one transaction, acknowledged only once committed.
 
 Idempotency is per project on (trace_id, span_id): a span already stored with the same body
-is a harmless resend; with another body it is a conflict, counted and never an overwrite.
-Only spans inserted by this batch are normalised, so a conflicting resend cannot add typed
-rows either. Every table is written in one fixed order and every batch in key order, so
-concurrent transactions on PostgreSQL always take their locks in the same order and cannot
-deadlock.
+is a harmless resend; with another body it is a conflict, counted and never an overwrite, and
+the typed rows it would have made are dropped too. Every table is written in one fixed order
+and every batch in key order, so concurrent transactions on PostgreSQL take their locks in the
+same order and cannot deadlock.
+
+This is the hot path of the service. The two large tables (spans and world-model states,
+hundreds of rows a batch) are written straight through the DB-API driver's `executemany` with
+JSON serialised beforehand, and everything that needs no lock is computed before the write
+transaction begins.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
+import orjson
 from sqlalchemy import Connection, Engine, Table, case, select, tuple_
 from sqlalchemy.dialects import postgresql, sqlite
 
@@ -25,10 +32,21 @@ from app.models import (
     Request,
     RequestModel,
     Span,
-    WorldModelState,
 )
 
 SPANS: Table = Span.__table__  # type: ignore[assignment]
+SPAN_KEY = ("project_id", "trace_id", "span_id")
+SPAN_COLUMNS = (
+    "project_id", "trace_id", "span_id", "parent_span_id", "name", "kind",
+    "start_time_unix_nano", "end_time_unix_nano", "status_code", "status_message",
+    "service_name", "scope_name", "attributes", "events", "links", "resource", "body_digest",
+)  # fmt: skip
+# Rows numbered within their span (states, policy evaluations) are keyed by their number.
+STATE_KEY = ("project_id", "trace_id", "span_id", "seq")
+STATE_COLUMNS = (
+    "project_id", "trace_id", "span_id", "seq", "step", "layer", "mean", "std", "min", "max",
+    "l2_norm", "projection", "tensor_sha256", "time_unix_nano",
+)  # fmt: skip
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,38 +73,37 @@ def dialect_insert(conn: Connection, table: Table) -> postgresql.Insert | sqlite
 def store_batch(engine: Engine, project_id: int, batch: ParsedBatch) -> IngestResult:
     """Store a parsed batch for a project in one transaction and say what happened to it."""
     unique: dict[tuple[str, str], dict[str, Any]] = {}
-    in_batch_repeats: list[dict[str, Any]] = []
+    repeats: list[dict[str, Any]] = []
     for row in batch.spans:
-        row["project_id"] = project_id
-        key = _key(row)
+        key = (row["trace_id"], row["span_id"])
         if key in unique:
-            in_batch_repeats.append(row)
+            repeats.append(row)
         else:
             unique[key] = row
     rows = [unique[key] for key in sorted(unique)]
+    typed = normalise(rows)
+    span_params = [_span_params(project_id, row) for row in rows]
 
     with write_transaction(engine) as conn:
-        inserted = _insert_spans(conn, rows)
-        stored = _stored_digests(conn, project_id, [r for r in rows if _key(r) not in inserted])
-        duplicates = conflicts = 0
-        for row in [*rows, *in_batch_repeats]:
-            key = _key(row)
-            if key in inserted:
-                if row is unique[key]:
-                    continue
-                first = unique[key]["body_digest"]
-            else:
-                first = stored.get(key, row["body_digest"])
-            if first == row["body_digest"]:
-                duplicates += 1
-            else:
-                conflicts += 1
-        typed = normalise(row for row in rows if _key(row) in inserted)
+        inserted = _insert_ignore(conn, "spans", SPAN_COLUMNS, SPAN_KEY, span_params)
+        conflicts = 0
+        if inserted < len(rows) or repeats:
+            # Some ids were stored before (or repeat within the batch): what the database
+            # holds now for each id is the first body; any other body is a conflict.
+            stored = _stored_digests(conn, project_id, list(unique))
+            losers = {
+                id(row)
+                for row in [*rows, *repeats]
+                if stored.get((row["trace_id"], row["span_id"])) != row["body_digest"]
+            }
+            conflicts = len(losers)
+            if losers:
+                typed = normalise(row for row in rows if id(row) not in losers)
         _insert_typed(conn, project_id, typed)
 
     return IngestResult(
-        accepted=len(inserted),
-        duplicates=duplicates,
+        accepted=inserted,
+        duplicates=len(batch.spans) - inserted - conflicts,
         conflicts=conflicts,
         invalid=len(batch.rejections),
         requests=len(typed.requests),
@@ -94,27 +111,46 @@ def store_batch(engine: Engine, project_id: int, batch: ParsedBatch) -> IngestRe
     )
 
 
-def _key(row: dict[str, Any]) -> tuple[str, str]:
-    return row["trace_id"], row["span_id"]
+def _span_params(project_id: int, row: dict[str, Any]) -> tuple[Any, ...]:
+    return (
+        project_id, row["trace_id"], row["span_id"], row["parent_span_id"], row["name"],
+        row["kind"], row["start_time_unix_nano"], row["end_time_unix_nano"], row["status_code"],
+        row["status_message"], row["service_name"], row["scope_name"],
+        orjson.dumps(row["attributes"]).decode(), row["events_json"], row["links_json"],
+        row["resource_json"], row["body_digest"],
+    )  # fmt: skip
 
 
-def _insert_spans(conn: Connection, rows: list[dict[str, Any]]) -> set[tuple[str, str]]:
-    if not rows:
-        return set()
-    stmt = (
-        dialect_insert(conn, SPANS)
-        .on_conflict_do_nothing(index_elements=["project_id", "trace_id", "span_id"])
-        .returning(SPANS.c.trace_id, SPANS.c.span_id)
+def _state_params(project_id: int, s: dict[str, Any]) -> tuple[Any, ...]:
+    return (
+        project_id, s["trace_id"], s["span_id"], s["seq"], s["step"], s["layer"], s["mean"],
+        s["std"], s["min"], s["max"], s["l2_norm"], orjson.dumps(s["projection"]).decode(),
+        s["tensor_sha256"], s["time_unix_nano"],
+    )  # fmt: skip
+
+
+def _insert_ignore(
+    conn: Connection,
+    table: str,
+    columns: Sequence[str],
+    key: Sequence[str],
+    params: list[tuple[Any, ...]],
+) -> int:
+    """`executemany` of INSERT … ON CONFLICT DO NOTHING; returns how many rows were new."""
+    if not params:
+        return 0
+    mark = "?" if conn.dialect.paramstyle == "qmark" else "%s"
+    sql = (
+        f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({', '.join([mark] * len(columns))}) "
+        f"ON CONFLICT ({', '.join(key)}) DO NOTHING"
     )
-    return {(t, s) for t, s in conn.execute(stmt, rows)}
+    result = conn.exec_driver_sql(sql, params)
+    return int(result.rowcount)
 
 
 def _stored_digests(
-    conn: Connection, project_id: int, rows: list[dict[str, Any]]
+    conn: Connection, project_id: int, keys: list[tuple[str, str]]
 ) -> dict[tuple[str, str], bytes]:
-    if not rows:
-        return {}
-    keys = [_key(row) for row in rows]
     query = select(SPANS.c.trace_id, SPANS.c.span_id, SPANS.c.body_digest).where(
         SPANS.c.project_id == project_id,
         tuple_(SPANS.c.trace_id, SPANS.c.span_id).in_(keys),
@@ -123,22 +159,39 @@ def _stored_digests(
 
 
 def _insert_typed(conn: Connection, project_id: int, typed: Normalised) -> None:
-    for model, rows, key in (
-        (Request, typed.requests, ("project_id", "trace_id")),
-        (RequestModel, typed.request_models, ("project_id", "trace_id", "role")),
-        (WorldModelState, typed.states, ("project_id", "trace_id", "span_id", "seq")),
-        (PlannerDecision, typed.decisions, ("project_id", "trace_id", "span_id")),
-        (PolicyEvaluation, typed.policy_evaluations, ("project_id", "trace_id", "span_id", "seq")),
-    ):
-        if not rows:
-            continue
-        for row in rows:
-            row["project_id"] = project_id
-        rows.sort(key=lambda r: tuple(r[k] for k in key[1:]))
-        table: Table = model.__table__  # type: ignore[assignment]
-        conn.execute(dialect_insert(conn, table).on_conflict_do_nothing(index_elements=key), rows)
+    now = datetime.now(UTC)
+    for row in typed.requests:
+        row["ingested_at"] = now
+    _insert_rows(conn, Request, project_id, typed.requests, ("project_id", "trace_id"))
+    _insert_rows(
+        conn, RequestModel, project_id, typed.request_models, ("project_id", "trace_id", "role")
+    )
+    typed.states.sort(key=lambda r: (r["trace_id"], r["span_id"], r["seq"]))
+    _insert_ignore(
+        conn,
+        "world_model_states",
+        STATE_COLUMNS,
+        STATE_KEY,
+        [_state_params(project_id, s) for s in typed.states],
+    )
+    _insert_rows(
+        conn, PlannerDecision, project_id, typed.decisions, ("project_id", "trace_id", "span_id")
+    )
+    _insert_rows(conn, PolicyEvaluation, project_id, typed.policy_evaluations, STATE_KEY)
     # Last: an upsert holds a row lock on PostgreSQL until commit, so it is held briefly.
     _upsert_models(conn, project_id, typed.models)
+
+
+def _insert_rows(
+    conn: Connection, model: Any, project_id: int, rows: list[dict[str, Any]], key: tuple[str, ...]
+) -> None:
+    if not rows:
+        return
+    for row in rows:
+        row["project_id"] = project_id
+    rows.sort(key=lambda r: tuple(r[k] for k in key[1:]))
+    table: Table = model.__table__
+    conn.execute(dialect_insert(conn, table).on_conflict_do_nothing(index_elements=key), rows)
 
 
 def _upsert_models(

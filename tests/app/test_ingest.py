@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import signal
 import threading
-import time
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -13,7 +15,7 @@ from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExport
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
-from sqlalchemy import Engine, func, select, text
+from sqlalchemy import Engine, create_engine, func, select, text
 
 from app.models import (
     ModelVersion,
@@ -25,7 +27,7 @@ from app.models import (
     WorldModelState,
 )
 from tests import otlp
-from tests.conftest import LiveService
+from tests.conftest import LiveService, warden_serve
 
 
 def count(engine: Engine, model: Any, **where: Any) -> int:
@@ -386,63 +388,53 @@ def test_concurrent_writers_never_fail_or_deadlock(live: LiveService) -> None:
     assert count(live.engine, WorldModelState) == 24 * 16
 
 
-def test_acknowledged_batches_survive_a_killed_server(tmp_path: Any, database_url: str) -> None:
+def test_acknowledged_batches_survive_a_killed_server(tmp_path: Path, database_url: str) -> None:
     """`warden serve` as a real process, killed with SIGKILL right after acknowledging."""
-    import os
-    import signal
-    import subprocess
-    import sys
-    from pathlib import Path
-
-    from tests.conftest import free_port
-
-    port = free_port()
-    env = {
-        **os.environ,
-        "WARDEN_DATA_DIR": str(tmp_path / "data"),
-        "WARDEN_DATABASE_URL": database_url,
-        "WARDEN_SECRET_KEY": "kill-test",
-    }
-    warden = str(Path(sys.executable).parent / "warden")
-    server = subprocess.Popen(
-        [warden, "serve", "--port", str(port)],
-        env=env,
-        cwd=tmp_path,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    try:
-        assert server.stdout is not None
-        key = ""
-        deadline = time.monotonic() + 60
-        while not key and time.monotonic() < deadline:
-            line = server.stdout.readline()
-            key = next((w for w in line.split() if w.startswith("wdn_")), "")
-        assert key, "warden serve printed no first-run key"
-        url = f"http://127.0.0.1:{port}"
-        while time.monotonic() < deadline:
-            try:
-                if httpx.get(f"{url}/readyz").status_code == 200:
-                    break
-            except httpx.TransportError:
-                time.sleep(0.1)
-        bodies = [
-            otlp.request(otlp.hybrid_trace(otlp.Ids(200 + i))).SerializeToString() for i in range(5)
-        ]
-        with httpx.Client(base_url=url, headers={"Authorization": f"Bearer {key}"}) as client:
+    bodies = [
+        otlp.request(otlp.hybrid_trace(otlp.Ids(200 + i))).SerializeToString() for i in range(5)
+    ]
+    with warden_serve(tmp_path, database_url) as server:
+        with httpx.Client(base_url=server.url, headers=_bearer(server.key)) as client:
             for body in bodies:
                 assert post(client, body).status_code == 200
-        os.kill(server.pid, signal.SIGKILL)
-        server.wait(timeout=10)
-    finally:
-        if server.poll() is None:
-            server.kill()
-    from sqlalchemy import create_engine
-
+        os.killpg(server.proc.pid, signal.SIGKILL)
+        server.proc.wait(timeout=10)
     engine = create_engine(database_url)
     try:
         assert count(engine, Span) == 20
         assert count(engine, Request) == 5
     finally:
         engine.dispose()
+
+
+def test_several_server_processes_share_one_database(tmp_path: Path, database_url: str) -> None:
+    """Two worker processes, eight concurrent clients: every batch lands, none fails."""
+    traces = [otlp.hybrid_trace(otlp.Ids(300 + i)) for i in range(64)]
+    bodies = [
+        otlp.request([s for t in traces[i : i + 4] for s in t]).SerializeToString()
+        for i in range(0, 64, 4)
+    ]
+    answers: list[int] = []
+    with warden_serve(tmp_path, database_url, "--workers", "2") as server:
+
+        def send(part: list[bytes]) -> None:
+            with httpx.Client(base_url=server.url, headers=_bearer(server.key)) as client:
+                answers.extend(post(client, body).status_code for body in part)
+
+        threads = [threading.Thread(target=send, args=(bodies[n::8] * 2,)) for n in range(8)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    assert answers == [200] * 32
+    engine = create_engine(database_url)
+    try:
+        assert count(engine, Span) == 64 * 4
+        assert count(engine, Request) == 64
+        assert count(engine, WorldModelState) == 64 * 16
+    finally:
+        engine.dispose()
+
+
+def _bearer(key: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {key}"}
