@@ -12,7 +12,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from sqlalchemy.exc import OperationalError, SQLAlchemyError
 
-from app.api.routes import health, ingest, requests
+from app.api.routes import health, ingest, requests, tensors
 from app.config import Settings
 from app.db import create_db_engine
 from app.errors import WardenError
@@ -47,6 +47,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         version="0.1.0",
         summary="Observability and governance for hybrid AI inference stacks",
         lifespan=lifespan,
+        # The service does not trace itself into the process's OpenTelemetry providers: its
+        # own metrics are at /metrics, and an ingest span per export would be pure overhead
+        # (and a loop, were the process's exporter pointed at Warden).
+        telemetry={"tracing": False, "metrics": False, "logs": False},
     )
     app.state.settings = settings
     app.state.metrics = metrics
@@ -60,7 +64,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     # client's keep-alive connection.
     app.add_exception_handler(SQLAlchemyError, _internal_error)
     app.add_exception_handler(Exception, _internal_error)
-    for module in (ingest, requests, health):
+    for module in (ingest, requests, tensors, health):
         app.include_router(module.router)
     return app
 

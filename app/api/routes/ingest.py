@@ -5,8 +5,8 @@ from __future__ import annotations
 from fastapi import APIRouter, Request, Response
 from starlette.concurrency import run_in_threadpool
 
+from app.api.body import read_body
 from app.api.deps import EngineDep, Ingester, MetricsDep, SettingsDep
-from app.errors import PayloadTooLarge
 from app.ingest import otlp
 from app.ingest.pipeline import ingest_traces, partial_success_message
 
@@ -32,7 +32,7 @@ async def export_traces(
     metrics: MetricsDep,
 ) -> Response:
     kind = otlp.media_type(request.headers.get("content-type"))
-    body = await _read_body(request, settings.payload_limit_bytes)
+    body = await read_body(request, settings.payload_limit_bytes)
     result = await run_in_threadpool(
         ingest_traces,
         engine,
@@ -45,17 +45,3 @@ async def export_traces(
     )
     content = otlp.encode_response(kind, result.rejected, partial_success_message(result))
     return Response(content=content, media_type=kind)
-
-
-async def _read_body(request: Request, limit: int) -> bytes:
-    declared = request.headers.get("content-length")
-    if declared and declared.isdigit() and int(declared) > limit:
-        raise PayloadTooLarge(f"body of {declared} bytes is over the limit of {limit} bytes")
-    chunks: list[bytes] = []
-    size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise PayloadTooLarge(f"body is over the limit of {limit} bytes")
-        chunks.append(chunk)
-    return b"".join(chunks)

@@ -1,0 +1,34 @@
+"""Sampled world-model tensors: `PUT` by the SDK (ingest scope), `GET` for readers."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Request, Response
+from starlette.concurrency import run_in_threadpool
+
+from app.api.body import read_body
+from app.api.deps import Ingester, Reader, SettingsDep
+from app.tensors import load_tensor, store_tensor
+
+router = APIRouter(tags=["tensors"])
+
+
+@router.put(
+    "/v1/tensors/{digest}",
+    summary="Store a sampled tensor (.npy) under the SHA-256 of its bytes",
+    status_code=201,
+    response_class=Response,
+)
+async def put_tensor(
+    digest: str, request: Request, principal: Ingester, settings: SettingsDep
+) -> Response:
+    body = await read_body(request, settings.payload_limit_bytes)
+    created = await run_in_threadpool(
+        store_tensor, settings.data_dir, principal.project_id, digest, body
+    )
+    return Response(status_code=201 if created else 200)
+
+
+@router.get("/v1/tensors/{digest}", summary="A sampled tensor (.npy)", response_class=Response)
+async def get_tensor(digest: str, principal: Reader, settings: SettingsDep) -> Response:
+    body = await run_in_threadpool(load_tensor, settings.data_dir, principal.project_id, digest)
+    return Response(body, media_type="application/octet-stream")

@@ -1,0 +1,160 @@
+"""The SDK's process-wide client: configuration, export pipeline, stage models.
+
+Like OpenTelemetry's global tracer provider, one client serves the whole process; `init()`
+sets it and `shutdown()` clears it. After a fork the child gets a fresh client of its own:
+the parent's queue is not copied into it (so nothing is sent twice) and the child's export
+thread and spool connection are its own.
+"""
+
+from __future__ import annotations
+
+import atexit
+import logging
+import os
+import threading
+from dataclasses import dataclass
+from typing import Any
+
+from opentelemetry import metrics, trace
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor, TracerProvider
+
+from collectors._config import Config, resolve
+from collectors._pipeline import Pipeline
+
+log = logging.getLogger("warden.collectors")
+
+
+@dataclass(frozen=True, slots=True)
+class ModelRef:
+    """A model version serving one stage of the stack."""
+
+    role: str
+    name: str
+    version: str
+
+
+class _Forward(SpanProcessor):
+    """Sends spans of any other OpenTelemetry instrumentation through Warden's pipeline."""
+
+    def __init__(self, client: Client) -> None:
+        self.client = client
+
+    def on_end(self, span: ReadableSpan) -> None:
+        if self.client.pipeline is not None:
+            self.client.pipeline.submit(span)
+
+    def force_flush(self, timeout_millis: int = 30000) -> bool:
+        return self.client.flush(timeout_millis / 1000)
+
+
+class Client:
+    def __init__(self, config: Config, provider: TracerProvider | None) -> None:
+        self.config = config
+        self.resource: dict[str, Any] = {
+            "service.name": config.service_name,
+            "telemetry.sdk.name": "warden.collectors",
+        }
+        if config.project:
+            self.resource["warden.project"] = config.project
+        self.models: dict[str, ModelRef] = {}
+        self.pipeline: Pipeline | None = Pipeline(config, self.resource)
+        self.provider = provider or TracerProvider(resource=Resource.create(self.resource))
+        self.provider.add_span_processor(_Forward(self))
+        self._register_metrics()
+
+    def _register_metrics(self) -> None:
+        meter = metrics.get_meter("warden.collectors", "0.1.0")
+        for name in ("queued", "exported", "spooled", "replayed", "rejected", "dropped"):
+            meter.create_observable_counter(
+                f"warden.collectors.spans.{name}",
+                callbacks=[self._observe(name)],
+                unit="{span}",
+                description=f"Spans {name} by the Warden SDK",
+            )
+
+    def _observe(self, name: str) -> Any:
+        def callback(_options: Any) -> list[metrics.Observation]:
+            if self.pipeline is None:
+                return []
+            return [metrics.Observation(getattr(self.pipeline.counters, name))]
+
+        return callback
+
+    def flush(self, timeout: float = 10.0, include_spool: bool = False) -> bool:
+        return self.pipeline.flush(timeout, include_spool) if self.pipeline else True
+
+    def shutdown(self, timeout: float = 10.0) -> None:
+        if self.pipeline is not None:
+            self.pipeline.shutdown(timeout)
+            self.pipeline = None
+
+    def after_fork(self) -> None:
+        # The parent's export thread does not exist here, and its queue belongs to it.
+        self.pipeline = Pipeline(self.config, self.resource)
+
+
+_lock = threading.Lock()
+_active: Client | None = None
+
+
+def active() -> Client | None:
+    return _active
+
+
+def init(
+    endpoint: str | None = None,
+    api_key: str | None = None,
+    project: str | None = None,
+    fingerprint_secret: str | bytes | None = None,
+    *,
+    fingerprint_key_id: str | None = None,
+    service_name: str | None = None,
+    spool_dir: str | os.PathLike[str] | None = None,
+    spool_max_bytes: int | None = None,
+    queue_size: int | None = None,
+    fail_closed: bool | None = None,
+    export_timeout: float | None = None,
+    tracer_provider: TracerProvider | None = None,
+) -> Client:
+    """Start recording to a Warden service. Arguments fall back to `WARDEN_*` variables.
+
+    Builds an OpenTelemetry `TracerProvider` (or attaches to `tracer_provider`, the one the
+    application already has) whose spans, like Warden's own records, are exported over
+    OTLP/HTTP protobuf through a bounded queue and an on-disk spool.
+
+    >>> import collectors
+    >>> client = collectors.init(endpoint="http://127.0.0.1:8000", api_key="wdn_...",
+    ...                          fingerprint_secret="a long random string")  # doctest: +SKIP
+    """
+    global _active
+    config = resolve(
+        endpoint, api_key, project, fingerprint_secret, fingerprint_key_id, service_name,
+        spool_dir, spool_max_bytes, queue_size, fail_closed, export_timeout,
+    )  # fmt: skip
+    with _lock:
+        if _active is not None:
+            _active.shutdown()
+        client = Client(config, tracer_provider)
+        if tracer_provider is None and not isinstance(trace.get_tracer_provider(), TracerProvider):
+            trace.set_tracer_provider(client.provider)
+        _active = client
+    return client
+
+
+def shutdown(timeout: float = 10.0) -> None:
+    """Flush what is queued (to the service, or to the spool) and stop the export thread."""
+    global _active
+    with _lock:
+        client, _active = _active, None
+    if client is not None:
+        client.shutdown(timeout)
+
+
+def _after_fork_in_child() -> None:
+    if _active is not None:
+        _active.after_fork()
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
+atexit.register(shutdown)

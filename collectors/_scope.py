@@ -1,0 +1,365 @@
+"""The request scope and the stage recorders that write into it.
+
+The current request lives in a `contextvars.ContextVar`, so it follows the code into asyncio
+tasks (which copy the context when created) and into threads started with a copied context
+(`contextvars.copy_context().run`), and concurrent requests never see each other's record.
+Instrumentation errors are logged, never raised into the caller's code.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import functools
+import inspect
+import json
+import logging
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any, TypeVar
+
+from opentelemetry import context as otel_context
+from opentelemetry import trace
+from opentelemetry.proto.trace.v1.trace_pb2 import Span, Status
+
+from collectors import _client
+from collectors._client import ModelRef
+from collectors._record import ChildSpan, RequestRecord, trace_id_for
+from collectors.errors import RecordNotDurable
+from collectors.fingerprint import canonical_json, fingerprint
+
+log = logging.getLogger("warden.collectors")
+F = TypeVar("F", bound=Callable[..., Any])
+
+_current: contextvars.ContextVar[RequestRecord | None] = contextvars.ContextVar(
+    "warden_request", default=None
+)
+
+
+def current_record() -> RequestRecord | None:
+    return _current.get()
+
+
+class Request:
+    """Handle of the request being recorded (what `with collectors.request(...)` gives)."""
+
+    __slots__ = ("_record",)
+
+    def __init__(self, record: RequestRecord | None) -> None:
+        self._record = record
+
+    @property
+    def trace_id(self) -> str | None:
+        """The request's id in Warden: its trace id, as hex."""
+        return self._record.trace_id.hex() if self._record else None
+
+    @property
+    def fingerprint(self) -> str | None:
+        return self._record.attributes.get("warden.request.fingerprint") if self._record else None
+
+    def set_outcome(self, outcome: str) -> None:
+        """What the stack answered, e.g. `booked`, `clarify`, `denied`."""
+        self.set_attribute("warden.request.outcome", outcome)
+
+    def set_attribute(self, key: str, value: Any) -> None:
+        if self._record is not None:
+            self._record.attributes[key] = value
+
+
+@contextmanager
+def request(
+    input: Any,
+    subject: str | None = None,
+    *,
+    request_id: str | None = None,
+    name: str = "request",
+    capture_input: bool = False,
+) -> Iterator[Request]:
+    """Record one request of the stack: every stage recorded inside lands in it.
+
+    The input is fingerprinted (HMAC-SHA256 of its canonical JSON); it is exported itself
+    only with `capture_input=True`. A `request_id` makes the request's ids deterministic,
+    so recording the same request twice (a retry) stores it once.
+
+    >>> with collectors.request({"text": "a room for 6 tomorrow 3-5pm"}, subject="u-17") as req:
+    ...     answer = assistant.handle(text)  # doctest: +SKIP
+    ...     req.set_outcome(answer.kind)
+    """
+    client = _client.active()
+    if client is None or client.pipeline is None:
+        yield Request(None)
+        return
+    if client.config.fail_closed and not client.pipeline.has_capacity():
+        raise RecordNotDurable("Warden spool is full: refusing to run a request unrecorded")
+    record, token, otel_token = _open(client, input, subject, request_id, name, capture_input)
+    failure: BaseException | None = None
+    try:
+        yield Request(record)
+    except BaseException as exc:
+        failure = exc
+        raise
+    finally:
+        _current.reset(token)
+        otel_context.detach(otel_token)
+        durable = _close(client, record, failure)
+        if not durable and failure is None:
+            raise RecordNotDurable(
+                "fail-closed: the record of this request could not be made durable"
+            )
+
+
+def _open(
+    client: _client.Client,
+    input: Any,
+    subject: str | None,
+    request_id: str | None,
+    name: str,
+    capture_input: bool,
+) -> tuple[RequestRecord, contextvars.Token[RequestRecord | None], contextvars.Token[Any]]:
+    config = client.config
+    trace_id = trace_id_for(request_id, config.fingerprint_secret) if request_id else None
+    record = RequestRecord(name, trace_id)
+    attrs = record.attributes
+    try:
+        attrs["warden.request.fingerprint"] = fingerprint(input, config.fingerprint_secret)
+        if capture_input:
+            attrs["warden.request.input"] = canonical_json(input).decode()
+    except (TypeError, ValueError) as exc:
+        log.warning("Warden could not fingerprint the input (%s); recorded without one", exc)
+    attrs["warden.request.fingerprint_key_id"] = config.fingerprint_key_id
+    if subject is not None:
+        attrs["warden.request.subject"] = subject
+    if request_id is not None:
+        attrs["warden.request.id"] = request_id
+    for ref in client.models.values():
+        attrs[f"warden.model.{ref.role}.name"] = ref.name
+        attrs[f"warden.model.{ref.role}.version"] = ref.version
+    token = _current.set(record)
+    # Spans of other OpenTelemetry instrumentation inside the request become its children.
+    parent = trace.NonRecordingSpan(
+        trace.SpanContext(
+            int.from_bytes(record.trace_id, "big"),
+            int.from_bytes(record.span_id, "big"),
+            is_remote=False,
+            trace_flags=trace.TraceFlags(trace.TraceFlags.SAMPLED),
+        )
+    )
+    otel_token = otel_context.attach(trace.set_span_in_context(parent))
+    return record, token, otel_token
+
+
+def _close(client: _client.Client, record: RequestRecord, failure: BaseException | None) -> bool:
+    """Finish and hand over the record; False only when fail-closed could not spool it."""
+    record.end_ns = time.time_ns()
+    if failure is not None:
+        record.status = (Status.STATUS_CODE_ERROR, f"{type(failure).__name__}: {failure}")
+        record.attributes.setdefault("warden.request.outcome", "error")
+    pipeline = client.pipeline
+    if pipeline is None:
+        return not client.config.fail_closed
+    try:
+        if record.captures:
+            from collectors._watch import summarise
+
+            summarise(record)
+        if client.config.fail_closed:
+            return pipeline.submit_durable(record)
+        pipeline.submit(record)
+    except Exception:
+        log.exception("Warden could not record a request")
+        return not client.config.fail_closed
+    return True
+
+
+def recorded(
+    fn: F | None = None, *, input_arg: str | None = None, subject_arg: str | None = None
+) -> Any:
+    """Decorator form of `request()`: the function's first argument (or `input_arg`) is the
+    input. Works on plain and `async` functions.
+
+    >>> @collectors.recorded
+    ... def handle(text: str) -> str: ...
+    """
+
+    def wrap(func: F) -> F:
+        signature = inspect.signature(func)
+
+        def scope_args(args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[Any, Any]:
+            bound = signature.bind_partial(*args, **kwargs)
+            names = list(signature.parameters)
+            key = input_arg or (names[0] if names else None)
+            value = bound.arguments.get(key) if key else None
+            return value, bound.arguments.get(subject_arg) if subject_arg else None
+
+        if inspect.iscoroutinefunction(func):
+
+            @functools.wraps(func)
+            async def async_wrapper(*args: Any, **kwargs: Any) -> Any:
+                value, subject = scope_args(args, kwargs)
+                with request(value, subject, name=func.__name__):
+                    return await func(*args, **kwargs)
+
+            return async_wrapper  # type: ignore[return-value]
+
+        @functools.wraps(func)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            value, subject = scope_args(args, kwargs)
+            with request(value, subject, name=func.__name__):
+                return func(*args, **kwargs)
+
+        return wrapper  # type: ignore[return-value]
+
+    return wrap(fn) if fn is not None else wrap
+
+
+class LLMCall:
+    """Handle of `collectors.llm_call()`: record the response when it arrives."""
+
+    __slots__ = ("_span",)
+
+    def __init__(self, span: ChildSpan | None) -> None:
+        self._span = span
+
+    def record(
+        self,
+        response_model: str | None = None,
+        input_tokens: int | None = None,
+        output_tokens: int | None = None,
+        **attributes: Any,
+    ) -> None:
+        if self._span is None:
+            return
+        attrs = self._span.attributes
+        if response_model is not None:
+            attrs["gen_ai.response.model"] = response_model
+        if input_tokens is not None:
+            attrs["gen_ai.usage.input_tokens"] = input_tokens
+        if output_tokens is not None:
+            attrs["gen_ai.usage.output_tokens"] = output_tokens
+        attrs.update(attributes)
+
+
+@contextmanager
+def llm_call(
+    system: str, request_model: str, operation: str = "chat", **attributes: Any
+) -> Iterator[LLMCall]:
+    """Record the language-model stage (OTel GenAI attributes) and its latency.
+
+    >>> with collectors.llm_call(system="openai", request_model="gpt-4o-mini") as call:
+    ...     reply = client.chat(...)  # doctest: +SKIP
+    ...     call.record(response_model=reply.model, input_tokens=reply.usage.prompt_tokens,
+    ...                 output_tokens=reply.usage.completion_tokens)
+    """
+    record = _current.get()
+    span = None
+    if record is not None:
+        span = record.child(f"{operation} {request_model}", Span.SPAN_KIND_CLIENT)
+        span.attributes.update(
+            {
+                "gen_ai.operation.name": operation,
+                "gen_ai.system": system,
+                "gen_ai.request.model": request_model,
+                **attributes,
+            }
+        )
+    try:
+        yield LLMCall(span)
+    except BaseException as exc:
+        if span is not None:
+            span.status = (Status.STATUS_CODE_ERROR, f"{type(exc).__name__}: {exc}")
+        raise
+    finally:
+        if span is not None:
+            span.end_ns = time.time_ns()
+
+
+@contextmanager
+def stage(name: str, **attributes: Any) -> Iterator[None]:
+    """Time any other step of the request as a span of its own.
+
+    >>> with collectors.stage("calendar.lookup", rooms=12):
+    ...     free = calendar.free_slots(day)  # doctest: +SKIP
+    """
+    record = _current.get()
+    span = record.child(name) if record is not None else None
+    if span is not None:
+        span.attributes.update(attributes)
+    try:
+        yield
+    finally:
+        if span is not None:
+            span.end_ns = time.time_ns()
+
+
+def model(role: str, name: str, version: str | None = None) -> ModelRef:
+    """Record which model version serves a stage (`llm`, `world_model`, `planner`, ...).
+
+    Called at load time, it applies to every later request of the process; inside a request,
+    to that request only. A `models:/name@alias` (or `models:/name/version`) MLflow URI is
+    resolved to its version here, once.
+
+    >>> collectors.model("world_model", "models:/booking-world-model@champion")  # doctest: +SKIP
+    ModelRef(role='world_model', name='booking-world-model', version='3')
+    """
+    if name.startswith("models:/"):
+        name, version = _resolve_uri(name)
+    if version is None:
+        raise ValueError("model() needs a version, or a models:/ URI to resolve one")
+    ref = ModelRef(role, name, str(version))
+    record = _current.get()
+    if record is not None:
+        record.attributes[f"warden.model.{role}.name"] = ref.name
+        record.attributes[f"warden.model.{role}.version"] = ref.version
+    else:
+        client = _client.active()
+        if client is not None:
+            client.models[role] = ref
+    return ref
+
+
+def _resolve_uri(uri: str) -> tuple[str, str]:
+    from mlflow.tracking import MlflowClient
+
+    path = uri[len("models:/") :]
+    mlflow = MlflowClient()
+    if "@" in path:
+        name, alias = path.split("@", 1)
+        return name, str(mlflow.get_model_version_by_alias(name, alias).version)
+    name, _, version = path.partition("/")
+    if not version:
+        raise ValueError(
+            f"{uri!r}: name a version (models:/name/3) or an alias (models:/name@champion)"
+        )
+    return name, version
+
+
+def decision(
+    candidates: list[dict[str, Any]],
+    chosen: str | None,
+    constraints: list[Any] | None = None,
+    rationale: str | None = None,
+    confidence: float | None = None,
+) -> None:
+    """Record the planner's whole decision: every candidate, not only the winner.
+
+    >>> collectors.decision(
+    ...     candidates=[{"action": "room-3@15:00", "score": 0.91, "predicted": {"conflict": 0.02}},
+    ...                 {"action": "room-5@15:00", "score": 0.40, "predicted": {"conflict": 0.31}}],
+    ...     chosen="room-3@15:00", constraints=["capacity>=6"], confidence=0.87)  # doctest: +SKIP
+    """
+    record = _current.get()
+    if record is None:
+        return
+    try:
+        span = record.child("planner.decide")
+        attrs = span.attributes
+        attrs["planner.candidates"] = json.dumps(candidates, default=float)
+        if chosen is not None:
+            attrs["planner.chosen"] = chosen
+        attrs["planner.constraints"] = json.dumps(constraints or [], default=str)
+        if rationale is not None:
+            attrs["planner.rationale"] = rationale
+        if confidence is not None:
+            attrs["planner.confidence"] = float(confidence)
+    except (TypeError, ValueError):
+        log.exception("Warden could not record a decision")
