@@ -213,9 +213,15 @@ class ServeProcess:
 
 @contextlib.contextmanager
 def warden_serve(
-    tmp_path: Path, database_url: str, *args: str, secret: str = "serve-secret"
+    tmp_path: Path,
+    database_url: str,
+    *args: str,
+    secret: str = "serve-secret",
+    port: int | None = None,
+    first_run: bool = True,
 ) -> Iterator[ServeProcess]:
-    port = free_port()
+    """Run `warden serve`; with `first_run`, wait for the key it prints on an empty store."""
+    port = port or free_port()
     env = {
         **os.environ,
         "WARDEN_DATA_DIR": str(tmp_path / "data"),
@@ -236,10 +242,12 @@ def warden_serve(
         assert proc.stdout is not None
         key = ""
         deadline = time.monotonic() + 60
-        while not key and time.monotonic() < deadline and proc.poll() is None:
+        while first_run and not key and time.monotonic() < deadline and proc.poll() is None:
             line = proc.stdout.readline()
             key = next((w for w in line.split() if w.startswith("wdn_")), "")
-        assert key, "warden serve printed no first-run key"
+        assert key or not first_run, "warden serve printed no first-run key"
+        # Keep reading its output, so a full pipe can never stall the server.
+        threading.Thread(target=proc.stdout.read, daemon=True).start()
         url = f"http://127.0.0.1:{port}"
         while time.monotonic() < deadline:
             try:
