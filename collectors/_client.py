@@ -58,6 +58,7 @@ class Client:
         if config.project:
             self.resource["warden.project"] = config.project
         self.models: dict[str, ModelRef] = {}
+        self._inherited: Pipeline | None = None
         self.pipeline: Pipeline | None = Pipeline(config, self.resource)
         self.provider = provider or TracerProvider(resource=Resource.create(self.resource))
         self.provider.add_span_processor(_Forward(self))
@@ -90,7 +91,9 @@ class Client:
             self.pipeline = None
 
     def after_fork(self) -> None:
-        # The parent's export thread does not exist here, and its queue belongs to it.
+        # The parent's export thread does not exist here, and its queue belongs to it. The
+        # inherited pipeline is kept, unused: closing its SQLite handle in the child is unsafe.
+        self._inherited = self.pipeline
         self.pipeline = Pipeline(self.config, self.resource)
 
 

@@ -30,7 +30,9 @@ def stored(database_url: str) -> tuple[int, int, int]:
     try:
         with engine.connect() as conn:
             requests = conn.execute(select(func.count()).select_from(Request)).scalar_one()
-            distinct = conn.execute(select(func.count(func.distinct(Request.trace_id)))).scalar_one()
+            distinct = conn.execute(
+                select(func.count(func.distinct(Request.trace_id)))
+            ).scalar_one()
             spans = conn.execute(select(func.count()).select_from(Span)).scalar_one()
     finally:
         engine.dispose()
@@ -76,10 +78,8 @@ def test_user_process_killed_and_restarted_replays_its_spool(tmp_path: Path) -> 
     dead = f"http://127.0.0.1:{free_port()}"
     with warden_serve(tmp_path, url) as server:
         # First process: the service is unreachable for it; killed in the middle of the run.
-        first = subprocess.Popen(
-            [sys.executable, "-m", "tests.collectors.sdk_process", dead, server.key, spool, "0", "1000"],
-            cwd=ROOT, stdout=subprocess.PIPE, text=True,
-        )  # fmt: skip
+        args = [sys.executable, "-m", "tests.collectors.sdk_process", dead, server.key, spool]
+        first = subprocess.Popen([*args, "0", "1000"], cwd=ROOT, stdout=subprocess.PIPE, text=True)
         assert first.stdout is not None
         last = -1
         for line in first.stdout:
@@ -116,7 +116,10 @@ def test_a_forked_child_records_on_its_own_and_nothing_is_sent_twice(tmp_path: P
     url = f"sqlite:///{tmp_path / 'warden.db'}"
     with warden_serve(tmp_path, url) as server:
         collectors.init(
-            endpoint=server.url, api_key=server.key, fingerprint_secret="s", spool_dir=tmp_path / "spool"
+            endpoint=server.url,
+            api_key=server.key,
+            fingerprint_secret="s",
+            spool_dir=tmp_path / "spool",
         )
         for n in range(10):
             one_request(n)  # still queued in the parent when it forks
@@ -155,13 +158,17 @@ def test_a_damaged_spool_row_is_skipped_never_replayed(tmp_path: Path) -> None:
         rows = [r[0] for r in db.execute("SELECT id FROM spool ORDER BY id")]
         assert len(rows) == 3
         # Flip one byte of the middle batch, as a damaged disk page would.
-        payload = bytearray(db.execute("SELECT payload FROM spool WHERE id = ?", (rows[1],)).fetchone()[0])
+        payload = bytearray(
+            db.execute("SELECT payload FROM spool WHERE id = ?", (rows[1],)).fetchone()[0]
+        )
         payload[len(payload) // 2] ^= 0xFF
         db.execute("UPDATE spool SET payload = ? WHERE id = ?", (bytes(payload), rows[1]))
         db.commit()
         db.close()
 
-        collectors.init(endpoint=server.url, api_key=server.key, fingerprint_secret="s", spool_dir=spool)
+        collectors.init(
+            endpoint=server.url, api_key=server.key, fingerprint_secret="s", spool_dir=spool
+        )
         assert collectors.flush(30, include_spool=True)
         stats = collectors.stats()
     assert stats["spool_corrupt_batches"] == 1
@@ -190,7 +197,9 @@ def test_a_torn_last_write_is_dropped_by_the_journal(tmp_path: Path) -> None:
         assert size > 0
         with wal.open("r+b") as f:
             f.truncate(size - 100)
-        collectors.init(endpoint=server.url, api_key=server.key, fingerprint_secret="s", spool_dir=spool)
+        collectors.init(
+            endpoint=server.url, api_key=server.key, fingerprint_secret="s", spool_dir=spool
+        )
         assert collectors.flush(30, include_spool=True)
         stats = collectors.stats()
     # The torn batch is gone whole; the four before it arrive intact.
@@ -203,7 +212,7 @@ def test_retry_after_is_honoured(tmp_path: Path) -> None:
     seen: list[float] = []
 
     class Busy(http.server.BaseHTTPRequestHandler):
-        def do_POST(self) -> None:  # noqa: N802 (the http.server API)
+        def do_POST(self) -> None:
             self.rfile.read(int(self.headers["Content-Length"]))
             seen.append(time.monotonic())
             if len(seen) == 1:
@@ -234,7 +243,9 @@ def test_retry_after_is_honoured(tmp_path: Path) -> None:
     assert collectors.stats()["replayed"] == 3
 
 
-def test_a_full_spool_drops_counts_and_says_so(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+def test_a_full_spool_drops_counts_and_says_so(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     collectors.init(
         endpoint=f"http://127.0.0.1:{free_port()}", fingerprint_secret="s",
         spool_dir=tmp_path / "spool", spool_max_bytes=2000,
