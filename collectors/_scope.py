@@ -291,18 +291,21 @@ def stage(name: str, **attributes: Any) -> Iterator[None]:
             span.end_ns = time.time_ns()
 
 
-def model(role: str, name: str, version: str | None = None) -> ModelRef:
+def model(
+    role: str, name: str, version: str | None = None, *, tracking_uri: str | None = None
+) -> ModelRef:
     """Record which model version serves a stage (`llm`, `world_model`, `planner`, ...).
 
     Called at load time, it applies to every later request of the process; inside a request,
     to that request only. A `models:/name@alias` (or `models:/name/version`) MLflow URI is
-    resolved to its version here, once.
+    resolved to its version here, once (in the registry at `tracking_uri`, by default
+    MLflow's own setting).
 
     >>> collectors.model("world_model", "models:/booking-world-model@champion")  # doctest: +SKIP
     ModelRef(role='world_model', name='booking-world-model', version='3')
     """
     if name.startswith("models:/"):
-        name, version = _resolve_uri(name)
+        name, version = _resolve_uri(name, tracking_uri)
     if version is None:
         raise ValueError("model() needs a version, or a models:/ URI to resolve one")
     ref = ModelRef(role, name, str(version))
@@ -317,11 +320,11 @@ def model(role: str, name: str, version: str | None = None) -> ModelRef:
     return ref
 
 
-def _resolve_uri(uri: str) -> tuple[str, str]:
+def _resolve_uri(uri: str, tracking_uri: str | None) -> tuple[str, str]:
     from mlflow.tracking import MlflowClient
 
     path = uri[len("models:/") :]
-    mlflow = MlflowClient()
+    mlflow = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
     if "@" in path:
         name, alias = path.split("@", 1)
         return name, str(mlflow.get_model_version_by_alias(name, alias).version)
