@@ -1,0 +1,1 @@
+"""Reference hybrid stacks that Warden instruments; each generates its own data."""
