@@ -12,6 +12,7 @@ COPY app ./app
 COPY collectors ./collectors
 COPY policies ./policies
 COPY migrations ./migrations
+COPY examples ./examples
 RUN pip install -c constraints.txt .
 
 RUN useradd --system --home /var/lib/warden warden && mkdir -p /var/lib/warden \

@@ -1,4 +1,5 @@
-# `make run` serves Warden on the embedded defaults; `make test` runs the whole test suite.
+# `make run` runs Warden's demo on the embedded defaults (the service, and the reference hybrid
+# stack sending it traffic); `make test` runs the whole test suite.
 # Both create the virtual environment .venv on first use.
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
@@ -16,17 +17,18 @@ $(STAMP): pyproject.toml constraints.txt
 	touch $(STAMP)
 
 run: $(STAMP)
-	$(BIN)/warden serve
+	$(BIN)/warden demo
 
 test: $(STAMP)
 	$(BIN)/pytest
 
 lint: $(STAMP)
-	$(BIN)/ruff check app collectors policies migrations tests bench
+	$(BIN)/ruff check app collectors policies migrations examples tests bench
 	$(BIN)/mypy app collectors policies
 
 bench: $(STAMP)
 	$(BIN)/python bench/ingest.py
+	$(BIN)/python bench/sdk_overhead.py
 
 # Re-pin constraints.txt to what is installed now (after a change to pyproject.toml).
 lock: $(STAMP)

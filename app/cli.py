@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import os
 import sys
+import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Annotated
 
 import typer
+import uvicorn
 from rich.console import Console
 from rich.table import Table
 from sqlalchemy import Engine
@@ -83,8 +87,6 @@ def serve(
 
     Example: [bold]warden serve --host 127.0.0.1 --port 8000[/bold]
     """
-    import uvicorn
-
     settings = Settings()
     with _engine() as engine:
         key = _first_run_key(engine, settings)
@@ -104,6 +106,132 @@ def serve(
         log_level="info",
         access_log=False,
     )
+
+
+@app.command()
+def demo(
+    requests: Annotated[
+        int | None,
+        typer.Option(min=1, help="Send N requests, then stop [default: a stream until Ctrl-C]"),
+    ] = None,
+    endpoint: Annotated[
+        str | None, typer.Option(help="Send to this running service instead of starting one")
+    ] = None,
+    api_key: Annotated[str | None, typer.Option(help="An ingest key for --endpoint")] = None,
+    shift: Annotated[
+        bool, typer.Option(help="Traffic unlike the training data (larger groups, later hours)")
+    ] = False,
+    rate: Annotated[float, typer.Option(min=0.1, help="Requests per second of the stream")] = 5.0,
+    seed: Annotated[int, typer.Option(help="Seed of the generated requests")] = 0,
+    port: Annotated[int | None, typer.Option(help="Port of the service it starts")] = None,
+) -> None:
+    """Run the reference hybrid stack (a booking assistant) against Warden.
+
+    Trains the world model and registers it in MLflow on first run (cached afterwards),
+    starts the service on the embedded defaults, and sends demo requests through the
+    instrumented stack: a steady stream, or --requests N and stop.
+
+    Example: [bold]warden demo --requests 200[/bold]
+    Example: [bold]warden demo --endpoint http://warden:8000 --api-key wdn_... --shift[/bold]
+    """
+    settings = Settings()
+    if endpoint and not api_key:
+        err.print("[red]error:[/red] --endpoint needs --api-key (a key with the ingest scope)")
+        raise typer.Exit(2)
+    server = None
+    if endpoint is None:
+        with _engine() as engine:
+            first_key = _first_run_key(engine, settings)
+            api_key = _demo_key(engine, settings)
+        if first_key:
+            out.print(f"Created project [bold]default[/bold]; its admin key: {first_key}")
+        server = _start_server(settings, port or settings.port)
+        endpoint = f"http://{settings.host}:{server.config.port}"
+        out.print(
+            f"Warden is serving on {endpoint}. Look at:\n"
+            f"  {endpoint}/v1/requests   (Authorization: Bearer <key>, key in "
+            f"{settings.data_dir / 'demo.key'})\n  {endpoint}/docs           (the API)\n"
+            f"  {endpoint}/metrics",
+            highlight=False,
+        )
+    assert api_key is not None
+    try:
+        _run_demo(settings, endpoint, api_key, requests, shift, rate, seed)
+    finally:
+        if server is not None:
+            server.should_exit = True
+
+
+def _run_demo(
+    settings: Settings,
+    endpoint: str,
+    api_key: str,
+    requests: int | None,
+    shift: bool,
+    rate: float,
+    seed: int,
+) -> None:
+    from rich.progress import Progress
+
+    from examples.booking import demo as booking
+
+    secret = settings.local_secret("fingerprint.key").decode()
+    with Progress(console=out, transient=True) as bar:
+        task = bar.add_task("demo requests", total=requests)
+        result = booking.run(
+            endpoint,
+            api_key,
+            settings.resolved_mlflow_tracking_uri,
+            fingerprint_secret=os.environ.get("WARDEN_FINGERPRINT_SECRET", secret),
+            spool_dir=settings.data_dir / "spool",
+            requests=requests,
+            shift=shift,
+            seed=seed,
+            rate=None if requests else rate,
+            progress=lambda n: bar.update(task, completed=n),
+            log=lambda line: bar.console.print(line, highlight=False),
+        )
+    outcomes = ", ".join(f"{k} {v}" for k, v in sorted(result.outcomes.items()))
+    delivered = "all delivered" if result.delivered else "some still in the spool"
+    out.print(f"{result.requests} requests ({outcomes}); {delivered}. SDK: {result.stats}")
+
+
+def _demo_key(engine: Engine, settings: Settings) -> str:
+    """The demo's own ingest+read key for `default`, kept in `<data_dir>/demo.key`."""
+    path = settings.data_dir / "demo.key"
+    if path.exists():
+        key = path.read_text().strip()
+        try:
+            projects.authenticate(engine, settings.server_secret(), f"Bearer {key}")
+            return key
+        except WardenError:
+            pass  # revoked, or made under another server secret: make a new one
+    key = projects.create_key(
+        engine, settings.server_secret(), projects.DEFAULT_PROJECT, ["ingest", "read"], "demo"
+    )
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(key + "\n")
+    path.chmod(0o600)
+    return key
+
+
+def _start_server(settings: Settings, port: int) -> uvicorn.Server:
+    from app.main import create_app
+
+    server = uvicorn.Server(
+        uvicorn.Config(
+            create_app(settings), host=settings.host, port=port, log_level="warning",
+            access_log=False,
+        )
+    )  # fmt: skip
+    thread = threading.Thread(target=server.run, name="warden-server", daemon=True)
+    thread.start()
+    while not server.started:
+        if not thread.is_alive():
+            err.print(f"[red]error:[/red] could not serve on {settings.host}:{port} (in use?)")
+            raise typer.Exit(1)
+        time.sleep(0.05)
+    return server
 
 
 def _first_run_key(engine: Engine, settings: Settings) -> str | None:

@@ -89,12 +89,16 @@ class Settings(BaseSettings):
         """The secret keying API-key hashes; generated and kept on disk when not configured."""
         if self.secret_key:
             return self.secret_key.encode()
-        path = self.data_dir / "secret.key"
+        return self.local_secret("secret.key")
+
+    def local_secret(self, name: str) -> bytes:
+        """A random secret kept in `<data_dir>/<name>` (mode 0600), made on first use."""
+        path = self.data_dir / name
         if not path.exists():
             self.data_dir.mkdir(parents=True, exist_ok=True)
             # Written aside then hard-linked: two processes starting at once agree on one
             # secret, and no reader ever sees a half-written file.
-            tmp = path.with_name(f".secret.{os.getpid()}.tmp")
+            tmp = path.with_name(f".{name}.{os.getpid()}.tmp")
             tmp.write_text(secrets.token_urlsafe(48))
             tmp.chmod(0o600)
             try:

@@ -6,6 +6,8 @@ for the planner to tell free rooms from taken ones, small enough to keep the sui
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from examples.booking.sim import generate_dataset
@@ -15,3 +17,9 @@ from examples.booking.world_model import TrainConfig, TrainResult, train_world_m
 @pytest.fixture(scope="session")
 def trained() -> TrainResult:
     return train_world_model(generate_dataset(6_000, seed=0), train_config=TrainConfig(epochs=5))
+
+
+@pytest.fixture
+def database_url(tmp_path: Path) -> str:
+    """The example's end-to-end tests use the embedded default store, SQLite."""
+    return f"sqlite:///{tmp_path / 'warden.db'}"
