@@ -49,7 +49,12 @@ class _Forward(SpanProcessor):
 
 
 class Client:
-    def __init__(self, config: Config, provider: TracerProvider | None) -> None:
+    def __init__(
+        self,
+        config: Config,
+        provider: TracerProvider | None,
+        meter_provider: metrics.MeterProvider | None = None,
+    ) -> None:
         self.config = config
         self.resource: dict[str, Any] = {
             "service.name": config.service_name,
@@ -62,10 +67,12 @@ class Client:
         self.pipeline: Pipeline | None = Pipeline(config, self.resource)
         self.provider = provider or TracerProvider(resource=Resource.create(self.resource))
         self.provider.add_span_processor(_Forward(self))
-        self._register_metrics()
+        self._register_metrics(meter_provider)
 
-    def _register_metrics(self) -> None:
-        meter = metrics.get_meter("warden.collectors", "0.1.0")
+    def _register_metrics(self, meter_provider: metrics.MeterProvider | None) -> None:
+        meter = (meter_provider or metrics.get_meter_provider()).get_meter(
+            "warden.collectors", "0.1.0"
+        )
         for name in ("queued", "exported", "spooled", "replayed", "rejected", "dropped"):
             meter.create_observable_counter(
                 f"warden.collectors.spans.{name}",
@@ -119,12 +126,14 @@ def init(
     fail_closed: bool | None = None,
     export_timeout: float | None = None,
     tracer_provider: TracerProvider | None = None,
+    meter_provider: metrics.MeterProvider | None = None,
 ) -> Client:
     """Start recording to a Warden service. Arguments fall back to `WARDEN_*` variables.
 
     Builds an OpenTelemetry `TracerProvider` (or attaches to `tracer_provider`, the one the
     application already has) whose spans, like Warden's own records, are exported over
-    OTLP/HTTP protobuf through a bounded queue and an on-disk spool.
+    OTLP/HTTP protobuf through a bounded queue and an on-disk spool. The SDK's counters are
+    observable OTel metrics of `meter_provider` (by default the global one).
 
     >>> import collectors
     >>> client = collectors.init(endpoint="http://127.0.0.1:8000", api_key="wdn_...",
@@ -138,7 +147,7 @@ def init(
     with _lock:
         if _active is not None:
             _active.shutdown()
-        client = Client(config, tracer_provider)
+        client = Client(config, tracer_provider, meter_provider)
         if tracer_provider is None and not isinstance(trace.get_tracer_provider(), TracerProvider):
             trace.set_tracer_provider(client.provider)
         _active = client

@@ -296,3 +296,46 @@ def test_foreign_opentelemetry_spans_join_the_request(live: LiveService, tmp_pat
     foreign = next(s for s in detail["spans"] if s["name"] == "http.client GET /calendar")
     root = next(s for s in detail["spans"] if s["parent_span_id"] is None)
     assert foreign["parent_span_id"] == root["span_id"]
+
+
+def test_sampled_tensors_are_uploaded_content_addressed(live: LiveService, tmp_path: Path) -> None:
+    import io
+
+    import numpy as np
+
+    init(live, tmp_path)
+    model = TinyWorldModel()
+    with collectors.watch(model, layers=["encoder"], tensor_sample_rate=1.0):
+        trace_id = handle(model, "sampled")
+    assert collectors.flush(10)
+    assert collectors.stats()["tensors_exported"] == 1
+    with live.client(live.key("shop", "read")) as client:
+        (state,) = client.get(f"/v1/requests/{trace_id}").json()["states"]
+        digest = state["tensor_sha256"]
+        body = client.get(f"/v1/tensors/{digest}").raise_for_status().content
+        assert client.get(f"/v1/tensors/{'0' * 64}").status_code == 404
+    assert hashlib.sha256(body).hexdigest() == digest
+    stored = np.load(io.BytesIO(body), allow_pickle=False)
+    with torch.no_grad():
+        expected = model.encoder(torch.ones(3, 4)).numpy()
+    assert np.allclose(stored, expected)
+
+
+def test_counters_are_also_opentelemetry_metrics(live: LiveService, tmp_path: Path) -> None:
+    from opentelemetry.sdk.metrics import MeterProvider
+    from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+
+    reader = InMemoryMetricReader()
+    init(live, tmp_path, meter_provider=MeterProvider(metric_readers=[reader]))
+    handle(TinyWorldModel(), "counted")
+    assert collectors.flush(10)
+    data = reader.get_metrics_data()
+    assert data is not None
+    points = {
+        metric.name: metric.data.data_points[0].value
+        for resource in data.resource_metrics
+        for scope in resource.scope_metrics
+        for metric in scope.metrics
+    }
+    assert points["warden.collectors.spans.exported"] == 3
+    assert points["warden.collectors.spans.dropped"] == 0
