@@ -8,6 +8,7 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -35,11 +36,13 @@ project_app = typer.Typer(
 key_app = typer.Typer(
     help="Manage API keys (shown once, stored only as a keyed hash).", no_args_is_help=True
 )
+policy_app = typer.Typer(help="Check and test policy files (policy-as-code).", no_args_is_help=True)
 app.add_typer(project_app, name="project")
 app.add_typer(key_app, name="key")
+app.add_typer(policy_app, name="policy")
 
 out = Console()
-err = Console(stderr=True)
+err = Console(stderr=True, soft_wrap=True)
 
 
 @contextmanager
@@ -322,6 +325,52 @@ def key_revoke(
     with _engine() as engine:
         projects.revoke_key(engine, key_id)
     out.print(f"revoked {key_id}")
+
+
+_POLICY_DIR = typer.Argument(help="Folder of policy files (*.yaml)")
+
+
+@policy_app.command("lint")
+def policy_lint(directory: Annotated[Path, _POLICY_DIR]) -> None:
+    """Load every policy of a folder, compile its CEL, and report the first mistake.
+
+    Example: [bold]warden policy lint policies/builtin[/bold]
+    """
+    from policies import PolicyLoadError, PolicySet
+
+    try:
+        loaded = PolicySet.load_dir(directory)
+    except PolicyLoadError as exc:
+        err.print(f"[red]error:[/red] {exc}", highlight=False)
+        raise typer.Exit(1) from None
+    table = Table("policy", "version", "phase", "effect", "hash")
+    for p in loaded.policies:
+        table.add_row(p.id, p.version, p.phase.value, p.effect.value, p.hash[:16])
+    out.print(table)
+    out.print(f"{len(loaded.policies)} policies, set hash {loaded.hash[:16]}")
+
+
+@policy_app.command("test")
+def policy_test(directory: Annotated[Path, _POLICY_DIR]) -> None:
+    """Run the test cases written beside the policies (`<id>.test.yaml`), like `opa test`.
+
+    Example: [bold]warden policy test policies/builtin[/bold]
+    """
+    from policies import PolicyLoadError, run_tests
+
+    try:
+        results = run_tests(directory)
+    except PolicyLoadError as exc:
+        err.print(f"[red]error:[/red] {exc}", highlight=False)
+        raise typer.Exit(1) from None
+    for r in results:
+        mark = "[green]PASS[/green]" if r.passed else "[red]FAIL[/red]"
+        detail = "" if r.passed else f": {r.detail}"
+        out.print(f"{mark} {r.policy_id} / {r.name}{detail}", highlight=False)
+    failed = sum(not r.passed for r in results)
+    out.print(f"{len(results) - failed} passed, {failed} failed")
+    if failed or not results:
+        raise typer.Exit(1)
 
 
 def main() -> None:
