@@ -55,6 +55,10 @@ class Settings(BaseSettings):
         description="SQLite `synchronous` pragma; FULL makes an acknowledged batch durable.",
     )
     sqlite_busy_timeout_ms: int = Field(default=30_000, ge=0)
+    policies_dir: Path | None = Field(
+        default=None,
+        description="Folder of the policy set served to SDKs; empty means the built-in set.",
+    )
     db_pool_size: int = Field(default=8, ge=1)
 
     @classmethod

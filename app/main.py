@@ -12,12 +12,13 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from sqlalchemy.exc import OperationalError, SQLAlchemyError
 
-from app.api.routes import health, ingest, requests, tensors
+from app.api.routes import health, ingest, policies, requests, tensors
 from app.config import Settings
 from app.db import create_db_engine
 from app.errors import WardenError
 from app.ingest import otlp
 from app.metrics import Metrics, MetricsMiddleware
+from policies import BUILTIN, PolicySet
 
 log = logging.getLogger("warden")
 
@@ -55,6 +56,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.settings = settings
     app.state.metrics = metrics
     app.state.server_secret = settings.server_secret()
+    # Loaded at start: a broken policy file stops the service here, not on a request.
+    app.state.policies = PolicySet.load_dir(settings.policies_dir or BUILTIN)
     app.add_middleware(MetricsMiddleware, metrics=metrics)
     app.add_exception_handler(WardenError, _warden_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
@@ -64,7 +67,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     # client's keep-alive connection.
     app.add_exception_handler(SQLAlchemyError, _internal_error)
     app.add_exception_handler(Exception, _internal_error)
-    for module in (ingest, requests, tensors, health):
+    for module in (ingest, requests, tensors, policies, health):
         app.include_router(module.router)
     return app
 

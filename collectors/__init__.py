@@ -39,6 +39,7 @@ from collectors._scope import (
 from collectors._watch import Watch
 from collectors.errors import CollectorError, ConfigurationError, RecordNotDurable
 from collectors.fingerprint import canonical_json, fingerprint
+from policies import PolicyDenied, PolicyError
 
 __all__ = [
     "Client",
@@ -46,6 +47,8 @@ __all__ = [
     "ConfigurationError",
     "LLMCall",
     "ModelRef",
+    "PolicyDenied",
+    "PolicyError",
     "RecordNotDurable",
     "Request",
     "Watch",

@@ -12,7 +12,7 @@ import atexit
 import logging
 import os
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from opentelemetry import metrics, trace
@@ -20,6 +20,7 @@ from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor, TracerProvider
 
 from collectors._config import Config, resolve
+from collectors._gates import Gates
 from collectors._pipeline import Pipeline
 
 log = logging.getLogger("warden.collectors")
@@ -27,11 +28,22 @@ log = logging.getLogger("warden.collectors")
 
 @dataclass(frozen=True, slots=True)
 class ModelRef:
-    """A model version serving one stage of the stack."""
+    """A model version serving one stage of the stack, with its registry metadata (aliases
+    and tags as MLflow had them when the version was resolved)."""
 
     role: str
     name: str
     version: str
+    aliases: tuple[str, ...] = ()
+    tags: dict[str, str] = field(default_factory=dict)
+
+    def context(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "version": self.version,
+            "aliases": list(self.aliases),
+            "tags": dict(self.tags),
+        }
 
 
 class _Forward(SpanProcessor):
@@ -63,6 +75,7 @@ class Client:
         if config.project:
             self.resource["warden.project"] = config.project
         self.models: dict[str, ModelRef] = {}
+        self.gates = _gates(config)
         self._inherited: Pipeline | None = None
         self.pipeline: Pipeline | None = Pipeline(config, self.resource)
         self.provider = provider or TracerProvider(resource=Resource.create(self.resource))
@@ -93,6 +106,8 @@ class Client:
         return self.pipeline.flush(timeout, include_spool) if self.pipeline else True
 
     def shutdown(self, timeout: float = 10.0) -> None:
+        if self.gates is not None:
+            self.gates.stop()
         if self.pipeline is not None:
             self.pipeline.shutdown(timeout)
             self.pipeline = None
@@ -102,6 +117,14 @@ class Client:
         # inherited pipeline is kept, unused: closing its SQLite handle in the child is unsafe.
         self._inherited = self.pipeline
         self.pipeline = Pipeline(self.config, self.resource)
+
+
+def _gates(config: Config) -> Gates | None:
+    if not config.policies:
+        return None
+    if config.policies == "service":
+        return Gates.from_service(config.bundle_url, config.api_key, config.export_timeout)
+    return Gates.from_folder(config.policies)
 
 
 _lock = threading.Lock()
@@ -127,13 +150,15 @@ def init(
     export_timeout: float | None = None,
     tracer_provider: TracerProvider | None = None,
     meter_provider: metrics.MeterProvider | None = None,
+    policies: str | os.PathLike[str] | None = None,
 ) -> Client:
     """Start recording to a Warden service. Arguments fall back to `WARDEN_*` variables.
 
     Builds an OpenTelemetry `TracerProvider` (or attaches to `tracer_provider`, the one the
     application already has) whose spans, like Warden's own records, are exported over
     OTLP/HTTP protobuf through a bounded queue and an on-disk spool. The SDK's counters are
-    observable OTel metrics of `meter_provider` (by default the global one).
+    observable OTel metrics of `meter_provider` (by default the global one). `policies` turns
+    on the inline gates: a folder of policy files, or `"service"` for the service's bundle.
 
     >>> import collectors
     >>> client = collectors.init(endpoint="http://127.0.0.1:8000", api_key="wdn_...",
@@ -142,7 +167,7 @@ def init(
     global _active
     config = resolve(
         endpoint, api_key, project, fingerprint_secret, fingerprint_key_id, service_name,
-        spool_dir, spool_max_bytes, queue_size, fail_closed, export_timeout,
+        spool_dir, spool_max_bytes, queue_size, fail_closed, export_timeout, policies,
     )  # fmt: skip
     with _lock:
         if _active is not None:

@@ -36,11 +36,16 @@ class Config:
     max_batch_spans: int
     flush_interval: float
     spool_write_timeout: float
+    policies: str | None
 
     @property
     def traces_url(self) -> str:
         base = self.endpoint.rstrip("/")
         return base if base.endswith("/v1/traces") else f"{base}/v1/traces"
+
+    @property
+    def bundle_url(self) -> str:
+        return self.traces_url[: -len("/v1/traces")] + "/v1/policies/bundle"
 
     @property
     def tensors_url(self) -> str:
@@ -59,6 +64,7 @@ def resolve(
     queue_size: int | None = None,
     fail_closed: bool | None = None,
     export_timeout: float | None = None,
+    policies: str | os.PathLike[str] | None = None,
 ) -> Config:
     secret = fingerprint_secret or _env("WARDEN_FINGERPRINT_SECRET")
     if not secret:
@@ -88,6 +94,7 @@ def resolve(
         max_batch_spans=512,
         flush_interval=0.2,
         spool_write_timeout=0.1,
+        policies=str(policies) if policies else _env("WARDEN_POLICIES"),
     )
     if not config.endpoint.startswith(("http://", "https://")):
         raise ConfigurationError(

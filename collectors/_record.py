@@ -50,7 +50,9 @@ class RequestRecord:
         "attributes",
         "captures",
         "children",
+        "context",
         "end_ns",
+        "events",
         "name",
         "span_id",
         "start_ns",
@@ -71,6 +73,9 @@ class RequestRecord:
         self.captures: list[tuple[str, int, Any]] = []
         self.steps: dict[str, int] = {}
         self.status: tuple[int, str] = (Status.STATUS_CODE_UNSET, "")
+        self.events: list[tuple[str, int, dict[str, Any]]] = []
+        # What the pre_request gates saw; the post_decision gates see it too.
+        self.context: dict[str, Any] = {}
 
     def derived_id(self, n: int) -> bytes:
         """Span ids derived from the trace id: a request re-run under the same request id
@@ -144,7 +149,7 @@ def record_spans(record: RequestRecord) -> list[Span]:
     spans = [
         _span(
             record.trace_id, record.span_id, b"", record.name, _SERVER, record.start_ns,
-            record.end_ns, record.attributes, [], record.status,
+            record.end_ns, record.attributes, record.events, record.status,
         )
     ]  # fmt: skip
     for child in record.children:

@@ -27,6 +27,7 @@ from collectors._client import ModelRef
 from collectors._record import ChildSpan, RequestRecord, trace_id_for
 from collectors.errors import RecordNotDurable
 from collectors.fingerprint import canonical_json, fingerprint
+from policies import PolicyDenied, Verdict, strongest
 
 log = logging.getLogger("warden.collectors")
 F = TypeVar("F", bound=Callable[..., Any])
@@ -94,6 +95,7 @@ def request(
     record, token, otel_token = _open(client, input, subject, request_id, name, capture_input)
     failure: BaseException | None = None
     try:
+        _pre_request_gates(client, record, input, subject)
         yield Request(record)
     except BaseException as exc:
         failure = exc
@@ -151,7 +153,9 @@ def _open(
 def _close(client: _client.Client, record: RequestRecord, failure: BaseException | None) -> bool:
     """Finish and hand over the record; False only when fail-closed could not spool it."""
     record.end_ns = time.time_ns()
-    if failure is not None:
+    if isinstance(failure, PolicyDenied):
+        record.attributes["warden.request.outcome"] = "denied"
+    elif failure is not None:
         record.status = (Status.STATUS_CODE_ERROR, f"{type(failure).__name__}: {failure}")
         record.attributes.setdefault("warden.request.outcome", "error")
     pipeline = client.pipeline
@@ -304,11 +308,13 @@ def model(
     >>> collectors.model("world_model", "models:/booking-world-model@champion")  # doctest: +SKIP
     ModelRef(role='world_model', name='booking-world-model', version='3')
     """
+    aliases: tuple[str, ...] = ()
+    tags: dict[str, str] = {}
     if name.startswith("models:/"):
-        name, version = _resolve_uri(name, tracking_uri)
+        name, version, aliases, tags = _resolve_uri(name, tracking_uri)
     if version is None:
         raise ValueError("model() needs a version, or a models:/ URI to resolve one")
-    ref = ModelRef(role, name, str(version))
+    ref = ModelRef(role, name, str(version), aliases, tags)
     record = _current.get()
     if record is not None:
         record.attributes[f"warden.model.{role}.name"] = ref.name
@@ -320,20 +326,25 @@ def model(
     return ref
 
 
-def _resolve_uri(uri: str, tracking_uri: str | None) -> tuple[str, str]:
+def _resolve_uri(
+    uri: str, tracking_uri: str | None
+) -> tuple[str, str, tuple[str, ...], dict[str, str]]:
+    """Name, version, aliases and tags of a `models:/` URI, as the registry has them now."""
     from mlflow.tracking import MlflowClient
 
     path = uri[len("models:/") :]
     mlflow = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
     if "@" in path:
         name, alias = path.split("@", 1)
-        return name, str(mlflow.get_model_version_by_alias(name, alias).version)
-    name, _, version = path.partition("/")
-    if not version:
-        raise ValueError(
-            f"{uri!r}: name a version (models:/name/3) or an alias (models:/name@champion)"
-        )
-    return name, version
+        entry = mlflow.get_model_version_by_alias(name, alias)
+    else:
+        name, _, version = path.partition("/")
+        if not version:
+            raise ValueError(
+                f"{uri!r}: name a version (models:/name/3) or an alias (models:/name@champion)"
+            )
+        entry = mlflow.get_model_version(name, version)
+    return name, str(entry.version), tuple(entry.aliases or ()), dict(entry.tags or {})
 
 
 def decision(
@@ -342,17 +353,21 @@ def decision(
     constraints: list[Any] | None = None,
     rationale: str | None = None,
     confidence: float | None = None,
-) -> None:
+) -> Verdict | None:
     """Record the planner's whole decision: every candidate, not only the winner.
 
     >>> collectors.decision(
     ...     candidates=[{"action": "room-3@15:00", "score": 0.91, "predicted": {"conflict": 0.02}},
     ...                 {"action": "room-5@15:00", "score": 0.40, "predicted": {"conflict": 0.31}}],
     ...     chosen="room-3@15:00", constraints=["capacity>=6"], confidence=0.87)  # doctest: +SKIP
+
+    With policy gates on, the `post_decision` policies judge the decision here: a `deny`
+    raises `PolicyDenied` (the stack falls back, e.g. to a person); otherwise the decisive
+    verdict is returned (`require_review` marks the request for the review queue), or None.
     """
     record = _current.get()
     if record is None:
-        return
+        return None
     try:
         span = record.child("planner.decide")
         attrs = span.attributes
@@ -366,3 +381,86 @@ def decision(
             attrs["planner.confidence"] = float(confidence)
     except (TypeError, ValueError):
         log.exception("Warden could not record a decision")
+        return None
+    client = _client.active()
+    if client is None or client.gates is None:
+        return None
+    predicted = next(
+        (
+            c.get("predicted")
+            for c in candidates
+            if isinstance(c, dict) and c.get("action") == chosen
+        ),
+        None,
+    )
+    context = {
+        **(record.context or {"request": {}, "models": {}}),
+        "decision": {
+            "chosen": chosen,
+            "confidence": confidence,
+            "constraints": list(constraints or []),
+            "rationale": rationale,
+            "candidates": candidates,
+            "scores": [c.get("score") for c in candidates if isinstance(c, dict)],
+        },
+        "predicted": predicted if isinstance(predicted, dict) else {},
+        "project": client.config.project,
+    }
+    if not record.context:
+        context["models"] = {role: ref.context() for role, ref in client.models.items()}
+    return _enforce(record, span.events, client.gates.evaluate("post_decision", context))
+
+
+def _pre_request_gates(
+    client: _client.Client, record: RequestRecord, input: Any, subject: str | None
+) -> None:
+    if client.gates is None:
+        return
+    try:
+        size = len(canonical_json(input))
+    except (TypeError, ValueError):
+        size = -1
+    record.context = {
+        "request": {
+            "size": size,
+            "subject": subject,
+            "project": client.config.project,
+            "input": input if isinstance(input, dict) else {},
+        },
+        "models": {role: ref.context() for role, ref in client.models.items()},
+        "project": client.config.project,
+    }
+    _enforce(record, record.events, client.gates.evaluate("pre_request", record.context))
+
+
+def _enforce(
+    record: RequestRecord, events: list[tuple[str, int, dict[str, Any]]], verdicts: list[Verdict]
+) -> Verdict | None:
+    """Record every evaluation; raise on deny; mark a request that needs a person."""
+    now = time.time_ns()
+    for v in verdicts:
+        events.append(
+            (
+                "policy.evaluation",
+                now,
+                {
+                    "policy.id": v.policy_id,
+                    "policy.version": v.version,
+                    "policy.hash": v.hash,
+                    "policy.phase": v.phase,
+                    "policy.outcome": v.effect.value,
+                    "policy.message": v.message or None,
+                },
+            )
+        )
+    decisive = strongest(verdicts)
+    if decisive is None:
+        return None
+    if decisive.effect == "deny":
+        record.attributes["warden.request.outcome"] = "denied"
+        record.attributes["warden.policy.denied_by"] = decisive.policy_id
+        raise PolicyDenied(decisive.policy_id, decisive.version, decisive.message, decisive.hash)
+    if decisive.effect == "require_review":
+        record.attributes["warden.review.required"] = True
+        record.attributes["warden.review.policy"] = decisive.policy_id
+    return decisive

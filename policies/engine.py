@@ -171,6 +171,9 @@ class PolicySet:
         self._compiled: dict[Phase, list[CompiledPolicy]] = {phase: [] for phase in Phase}
         for policy in self.policies:
             self._compiled[policy.phase].append(CompiledPolicy(policy, self._envs[policy.phase]))
+        self._fields = {
+            phase: _fields_read(self._compiled[phase], ROOTS[phase]) for phase in Phase
+        }
         self.hash = content_hash({"policies": sorted(p.hash for p in self.policies)})
 
     @classmethod
@@ -216,11 +219,18 @@ class PolicySet:
             compiled = [c for c in compiled if c.policy.id == only]
         if not compiled:
             return []
-        data: dict[str, Any] = {root: context.get(root) or {} for root in ROOTS[phase]}
+        data: dict[str, Any] = {}
+        for root, fields in self._fields[phase].items():
+            value = context.get(root) or {}
+            if fields is not None and isinstance(value, Mapping):
+                # Only what the expressions read crosses into CEL: converting a decision's
+                # sixteen candidates that no policy looks at was half the evaluation time.
+                value = {k: value[k] for k in fields if k in value}
+            data[root] = value
         project = context.get("project")
         data["project"] = project or ""
         activation = self._envs[phase].Activation(data)
-        names, roles = _identities(phase, data)
+        names, roles = _identities(phase, context)
         verdicts = []
         for item in compiled:
             if not item.applies(project, names, roles):
@@ -229,7 +239,27 @@ class PolicySet:
         return verdicts
 
 
-def _identities(phase: Phase, data: dict[str, Any]) -> tuple[set[str], set[str]]:
+def _fields_read(
+    compiled: list[CompiledPolicy], roots: tuple[str, ...]
+) -> dict[str, frozenset[str] | None]:
+    """Per context root, the fields the phase's expressions read as `root.field`; None when a
+    root is used any other way (iterated, indexed, tested with `in`), so it goes in whole."""
+    texts = [c.policy.when for c in compiled] + [c.policy.message for c in compiled]
+    out: dict[str, frozenset[str] | None] = {}
+    for root in roots:
+        fields: set[str] = set()
+        whole = False
+        for text in texts:
+            for m in re.finditer(rf"(?<![\w.]){root}\b(\.([A-Za-z_]\w*))?", text):
+                if m.group(2) is None:
+                    whole = True
+                else:
+                    fields.add(m.group(2))
+        out[root] = None if whole else frozenset(fields)
+    return out
+
+
+def _identities(phase: Phase, data: Mapping[str, Any]) -> tuple[set[str], set[str]]:
     """Model names and stage roles of a context, for `match`."""
     if phase in (Phase.PRE_REQUEST, Phase.POST_DECISION):
         models = data.get("models") or {}

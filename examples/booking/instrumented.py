@@ -11,8 +11,10 @@ from typing import Any
 
 import collectors
 
-from .sim import Intent
+from .planner import Decision
+from .sim import Action, Intent
 from .stack import Answer, BookingAssistant
+from .world_model import Prediction
 
 WATCHED_LAYERS = ["encoder", "transition"]
 
@@ -30,22 +32,48 @@ class InstrumentedAssistant(BookingAssistant):
         for role, (name, version) in self.stage_models().items():
             collectors.model(role, name, version)
         self.watch = collectors.watch(self.world_model, layers=WATCHED_LAYERS, dim=dim)
+        self._recorded = False
+        self._last_decision: Decision
+        self._last_intent: Intent
 
     def handle(
         self, text: str, subject: str | None = None, request_id: str | None = None
     ) -> Answer:
         with collectors.request({"text": text}, subject, request_id=request_id) as req:
-            answer = super().handle(text)
-            record = answer.decision.to_record()
-            collectors.decision(
-                candidates=record["candidates"],
-                chosen=record["chosen"],
-                constraints=record["constraints"],
-                rationale=record["rationale"],
-                confidence=record["confidence"],
-            )
+            self._recorded = False
+            try:
+                answer = super().handle(text)
+            except collectors.PolicyDenied as denied:
+                # The gate refused the plan before anything was booked: a person takes over.
+                return Answer(
+                    "handed_over",
+                    f"A colleague will get back to you: {denied.message}",
+                    self._last_decision,
+                    self._last_intent,
+                )
+            if not self._recorded:  # a clarifying question never reached the planner
+                self._record(answer.decision)
             req.set_outcome(answer.kind)
         return answer
+
+    def _decide(
+        self, intent: Intent, candidates: list[Action], predictions: list[Prediction]
+    ) -> Decision:
+        decision = super()._decide(intent, candidates, predictions)
+        self._last_decision, self._last_intent = decision, intent
+        self._record(decision)  # the post_decision gates run here, before any booking
+        return decision
+
+    def _record(self, decision: Decision) -> None:
+        self._recorded = True
+        record = decision.to_record()
+        collectors.decision(
+            candidates=record["candidates"],
+            chosen=record["chosen"],
+            constraints=record["constraints"],
+            rationale=record["rationale"],
+            confidence=record["confidence"],
+        )
 
     def _parse(self, text: str) -> Intent:
         parser = self.parser

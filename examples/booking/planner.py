@@ -28,7 +28,8 @@ from .sim import (
 )
 from .world_model import Prediction
 
-DecisionKind = Literal["booked", "counter_proposal", "clarify"]
+# `handed_over`: a policy gate refused the decision and a person takes the request.
+DecisionKind = Literal["booked", "counter_proposal", "clarify", "handed_over"]
 
 _QUESTIONS = {
     "people": "how many people will attend",

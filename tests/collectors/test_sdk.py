@@ -60,7 +60,7 @@ def handle(model: nn.Module, text: str, subject: str | None = None, **request_kw
         with torch.no_grad():
             scores = model(torch.ones(3, 4)).squeeze(1).tolist()
         candidates = [
-            {"action": f"room-{i}", "score": s, "predicted": {"conflict": 1 - s}}
+            {"action": f"room-{i}", "score": s, "predicted": {"conflict_probability": 1 - s}}
             for i, s in enumerate(scores)
         ]
         chosen = max(candidates, key=lambda c: c["score"])["action"]

@@ -82,3 +82,41 @@ def test_200_demo_requests_are_recorded_whole(live: LiveService, tmp_path: Path)
                 assert states == []
                 assert detail["outcome"] == "clarify"
     assert rolled_out >= 150
+
+
+def test_a_decision_over_the_risk_cap_is_handed_over_and_stored(
+    live: LiveService, tmp_path: Path, trained: Any
+) -> None:
+    import collectors
+    from examples.booking.instrumented import InstrumentedAssistant
+    from policies import BUILTIN, PolicySet
+
+    policies = tmp_path / "policies"
+    policies.mkdir()
+    (policies / "risk-cap.yaml").write_text(
+        (BUILTIN / "risk-cap.yaml").read_text().replace("probability: 0.35", "probability: 0.0")
+    )
+    key = live.key("default", "ingest", "read")
+    collectors.init(endpoint=live.url, api_key=key, fingerprint_secret=SECRET,
+                    spool_dir=tmp_path / "spool", policies=policies)  # fmt: skip
+    assistant = InstrumentedAssistant(trained.model, "booking-world-model", "1")
+    busy_before = assistant.calendar.busy.copy()
+    try:
+        answer = assistant.handle("a room for 6 people tomorrow 3-5pm, with a projector")
+    finally:
+        assistant.close()
+    assert answer.kind == "handed_over"
+    assert "exceeds the cap 0" in answer.message
+    assert (assistant.calendar.busy == busy_before).all()  # nothing was booked
+    assert collectors.flush(10)
+    collectors.shutdown()
+
+    expected = PolicySet.load_dir(policies).get("risk-cap")
+    with live.client(key) as client:
+        (item,) = client.get("/v1/requests").json()["items"]
+        detail = client.get(f"/v1/requests/{item['request_id']}").json()
+    assert detail["outcome"] == "denied"
+    denials = [e for e in detail["policy_evaluations"] if e["outcome"] == "deny"]
+    assert [(e["policy_id"], e["policy_version"], e["policy_hash"]) for e in denials] == [
+        ("risk-cap", expected.version, expected.hash)
+    ]

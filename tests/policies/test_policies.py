@@ -169,3 +169,24 @@ def test_a_bundle_round_trips(tmp_path: Path) -> None:
     again = PolicySet.from_bundle(gates.to_bundle())
     assert again.hash == gates.hash
     assert [p.hash for p in again.policies] == [p.hash for p in gates.policies]
+
+
+def test_only_the_fields_read_are_passed_yet_every_use_still_sees_them() -> None:
+    base = GOOD.replace("id: risk-cap", "id: {id}")
+    texts = [
+        base.replace("{id}", "reads-candidates").replace(
+            "when: predicted.conflict_probability > params.max",
+            "when: decision.candidates.exists(c, c.score > 0.9)",
+        ),
+        base.replace("{id}", "reads-keys").replace(
+            "when: predicted.conflict_probability > params.max",
+            "when: \"'rationale' in decision\"",
+        ),
+    ]
+    gates = PolicySet([p for text in texts for p in parse(text)])
+    context = {
+        "decision": {"chosen": "a", "rationale": "why", "candidates": [{"score": 0.95}]},
+        "predicted": {"conflict_probability": 0.1},
+    }
+    fired = {v.policy_id for v in gates.evaluate("post_decision", context) if v.fired}
+    assert fired == {"reads-candidates", "reads-keys"}
