@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import getpass
 import os
 import sys
 import threading
@@ -9,7 +10,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 import uvicorn
@@ -23,6 +24,7 @@ from app.config import Settings
 from app.db import create_db_engine
 from app.errors import WardenError
 from app.keys import Scope
+from policies import BUILTIN, PolicyLoadError, PolicySet, run_tests
 
 app = typer.Typer(
     help="Warden: observability and governance for hybrid AI inference stacks.",
@@ -237,6 +239,79 @@ def _start_server(settings: Settings, port: int) -> uvicorn.Server:
     return server
 
 
+@app.command()
+def promote(
+    model: Annotated[str, typer.Argument(help="Registered model name in MLflow")],
+    version: Annotated[str, typer.Argument(help="The version to promote")],
+    alias: Annotated[str, typer.Option(help="The alias to move")] = "champion",
+    project: Annotated[
+        str, typer.Option(help="Project whose policies and records apply")
+    ] = "default",
+) -> None:
+    """Run the deploy gates on a version and move the alias only if they allow it.
+
+    Example: [bold]warden promote booking-world-model 4 --alias champion[/bold]
+    """
+    from app import deploy
+
+    settings = Settings()
+    with _engine() as engine:
+        move = deploy.promote(
+            engine, deploy.mlflow_client(settings.resolved_mlflow_tracking_uri),
+            _policies(settings), projects.project_id(engine, project), project, model, version,
+            alias, f"cli:{getpass.getuser()}",
+        )  # fmt: skip
+    _print_move(move)
+    if not move.allowed:
+        for v in move.failing():
+            err.print(f"refused by {v.policy_id} v{v.version}: {v.message}", highlight=False)
+        raise typer.Exit(1)
+
+
+@app.command()
+def rollback(
+    model: Annotated[str, typer.Argument(help="Registered model name in MLflow")],
+    alias: Annotated[str, typer.Option(help="The alias to move back")] = "champion",
+    project: Annotated[str, typer.Option(help="Project whose records apply")] = "default",
+    reason: Annotated[str, typer.Option(help="Why, for the record")] = "",
+) -> None:
+    """Move the alias back to the previous version that passed the deploy gates.
+
+    Example: [bold]warden rollback booking-world-model --alias champion --reason "drift"[/bold]
+    """
+    from app import deploy
+
+    settings = Settings()
+    with _engine() as engine:
+        move = deploy.rollback(
+            engine, deploy.mlflow_client(settings.resolved_mlflow_tracking_uri),
+            projects.project_id(engine, project), model, alias, f"cli:{getpass.getuser()}", reason,
+        )  # fmt: skip
+    _print_move(move)
+
+
+def _policies(settings: Settings) -> PolicySet:
+    try:
+        return PolicySet.load_dir(settings.policies_dir or BUILTIN)
+    except PolicyLoadError as exc:
+        err.print(f"[red]error:[/red] {exc}", highlight=False)
+        raise typer.Exit(1) from None
+
+
+def _print_move(move: Any) -> None:
+    table = Table("policy", "version", "effect", "message")
+    for v in move.verdicts:
+        table.add_row(v.policy_id, v.version, v.effect.value, v.message)
+    if move.verdicts:
+        out.print(table)
+    state = "moved" if move.allowed else "NOT moved"
+    out.print(
+        f"{move.action}: {move.model} alias {move.alias!r} {state} "
+        f"({move.from_version or 'none'} -> {move.to_version})",
+        highlight=False,
+    )
+
+
 def _first_run_key(engine: Engine, settings: Settings) -> str | None:
     return projects.ensure_default_project(engine, settings.server_secret())
 
@@ -336,7 +411,6 @@ def policy_lint(directory: Annotated[Path, _POLICY_DIR]) -> None:
 
     Example: [bold]warden policy lint policies/builtin[/bold]
     """
-    from policies import PolicyLoadError, PolicySet
 
     try:
         loaded = PolicySet.load_dir(directory)
@@ -356,8 +430,6 @@ def policy_test(directory: Annotated[Path, _POLICY_DIR]) -> None:
 
     Example: [bold]warden policy test policies/builtin[/bold]
     """
-    from policies import PolicyLoadError, run_tests
-
     try:
         results = run_tests(directory)
     except PolicyLoadError as exc:

@@ -268,6 +268,29 @@ class PolicyEvaluation(Base):
     )
 
 
+class Deployment(Base):
+    """An alias move asked for (promotion, rollback): who, when, from, to, and the gates' say."""
+
+    __tablename__ = "deployments"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    project_id: Mapped[int] = _project_fk()
+    model_name: Mapped[str] = mapped_column(String(256))
+    alias: Mapped[str] = mapped_column(String(64))
+    action: Mapped[str] = mapped_column(String(16))
+    from_version: Mapped[str | None] = mapped_column(String(64))
+    to_version: Mapped[str | None] = mapped_column(String(64))
+    allowed: Mapped[bool]
+    verdicts: Mapped[list[Any]]
+    actor: Mapped[str] = mapped_column(String(128))
+    reason: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+    __table_args__ = (
+        Index("ix_deployments_alias", "project_id", "model_name", "alias", "created_at"),
+    )
+
+
 class DriftReport(Base):
     __tablename__ = "drift_reports"
 

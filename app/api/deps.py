@@ -54,3 +54,4 @@ def _requires(scope: Scope) -> object:
 
 Ingester = Annotated[Principal, _requires(Scope.INGEST)]
 Reader = Annotated[Principal, _requires(Scope.READ)]
+Admin = Annotated[Principal, _requires(Scope.ADMIN)]
