@@ -445,6 +445,39 @@ def policy_test(directory: Annotated[Path, _POLICY_DIR]) -> None:
         raise typer.Exit(1)
 
 
+@policy_app.command("explain")
+def policy_explain(
+    request_id: Annotated[str, typer.Argument(help="The request's id (its trace id)")],
+    project: Annotated[str, typer.Option(help="The request's project")] = "default",
+) -> None:
+    """Show which policies judged a stored request, what each said and why, and whether
+    each policy is still the one in force now (same content hash).
+
+    Example: [bold]warden policy explain 5b8efff798038103d269b633813fc60c --project booking[/bold]
+    """
+    from app import queries
+
+    settings = Settings()
+    current = {p.id: p.hash for p in _policies(settings).policies}
+    with _engine() as engine:
+        detail = queries.get_request(engine, projects.project_id(engine, project), request_id)
+    evaluations = detail["policy_evaluations"]
+    out.print(
+        f"request {detail['request_id']}: outcome {detail['outcome']}, "
+        f"{len(evaluations)} policy evaluations",
+        highlight=False,
+    )
+    table = Table("phase", "policy", "version", "outcome", "message", "in force now")
+    for e in evaluations:
+        now = current.get(e["policy_id"])
+        state = "yes" if now == e["policy_hash"] else ("changed" if now else "removed")
+        table.add_row(
+            e["phase"], e["policy_id"], e["policy_version"] or "", e["outcome"],
+            e["message"] or "", state,
+        )  # fmt: skip
+    out.print(table)
+
+
 def main() -> None:
     try:
         app()

@@ -12,7 +12,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from sqlalchemy.exc import OperationalError, SQLAlchemyError
 
-from app.api.routes import health, ingest, models, policies, requests, tensors
+from app.api.routes import health, ingest, models, policies, requests, reviews, tensors
 from app.config import Settings
 from app.db import create_db_engine
 from app.errors import WardenError
@@ -67,7 +67,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     # client's keep-alive connection.
     app.add_exception_handler(SQLAlchemyError, _internal_error)
     app.add_exception_handler(Exception, _internal_error)
-    for module in (ingest, requests, tensors, policies, models, health):
+    for module in (ingest, requests, tensors, policies, models, reviews, health):
         app.include_router(module.router)
     return app
 

@@ -291,6 +291,27 @@ class Deployment(Base):
     )
 
 
+class Review(Base):
+    """A decision parked for a person by a `require_review` policy, and what they decided."""
+
+    __tablename__ = "reviews"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    project_id: Mapped[int] = _project_fk()
+    trace_id: Mapped[str] = mapped_column(String(32))
+    policy_id: Mapped[str | None] = mapped_column(String(128))
+    status: Mapped[str] = mapped_column(String(16), default="pending")
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    decided_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    decided_by: Mapped[str | None] = mapped_column(String(128))
+    note: Mapped[str | None] = mapped_column(Text)
+
+    __table_args__ = (
+        UniqueConstraint("project_id", "trace_id"),
+        Index("ix_reviews_status", "project_id", "status", "created_at"),
+    )
+
+
 class DriftReport(Base):
     __tablename__ = "drift_reports"
 

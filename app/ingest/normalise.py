@@ -22,6 +22,8 @@ FINGERPRINT = "warden.request.fingerprint"
 FINGERPRINT_KEY_ID = "warden.request.fingerprint_key_id"
 SUBJECT = "warden.request.subject"
 OUTCOME = "warden.request.outcome"
+REVIEW_REQUIRED = "warden.review.required"
+REVIEW_POLICY = "warden.review.policy"
 MODEL_PREFIX = "warden.model."
 STATE_EVENT = "world_model.state"
 STATE_STEP = "world_model.step"
@@ -168,6 +170,7 @@ class Normalised:
     states: list[dict[str, Any]] = field(default_factory=list)
     decisions: list[dict[str, Any]] = field(default_factory=list)
     policy_evaluations: list[dict[str, Any]] = field(default_factory=list)
+    reviews: list[dict[str, Any]] = field(default_factory=list)
     # (name, version) -> [role, first seen, last seen]
     models: dict[tuple[str, str], list[Any]] = field(default_factory=dict)
 
@@ -257,6 +260,10 @@ def _request(
             "models": {role: {"name": n, "version": v} for role, (n, v) in models.items()},
         }
     )
+    if attrs.get(REVIEW_REQUIRED) is True:
+        out.reviews.append(
+            {"trace_id": span["trace_id"], "policy_id": _text(attrs.get(REVIEW_POLICY))}
+        )
     for role, (name, version) in models.items():
         out.request_models.append(
             {

@@ -31,6 +31,7 @@ from app.models import (
     PolicyEvaluation,
     Request,
     RequestModel,
+    Review,
     Span,
 )
 
@@ -178,6 +179,7 @@ def _insert_typed(conn: Connection, project_id: int, typed: Normalised) -> None:
         conn, PlannerDecision, project_id, typed.decisions, ("project_id", "trace_id", "span_id")
     )
     _insert_rows(conn, PolicyEvaluation, project_id, typed.policy_evaluations, STATE_KEY)
+    _insert_rows(conn, Review, project_id, typed.reviews, ("project_id", "trace_id"))
     # Last: an upsert holds a row lock on PostgreSQL until commit, so it is held briefly.
     _upsert_models(conn, project_id, typed.models)
 

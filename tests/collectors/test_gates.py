@@ -147,3 +147,83 @@ def test_a_broken_folder_is_refused_at_init(tmp_path: Path) -> None:
     )
     with pytest.raises(collectors.PolicyError, match="unknown phase 'later'"):
         collectors.init(fingerprint_secret="s", spool_dir=tmp_path / "spool", policies=target)
+
+
+def test_a_parked_decision_waits_in_the_review_queue_for_an_admin(
+    live: LiveService, tmp_path: Path
+) -> None:
+    policies = folder(
+        tmp_path, "planner-confidence-floor", edit=("confidence: 0.6", "confidence: 0.99")
+    )
+    start(live, tmp_path, policies)
+    with collectors.request({"text": "unsure"}) as req:
+        collectors.decision([{"action": "a", "score": 1.0}], "a", confidence=0.5)
+    handle(TinyWorldModel(), "sure enough?")  # also below 0.99: a second review
+    assert collectors.flush(10)
+
+    admin, reader = live.key("shop", "admin"), live.key("shop", "read")
+    with live.client(reader) as client:
+        pending = client.get("/v1/reviews").raise_for_status().json()["items"]
+        assert len(pending) == 2
+        first = next(r for r in pending if r["request_id"] == req.trace_id)
+        assert first["policy_id"] == "planner-confidence-floor"
+        assert client.post(f"/v1/reviews/{first['id']}/approve", json={}).status_code == 403
+    with live.client(live.key("rival", "admin")) as client:
+        assert client.post(f"/v1/reviews/{first['id']}/approve", json={}).status_code == 404
+    with live.client(admin) as client:
+        decided = client.post(f"/v1/reviews/{first['id']}/approve", json={"note": "ok"}).json()
+        assert (decided["status"], decided["note"]) == ("approved", "ok")
+        assert decided["decided_by"].startswith("key:wdn_")
+        again = client.post(f"/v1/reviews/{first['id']}/reject", json={})
+        assert again.status_code == 409 and "approved already" in again.json()["detail"]
+        assert len(client.get("/v1/reviews").json()["items"]) == 1
+        assert len(client.get("/v1/reviews", params={"status": "approved"}).json()["items"]) == 1
+        assert client.get("/v1/reviews", params={"status": "maybe"}).status_code == 400
+
+
+def test_policy_explain_shows_what_judged_a_stored_request(
+    live: LiveService, tmp_path: Path
+) -> None:
+    import os
+    import subprocess
+    import sys
+
+    policies = folder(
+        tmp_path, "risk-cap", "input-limits", edit=("probability: 0.35", "probability: 0.0")
+    )
+    start(live, tmp_path, policies)
+    with pytest.raises(collectors.PolicyDenied):
+        handle(TinyWorldModel(), "risky")
+    assert collectors.flush(10)
+    with live.client(live.key("shop", "read")) as client:
+        (item,) = client.get("/v1/requests").json()["items"]
+    env = {
+        **os.environ,
+        "WARDEN_DATABASE_URL": live.settings.resolved_database_url,
+        "WARDEN_POLICIES_DIR": str(policies),
+        "COLUMNS": "250",
+    }
+    warden = str(Path(sys.executable).parent / "warden")
+    shown = subprocess.run(
+        [warden, "policy", "explain", item["request_id"], "--project", "shop"],
+        env=env, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert shown.returncode == 0, shown.stderr
+    assert "outcome denied, 2 policy evaluations" in shown.stdout
+    rows = [
+        line for line in shown.stdout.splitlines() if "risk-cap" in line or "input-limits" in line
+    ]
+    assert any("deny" in r and "exceeds the cap" in r and "yes" in r for r in rows)
+    assert any("allow" in r and "input-limits" in r for r in rows)
+    # Against the built-in set, the edited risk-cap is no longer the policy in force.
+    env.pop("WARDEN_POLICIES_DIR")
+    shown = subprocess.run(
+        [warden, "policy", "explain", item["request_id"], "--project", "shop"],
+        env=env, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert any("risk-cap" in line and "changed" in line for line in shown.stdout.splitlines())
+    missing = subprocess.run(
+        [warden, "policy", "explain", "0" * 32, "--project", "shop"],
+        env=env, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert missing.returncode == 1 and "no request" in missing.stderr

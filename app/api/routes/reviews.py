@@ -1,0 +1,44 @@
+"""The review queue: list (read), approve and reject (admin)."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query
+from pydantic import BaseModel
+from starlette.concurrency import run_in_threadpool
+
+from app import reviews
+from app.api.deps import Admin, EngineDep, Reader
+
+router = APIRouter(tags=["reviews"])
+
+
+class DecisionBody(BaseModel):
+    note: str = ""
+
+
+@router.get("/v1/reviews", summary="Decisions waiting for (or decided by) a person")
+async def list_reviews(
+    principal: Reader,
+    engine: EngineDep,
+    status: Annotated[str | None, Query(description="pending, approved or rejected")] = "pending",
+) -> Any:
+    items = await run_in_threadpool(reviews.list_reviews, engine, principal.project_id, status)
+    return {"items": items}
+
+
+@router.post("/v1/reviews/{review_id}/approve", summary="Approve a parked decision")
+async def approve(review_id: int, body: DecisionBody, principal: Admin, engine: EngineDep) -> Any:
+    return await run_in_threadpool(
+        reviews.decide, engine, principal.project_id, review_id, True,
+        f"key:{principal.key_id}", body.note,
+    )  # fmt: skip
+
+
+@router.post("/v1/reviews/{review_id}/reject", summary="Reject a parked decision")
+async def reject(review_id: int, body: DecisionBody, principal: Admin, engine: EngineDep) -> Any:
+    return await run_in_threadpool(
+        reviews.decide, engine, principal.project_id, review_id, False,
+        f"key:{principal.key_id}", body.note,
+    )  # fmt: skip
