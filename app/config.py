@@ -55,6 +55,11 @@ class Settings(BaseSettings):
         description="SQLite `synchronous` pragma; FULL makes an acknowledged batch durable.",
     )
     sqlite_busy_timeout_ms: int = Field(default=30_000, ge=0)
+    stack: str = Field(
+        default="",
+        description="`module:callable` of the stack `POST /v1/infer` runs; empty: no gateway.",
+    )
+    stack_project: str = Field(default="default", description="The project the gateway serves.")
     policies_dir: Path | None = Field(
         default=None,
         description="Folder of the policy set served to SDKs; empty means the built-in set.",

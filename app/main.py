@@ -12,7 +12,16 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from sqlalchemy.exc import OperationalError, SQLAlchemyError
 
-from app.api.routes import health, ingest, models, policies, requests, reviews, tensors
+from app.api.routes import (
+    gateway,
+    health,
+    ingest,
+    models,
+    policies,
+    requests,
+    reviews,
+    tensors,
+)
 from app.config import Settings
 from app.db import create_db_engine
 from app.errors import WardenError
@@ -33,6 +42,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         app.state.engine = create_db_engine(settings)
+        app.state.gateway = None
+        if settings.stack:
+            from app.gateway import Gateway
+
+            app.state.gateway = Gateway(settings, app.state.engine, metrics, app.state.policies)
         # Ingest allocates many short-lived objects per batch; with the default threshold the
         # collector runs every few hundred allocations and re-scans the long-lived modules.
         # Freezing what startup created and collecting young objects less often cuts that.
@@ -41,6 +55,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         try:
             yield
         finally:
+            if app.state.gateway is not None:
+                app.state.gateway.close()
             app.state.engine.dispose()
 
     app = FastAPI(
@@ -67,7 +83,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     # client's keep-alive connection.
     app.add_exception_handler(SQLAlchemyError, _internal_error)
     app.add_exception_handler(Exception, _internal_error)
-    for module in (ingest, requests, tensors, policies, models, reviews, health):
+    for module in (ingest, requests, tensors, policies, models, reviews, gateway, health):
         app.include_router(module.router)
     return app
 

@@ -36,6 +36,7 @@ from collectors._scope import (
     request,
     stage,
 )
+from collectors._transport import Outcome, Result, Sender
 from collectors._watch import Watch
 from collectors.errors import CollectorError, ConfigurationError, RecordNotDurable
 from collectors.fingerprint import canonical_json, fingerprint
@@ -47,10 +48,13 @@ __all__ = [
     "ConfigurationError",
     "LLMCall",
     "ModelRef",
+    "Outcome",
     "PolicyDenied",
     "PolicyError",
     "RecordNotDurable",
     "Request",
+    "Result",
+    "Sender",
     "Watch",
     "canonical_json",
     "decision",

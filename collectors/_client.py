@@ -22,6 +22,8 @@ from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor, TracerProvider
 from collectors._config import Config, resolve
 from collectors._gates import Gates
 from collectors._pipeline import Pipeline
+from collectors._transport import Sender
+from policies import PolicySet
 
 log = logging.getLogger("warden.collectors")
 
@@ -66,6 +68,8 @@ class Client:
         config: Config,
         provider: TracerProvider | None,
         meter_provider: metrics.MeterProvider | None = None,
+        sender: Sender | None = None,
+        policies: PolicySet | None = None,
     ) -> None:
         self.config = config
         self.resource: dict[str, Any] = {
@@ -75,9 +79,10 @@ class Client:
         if config.project:
             self.resource["warden.project"] = config.project
         self.models: dict[str, ModelRef] = {}
-        self.gates = _gates(config)
+        self.gates = Gates(policies) if policies is not None else _gates(config)
+        self._sender = sender
         self._inherited: Pipeline | None = None
-        self.pipeline: Pipeline | None = Pipeline(config, self.resource)
+        self.pipeline: Pipeline | None = Pipeline(config, self.resource, sender)
         self.provider = provider or TracerProvider(resource=Resource.create(self.resource))
         self.provider.add_span_processor(_Forward(self))
         self._register_metrics(meter_provider)
@@ -116,7 +121,7 @@ class Client:
         # The parent's export thread does not exist here, and its queue belongs to it. The
         # inherited pipeline is kept, unused: closing its SQLite handle in the child is unsafe.
         self._inherited = self.pipeline
-        self.pipeline = Pipeline(self.config, self.resource)
+        self.pipeline = Pipeline(self.config, self.resource, self._sender)
 
 
 def _gates(config: Config) -> Gates | None:
@@ -150,7 +155,8 @@ def init(
     export_timeout: float | None = None,
     tracer_provider: TracerProvider | None = None,
     meter_provider: metrics.MeterProvider | None = None,
-    policies: str | os.PathLike[str] | None = None,
+    policies: str | os.PathLike[str] | PolicySet | None = None,
+    sender: Sender | None = None,
 ) -> Client:
     """Start recording to a Warden service. Arguments fall back to `WARDEN_*` variables.
 
@@ -158,7 +164,8 @@ def init(
     application already has) whose spans, like Warden's own records, are exported over
     OTLP/HTTP protobuf through a bounded queue and an on-disk spool. The SDK's counters are
     observable OTel metrics of `meter_provider` (by default the global one). `policies` turns
-    on the inline gates: a folder of policy files, or `"service"` for the service's bundle.
+    on the inline gates: a folder of policy files, `"service"` for the service's bundle, or
+    a loaded `PolicySet`. `sender` replaces the HTTP transport (see `collectors.Sender`).
 
     >>> import collectors
     >>> client = collectors.init(endpoint="http://127.0.0.1:8000", api_key="wdn_...",
@@ -167,12 +174,16 @@ def init(
     global _active
     config = resolve(
         endpoint, api_key, project, fingerprint_secret, fingerprint_key_id, service_name,
-        spool_dir, spool_max_bytes, queue_size, fail_closed, export_timeout, policies,
+        spool_dir, spool_max_bytes, queue_size, fail_closed, export_timeout,
+        None if isinstance(policies, PolicySet) else policies,
     )  # fmt: skip
     with _lock:
         if _active is not None:
             _active.shutdown()
-        client = Client(config, tracer_provider, meter_provider)
+        client = Client(
+            config, tracer_provider, meter_provider, sender,
+            policies if isinstance(policies, PolicySet) else None,
+        )  # fmt: skip
         if tracer_provider is None and not isinstance(trace.get_tracer_provider(), TracerProvider):
             trace.set_tracer_provider(client.provider)
         _active = client

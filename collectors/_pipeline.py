@@ -26,7 +26,7 @@ from opentelemetry.sdk.trace import ReadableSpan
 from collectors._config import Config
 from collectors._record import RequestRecord, encode
 from collectors._spool import Spool, SpooledBatch
-from collectors._transport import Outcome, Transport
+from collectors._transport import Outcome, Sender, Transport
 
 log = logging.getLogger("warden.collectors")
 _TRACES = "traces"
@@ -56,12 +56,14 @@ class _Flush:
 
 
 class Pipeline:
-    def __init__(self, config: Config, resource: dict[str, Any]) -> None:
+    def __init__(
+        self, config: Config, resource: dict[str, Any], sender: Sender | None = None
+    ) -> None:
         self.config = config
         self.resource = resource
         self.counters = Counters()
         self.spool = Spool(config.spool_dir, config.spool_max_bytes)
-        self.transport = Transport(config.api_key, config.export_timeout)
+        self.transport: Sender = sender or Transport(config.api_key, config.export_timeout)
         self._queue: queue.Queue[Any] = queue.Queue(maxsize=config.queue_size)
         self._lock = threading.Lock()
         self._backoff = 0.5

@@ -79,8 +79,9 @@ def request(
     """Record one request of the stack: every stage recorded inside lands in it.
 
     The input is fingerprinted (HMAC-SHA256 of its canonical JSON); it is exported itself
-    only with `capture_input=True`. A `request_id` makes the request's ids deterministic,
-    so recording the same request twice (a retry) stores it once.
+    only with `capture_input=True`. Opened inside another request, it joins that one. A
+    `request_id` makes the request's ids deterministic, so recording the same request twice
+    (a retry) stores it once.
 
     >>> with collectors.request({"text": "a room for 6 tomorrow 3-5pm"}, subject="u-17") as req:
     ...     answer = assistant.handle(text)  # doctest: +SKIP
@@ -89,6 +90,11 @@ def request(
     client = _client.active()
     if client is None or client.pipeline is None:
         yield Request(None)
+        return
+    outer = _current.get()
+    if outer is not None:
+        # A request inside a request (a gateway around an instrumented stack) is the same one.
+        yield Request(outer)
         return
     if client.config.fail_closed and not client.pipeline.has_capacity():
         raise RecordNotDurable("Warden spool is full: refusing to run a request unrecorded")

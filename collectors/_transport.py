@@ -6,6 +6,7 @@ import email.utils
 import enum
 import time
 from dataclasses import dataclass
+from typing import Protocol
 
 import requests
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceResponse
@@ -29,7 +30,18 @@ class Result:
     message: str = ""
 
 
+class Sender(Protocol):
+    """Where export payloads go. The default sends HTTP; a process that hosts the service
+    itself (its gateway) can hand payloads over in-process instead."""
+
+    def send(self, url: str, payload: bytes, content_type: str | None = None) -> Result: ...
+
+    def close(self) -> None: ...
+
+
 class Transport:
+    """The default sender: OTLP/HTTP with keep-alive."""
+
     def __init__(self, api_key: str | None, timeout: float) -> None:
         self.timeout = timeout
         self.session = requests.Session()

@@ -27,8 +27,11 @@ class InstrumentedAssistant(BookingAssistant):
     'booked'
     """
 
-    def __init__(self, *args: Any, dim: int = 16, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, dim: int = 16, hand_over: bool = True, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
+        # Whether a policy's deny becomes a hand-over answer, or reaches the caller (a gateway
+        # that answers 403).
+        self.hand_over = hand_over
         for role, (name, version) in self.stage_models().items():
             collectors.model(role, name, version)
         self.watch = collectors.watch(self.world_model, layers=WATCHED_LAYERS, dim=dim)
@@ -44,6 +47,8 @@ class InstrumentedAssistant(BookingAssistant):
             try:
                 answer = super().handle(text)
             except collectors.PolicyDenied as denied:
+                if not self.hand_over:
+                    raise
                 # The gate refused the plan before anything was booked: a person takes over.
                 return Answer(
                     "handed_over",

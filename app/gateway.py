@@ -1,0 +1,123 @@
+"""The gateway: the service runs the stack itself (`POST /v1/infer`), gates around it.
+
+The stack is a `module:callable` taking the request's input and returning a JSON answer,
+instrumented with the SDK or not. The gateway opens the request scope itself, with the
+service's own policy set as inline gates, and hands the records to ingest in-process (no
+loopback HTTP), so a gateway request is recorded exactly as an SDK request is.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import Engine, select
+from sqlalchemy.exc import SQLAlchemyError
+
+import collectors
+from app import projects
+from app.config import Settings
+from app.db import read_connection
+from app.errors import BadRequest, NotFound, WardenError
+from app.ingest.otlp import PROTOBUF
+from app.ingest.pipeline import ingest_traces
+from app.metrics import Metrics
+from app.models import Review
+from app.projects import Principal
+from policies import PolicySet
+
+
+class InProcessSender:
+    """Delivers the gateway's export payloads straight to ingest, under its project."""
+
+    def __init__(self, engine: Engine, metrics: Metrics, project_id: int, limit: int) -> None:
+        self.engine = engine
+        self.metrics = metrics
+        self.project_id = project_id
+        self.limit = limit
+
+    def send(self, url: str, payload: bytes, content_type: str | None = None) -> collectors.Result:
+        if content_type:  # sampled tensors: not taken by the gateway
+            return collectors.Result(collectors.Outcome.REJECTED, message="no tensors in-process")
+        try:
+            result = ingest_traces(
+                self.engine, self.metrics, self.project_id, payload, PROTOBUF, None, self.limit
+            )
+        except WardenError as exc:
+            return collectors.Result(collectors.Outcome.REJECTED, message=exc.message)
+        except SQLAlchemyError as exc:
+            return collectors.Result(collectors.Outcome.RETRY, message=str(exc).splitlines()[0])
+        return collectors.Result(collectors.Outcome.DELIVERED, rejected_spans=result.rejected)
+
+    def close(self) -> None:
+        pass
+
+
+@dataclass(frozen=True)
+class Inference:
+    request_id: str
+    answer: Any | None = None
+    denied: collectors.PolicyDenied | None = None
+    review_id: int | None = None
+
+
+def load_stack(spec: str) -> Callable[[Any], Any]:
+    module, _, name = spec.partition(":")
+    if not module or not name:
+        raise ValueError(f"WARDEN_STACK={spec!r}: write it as module:callable")
+    stack = getattr(importlib.import_module(module), name)
+    if not callable(stack):
+        raise ValueError(f"WARDEN_STACK={spec!r} is not callable")
+    return stack  # type: ignore[no-any-return]
+
+
+class Gateway:
+    def __init__(
+        self, settings: Settings, engine: Engine, metrics: Metrics, policies: PolicySet
+    ) -> None:
+        self.engine = engine
+        self.stack = load_stack(settings.stack)
+        self.project_id = projects.project_id(engine, settings.stack_project)
+        collectors.init(
+            endpoint="http://127.0.0.1",  # unused: the sender delivers in-process
+            fingerprint_secret=settings.local_secret("fingerprint.key"),
+            spool_dir=settings.data_dir / "gateway-spool",
+            service_name="warden-gateway",
+            project=settings.stack_project,
+            policies=policies,
+            sender=InProcessSender(engine, metrics, self.project_id, settings.payload_limit_bytes),
+        )
+
+    def infer(self, principal: Principal, body: Any) -> Inference:
+        if principal.project_id != self.project_id:
+            raise NotFound("this service runs no stack for this project")
+        if not isinstance(body, dict) or "input" not in body:
+            raise BadRequest('send {"input": ..., "subject": optional}')
+        subject = body.get("subject")
+        denied = None
+        answer = None
+        try:
+            with collectors.request(
+                body["input"], subject if isinstance(subject, str) else None
+            ) as req:
+                answer = self.stack(body["input"])
+                if isinstance(answer, dict) and isinstance(answer.get("kind"), str):
+                    req.set_outcome(answer["kind"])
+        except collectors.PolicyDenied as exc:
+            denied = exc
+        request_id = req.trace_id or ""
+        # The record is delivered in-process by the export thread: wait for it, so the
+        # answer can name the review item it made.
+        collectors.flush(timeout=10)
+        with read_connection(self.engine) as conn:
+            review = conn.execute(
+                select(Review.id).where(
+                    Review.project_id == self.project_id, Review.trace_id == request_id
+                )
+            ).scalar_one_or_none()
+        return Inference(request_id, answer, denied, review)
+
+    def close(self) -> None:
+        collectors.shutdown()

@@ -1,0 +1,45 @@
+"""The booking assistant as a stack the Warden service runs itself (`POST /v1/infer`).
+
+    WARDEN_STACK=examples.booking.gateway:answer warden serve
+
+The world model is the registry's `champion`, loaded on the first call from the MLflow store
+in `WARDEN_MLFLOW_TRACKING_URI` (default `sqlite:///./.warden/mlflow.db`); run `warden demo`
+once first to train and register it.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from typing import Any
+
+import collectors
+
+from .instrumented import InstrumentedAssistant
+from .registry import load_world_model
+
+_lock = threading.Lock()
+_assistant: list[InstrumentedAssistant] = []
+
+
+def _load() -> InstrumentedAssistant:
+    uri = os.environ.get("WARDEN_MLFLOW_TRACKING_URI") or "sqlite:///./.warden/mlflow.db"
+    loaded = load_world_model(uri, "models:/booking-world-model@champion")
+    assistant = InstrumentedAssistant(loaded.model, loaded.name, loaded.version, hand_over=False)
+    # Declared again through the registry: the gates then see its aliases and tags.
+    collectors.model("world_model", f"models:/{loaded.name}/{loaded.version}", tracking_uri=uri)
+    return assistant
+
+
+def answer(request: dict[str, Any]) -> dict[str, Any]:
+    """Answer `{"text": ...}`; the assistant is built once and used one request at a time
+    (its calendar changes with every booking)."""
+    with _lock:
+        if not _assistant:
+            _assistant.append(_load())
+        reply = _assistant[0].handle(str(request.get("text", "")))
+    return {
+        "kind": reply.kind,
+        "message": reply.message,
+        "chosen": reply.decision.chosen.label if reply.decision.chosen else None,
+    }
