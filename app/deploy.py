@@ -18,7 +18,7 @@ from sqlalchemy import Engine, insert, select
 
 from app.db import read_connection, write_transaction
 from app.errors import BadRequest, Conflict, NotFound
-from app.models import Deployment, PolicyEvaluation
+from app.models import Deployment, DriftReport, PolicyEvaluation
 from policies import Effect, PolicySet, Verdict, strongest
 
 _PASSING = (Effect.ALLOW, Effect.WARN)
@@ -86,6 +86,26 @@ def version_context(client: MlflowClient, name: str, version: str) -> dict[str, 
     }
 
 
+def latest_drift(engine: Engine, project_id: int, name: str, version: str) -> dict[str, Any]:
+    """The newest drift report of a version as the deploy gates see it (`verdict: none`
+    when there is none yet)."""
+    query = (
+        select(DriftReport.kind, DriftReport.verdict, DriftReport.scores)
+        .where(
+            DriftReport.project_id == project_id,
+            DriftReport.model_name == name,
+            DriftReport.model_version == version,
+        )
+        .order_by(DriftReport.created_at.desc(), DriftReport.id.desc())
+        .limit(1)
+    )
+    with read_connection(engine) as conn:
+        row = conn.execute(query).one_or_none()
+    if row is None:
+        return {"verdict": "none", "kind": "", "scores": {}}
+    return {"verdict": row.verdict, "kind": row.kind, "scores": row.scores}
+
+
 def _holder(client: MlflowClient, name: str, alias: str) -> str | None:
     try:
         return str(client.get_model_version_by_alias(name, alias).version)
@@ -109,7 +129,10 @@ def promote(
     if current == str(version):
         raise Conflict(f"{alias!r} already points at {name} v{version}")
     candidate = version_context(client, name, version)
-    incumbent = version_context(client, name, current) if current else {}
+    incumbent: dict[str, Any] = {}
+    if current:
+        incumbent = version_context(client, name, current)
+        incumbent["drift"] = latest_drift(engine, project_id, name, current)
     verdicts = policies.evaluate(
         "deploy", {"candidate": candidate, "incumbent": incumbent, "project": project}
     )

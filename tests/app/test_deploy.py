@@ -199,3 +199,45 @@ def test_promote_from_the_cli_and_the_api(
     with live.client(live.key("booking", "audit")) as client:
         answer = client.post(f"/v1/models/{MODEL}/rollback", json={})
         assert answer.status_code == 403  # an auditor reads; it does not act
+
+
+def test_the_gates_see_the_incumbents_latest_drift_verdict(
+    engine: Engine, registry: Registry
+) -> None:
+    from sqlalchemy import insert
+
+    from app.models import DriftReport
+    from policies import parse
+
+    pid = _project(engine)
+    gates = PolicySet(
+        parse(
+            """
+id: no-promotion-over-drift
+version: "1"
+description: while the incumbent drifts, promotions wait for a person
+phase: deploy
+when: "'drift' in incumbent && incumbent.drift.verdict == 'drift'"
+effect: require_review
+message: "incumbent v{{ incumbent.version }} is drifting ({{ incumbent.drift.kind }})"
+"""
+        )
+    )
+    old, new = registry.version(GOOD), registry.version(GOOD)
+    assert deploy.promote(
+        engine, registry.client, gates, pid, "booking", MODEL, old, "champion", "t"
+    ).allowed
+    with engine.begin() as conn:
+        conn.execute(
+            insert(DriftReport).values(
+                project_id=pid, model_name=MODEL, model_version=old, kind="latent",
+                window_start_unix_nano=0, window_end_unix_nano=1, reference={}, scores={},
+                verdict="drift",
+            )
+        )  # fmt: skip
+    move = deploy.promote(
+        engine, registry.client, gates, pid, "booking", MODEL, new, "champion", "t"
+    )
+    assert not move.allowed
+    assert move.failing()[0].message == f"incumbent v{old} is drifting (latent)"
+    assert registry.champion() == old
