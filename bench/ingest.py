@@ -24,7 +24,6 @@ do fail the run (exit status 1).
 from __future__ import annotations
 
 import argparse
-import contextlib
 import http.client
 import json
 import os
@@ -32,11 +31,8 @@ import platform
 import queue
 import random
 import shutil
-import signal
-import socket
 import sqlite3
 import statistics
-import subprocess
 import sys
 import tempfile
 import threading
@@ -49,32 +45,42 @@ from typing import Any
 import orjson
 
 ROOT = Path(__file__).resolve().parent.parent
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
+# bench/ holds scripts named like the packages they measure (policies.py): the repository
+# root, not this folder, comes first on the import path.
+sys.path[:] = [str(ROOT)] + [p for p in sys.path if Path(p or ".").resolve() != ROOT / "bench"]
 
-from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (  # noqa: E402
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
     ExportTraceServiceRequest,
     ExportTraceServiceResponse,
 )
-from opentelemetry.proto.common.v1.common_pb2 import (  # noqa: E402
+from opentelemetry.proto.common.v1.common_pb2 import (
     AnyValue,
     ArrayValue,
     InstrumentationScope,
     KeyValue,
 )
-from opentelemetry.proto.resource.v1.resource_pb2 import Resource  # noqa: E402
-from opentelemetry.proto.trace.v1.trace_pb2 import (  # noqa: E402
+from opentelemetry.proto.resource.v1.resource_pb2 import Resource
+from opentelemetry.proto.trace.v1.trace_pb2 import (
     ResourceSpans,
     ScopeSpans,
     Span,
     Status,
 )
 
+from bench.warden_process import (
+    WARDEN,
+    Server,
+    count_rows,
+    get_json,
+    run_cli,
+    start_server,
+    stop_server,
+)
+
 TARGET_SPANS_PER_S = 15_000
 TARGET_RATIO = 0.35
 SPANS_PER_TRACE = 20
 PROTOBUF = "application/x-protobuf"
-WARDEN = Path(sys.executable).with_name("warden")
 
 # --------------------------------------------------------------------------------------------
 # Synthetic traffic of a hybrid AI stack (LLM + world model + planner), 20 spans per trace.
@@ -292,77 +298,6 @@ def make_batches(count: int, batch_size: int, seed: int) -> list[bytes]:
 # --------------------------------------------------------------------------------------------
 
 
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def run_cli(env: dict[str, str], *args: str) -> str:
-    done = subprocess.run([str(WARDEN), *args], env=env, capture_output=True, text=True,
-                          timeout=120, check=False)
-    if done.returncode != 0:
-        raise RuntimeError(f"warden {' '.join(args)} failed ({done.returncode}):\n"
-                           f"{done.stdout}{done.stderr}")
-    return done.stdout
-
-
-@dataclass
-class Server:
-    proc: subprocess.Popen[bytes]
-    port: int
-    log: Path
-
-    def tail(self, lines: int = 30) -> str:
-        try:
-            return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])
-        except OSError:
-            return ""
-
-
-def start_server(env: dict[str, str], data_dir: Path, workers: int = 1,
-                 timeout: float = 60.0) -> Server:
-    port = free_port()
-    log = data_dir / "server.log"
-    with log.open("wb") as out:
-        proc = subprocess.Popen(
-            [str(WARDEN), "serve", "--host", "127.0.0.1", "--port", str(port),
-             *(["--workers", str(workers)] if workers != 1 else [])],
-            env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
-        )
-    server = Server(proc, port, log)
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"warden serve exited with {proc.returncode}:\n{server.tail()}")
-        try:
-            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
-            conn.request("GET", "/readyz")
-            if conn.getresponse().status == 200:
-                conn.close()
-                return server
-            conn.close()
-        except OSError:
-            pass
-        time.sleep(0.1)
-    stop_server(server)
-    raise RuntimeError(f"warden serve not ready within {timeout:.0f}s:\n{server.tail()}")
-
-
-def stop_server(server: Server) -> None:
-    if server.proc.poll() is not None:
-        return
-    server.proc.terminate()
-    try:
-        server.proc.wait(timeout=15)
-    except subprocess.TimeoutExpired:
-        # The server runs in a session of its own (start_new_session): end its whole group,
-        # uvicorn's worker processes included.
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(server.proc.pid, signal.SIGKILL)
-        server.proc.wait(timeout=15)
-
-
 # --------------------------------------------------------------------------------------------
 # Clients
 # --------------------------------------------------------------------------------------------
@@ -431,33 +366,6 @@ def send_all(port: int, key: str, batches: list[bytes], clients: int) -> SendRes
         thread.join()
     result.seconds = time.perf_counter() - t0
     return result
-
-
-def get_json(port: int, key: str, path: str) -> tuple[int, Any]:
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
-    try:
-        conn.request("GET", path, headers={"Authorization": f"Bearer {key}"})
-        response = conn.getresponse()
-        data = response.read()
-    finally:
-        conn.close()
-    try:
-        return response.status, json.loads(data)
-    except ValueError:
-        return response.status, data.decode(errors="replace")
-
-
-def count_rows(db: Path, table: str) -> int:
-    conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
-    try:
-        return int(conn.execute(f"SELECT count(*) FROM {table}").fetchone()[0])
-    finally:
-        conn.close()
-
-
-# --------------------------------------------------------------------------------------------
-# The raw ceiling
-# --------------------------------------------------------------------------------------------
 
 
 def core_row(project_id: int, row: dict) -> dict:
@@ -578,7 +486,7 @@ def main() -> int:
             if not (key.startswith("wdn_") and len(key) == 42):
                 raise RuntimeError(f"unexpected key from `warden key create`: {key!r}")
 
-            server = start_server(env, server_dir, args.server_workers)
+            server = start_server(server_dir, env, args.server_workers)
             say(f"warden serve ready on port {server.port} (pid {server.proc.pid}); "
                 f"warm-up: {len(warmup)} batches")
             warm = send_all(server.port, key, warmup, min(args.clients, max(len(warmup), 1)))

@@ -50,9 +50,9 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != ROOT / "bench"]
 sys.path.insert(0, str(ROOT))
 
-import policies  # noqa: E402
-from policies import ROOTS, Phase, PolicySet  # noqa: E402
-from policies.engine import cel_literal  # noqa: E402
+import policies
+from policies import ROOTS, Phase, PolicySet
+from policies.engine import cel_literal
 
 TARGET_P99_US = 100.0
 N_CANDIDATES = 16

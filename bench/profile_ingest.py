@@ -22,10 +22,10 @@ import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-sys.path.insert(1, str(Path(__file__).resolve().parent.parent))
+ROOT = Path(__file__).resolve().parent.parent
+# The repository root first: bench/policies.py must not shadow the `policies` package.
+sys.path[:] = [str(ROOT)] + [p for p in sys.path if Path(p or ".").resolve() != ROOT / "bench"]
 
-from ingest import make_batches
 from sqlalchemy import insert
 
 from app import schema
@@ -36,6 +36,7 @@ from app.ingest.normalise import normalise, span_rows
 from app.ingest.pipeline import ingest_traces
 from app.metrics import Metrics
 from app.models import Project
+from bench.ingest import make_batches
 
 
 def fresh_engine(data_dir: Path):  # type: ignore[no-untyped-def]

@@ -58,17 +58,13 @@ import copy
 import gc
 import hashlib
 import hmac
-import http.client
 import json
 import logging
 import os
 import platform
 import re
 import shutil
-import signal
-import socket
 import sqlite3
-import subprocess
 import sys
 import tempfile
 import time
@@ -83,23 +79,30 @@ os.environ["MLFLOW_DISABLE_TELEMETRY"] = "true"
 os.environ["DO_NOT_TRACK"] = "true"
 
 ROOT = Path(__file__).resolve().parent.parent
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
-
-import torch  # noqa: E402
-from opentelemetry.sdk.resources import Resource  # noqa: E402
-from opentelemetry.sdk.trace import TracerProvider  # noqa: E402
-from opentelemetry.sdk.trace.export import (  # noqa: E402
+# bench/ holds scripts named like the packages they measure (policies.py): the repository
+# root, not this folder, comes first on the import path.
+sys.path[:] = [str(ROOT)] + [p for p in sys.path if Path(p or ".").resolve() != ROOT / "bench"]
+import torch
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import (
     BatchSpanProcessor,
     SpanExporter,
     SpanExportResult,
 )
-from opentelemetry.trace import SpanKind  # noqa: E402
-from torch import nn  # noqa: E402
+from opentelemetry.trace import SpanKind
+from torch import nn
 
-import collectors  # noqa: E402
+import collectors
+from bench.warden_process import (
+    WARDEN,
+    Server,
+    count_rows,
+    get_json,
+    start_server,
+    stop_server,
+)
 
-WARDEN = Path(sys.executable).with_name("warden")
 STEPS = 8
 CANDIDATES = 16
 WIDTH = 32
@@ -572,100 +575,6 @@ class MLflow(Variant):
 # --------------------------------------------------------------------------------------------
 
 
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-@dataclass
-class Server:
-    proc: subprocess.Popen[bytes]
-    port: int
-    log: Path
-    key: str = ""
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def tail(self, lines: int = 30) -> str:
-        try:
-            return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])
-        except OSError:
-            return ""
-
-
-def start_server(data_dir: Path, timeout: float = 60.0) -> Server:
-    """`warden serve` on a free port with a fresh data dir; the admin key it prints on its
-    first run is the benchmark's key."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("WARDEN_")}
-    env["WARDEN_DATA_DIR"] = str(data_dir)
-    env["WARDEN_CONFIG"] = str(data_dir / "none.toml")  # no warden.toml from the cwd
-    port = free_port()
-    log = data_dir / "server.log"
-    with log.open("wb") as out:
-        proc = subprocess.Popen(
-            [str(WARDEN), "serve", "--host", "127.0.0.1", "--port", str(port)],
-            env=env, cwd=data_dir, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
-        )  # fmt: skip
-    server = Server(proc, port, log)
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"warden serve exited with {proc.returncode}:\n{server.tail()}")
-        if not server.key:
-            words = log.read_text(errors="replace").split()
-            server.key = next((w for w in words if w.startswith("wdn_")), "")
-        if server.key:
-            with contextlib.suppress(OSError):
-                conn = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
-                try:
-                    conn.request("GET", "/readyz")
-                    if conn.getresponse().status == 200:
-                        return server
-                finally:
-                    conn.close()
-        time.sleep(0.1)
-    stop_server(server)
-    raise RuntimeError(f"warden serve not ready (or printed no key) in {timeout:.0f}s:\n"
-                       f"{server.tail()}")
-
-
-def stop_server(server: Server) -> None:
-    if server.proc.poll() is not None:
-        return
-    server.proc.terminate()
-    try:
-        server.proc.wait(timeout=15)
-    except subprocess.TimeoutExpired:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(server.proc.pid, signal.SIGKILL)
-        server.proc.wait(timeout=15)
-
-
-def get_json(port: int, key: str, path: str) -> tuple[int, Any]:
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
-    try:
-        conn.request("GET", path, headers={"Authorization": f"Bearer {key}"})
-        response = conn.getresponse()
-        data = response.read()
-    finally:
-        conn.close()
-    try:
-        return response.status, json.loads(data)
-    except ValueError:
-        return response.status, data.decode(errors="replace")
-
-
-def count_rows(db: Path, table: str) -> int:
-    conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
-    try:
-        return int(conn.execute(f"SELECT count(*) FROM {table}").fetchone()[0])
-    finally:
-        conn.close()
-
-
 # --------------------------------------------------------------------------------------------
 # Measuring
 # --------------------------------------------------------------------------------------------
@@ -763,7 +672,7 @@ def main() -> int:
     figures: dict[str, Figures] = {}
     try:
         t0 = time.perf_counter()
-        server = start_server(server_dir)
+        server = start_server(server_dir, want_key=True)
         say(f"warden serve ready on port {server.port} in {time.perf_counter() - t0:.1f}s")
         t0 = time.perf_counter()
         variants = [

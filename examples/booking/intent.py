@@ -48,34 +48,31 @@ class IntentParser(Protocol):
     def parse(self, text: str) -> Intent: ...
 
 
-_NUMBER_WORDS = {
-    w: i
-    for i, w in enumerate(
-        [
-            "zero",
-            "one",
-            "two",
-            "three",
-            "four",
-            "five",
-            "six",
-            "seven",
-            "eight",
-            "nine",
-            "ten",
-            "eleven",
-            "twelve",
-            "thirteen",
-            "fourteen",
-            "fifteen",
-            "sixteen",
-            "seventeen",
-            "eighteen",
-            "nineteen",
-            "twenty",
-        ]
-    )
-}
+# Numbers as people write them, 0 to 20; `phrasings` writes requests with the same words.
+NUMBER_WORDS = [
+    "zero",
+    "one",
+    "two",
+    "three",
+    "four",
+    "five",
+    "six",
+    "seven",
+    "eight",
+    "nine",
+    "ten",
+    "eleven",
+    "twelve",
+    "thirteen",
+    "fourteen",
+    "fifteen",
+    "sixteen",
+    "seventeen",
+    "eighteen",
+    "nineteen",
+    "twenty",
+]
+_NUMBER_WORDS = {w: i for i, w in enumerate(NUMBER_WORDS)}
 _NUMBER_WORDS.update({"a dozen": 12, "a couple of": 2, "a": 1, "an": 1})
 _WORDS = sorted(_NUMBER_WORDS, key=len, reverse=True)
 # Counts of people never read "a"/"an" as one ("a room for a team"); durations do ("an hour").

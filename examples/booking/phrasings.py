@@ -13,24 +13,10 @@ from datetime import date, timedelta
 
 import numpy as np
 
-from .intent import weekday_offset
+from .intent import NUMBER_WORDS, weekday_offset
 from .sim import DEFAULT_START_DATE, Intent, sample_intent
 
-_WORDS = [
-    "zero",
-    "one",
-    "two",
-    "three",
-    "four",
-    "five",
-    "six",
-    "seven",
-    "eight",
-    "nine",
-    "ten",
-    "eleven",
-    "twelve",
-]
+_WORDS = NUMBER_WORDS[:13]  # up to "twelve": larger numbers read better as digits
 _WEEKDAYS = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday")
 _EQUIPMENT_WORDS = {
     "projector": ("a projector", "a beamer", "a projector"),
