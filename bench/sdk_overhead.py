@@ -52,6 +52,7 @@ the run (exit status 1).
 
 from __future__ import annotations
 
+import abc
 import argparse
 import contextlib
 import copy
@@ -260,13 +261,14 @@ def llm_response(text: str) -> dict[str, Any]:
 # --------------------------------------------------------------------------------------------
 
 
-class Variant:
+class Variant(abc.ABC):
     key = ""
     label = ""
     spans_per_request = 0
 
+    @abc.abstractmethod
     def handle(self, text: str) -> str:
-        raise NotImplementedError
+        """Answer one request of the reference shape; the chosen action."""
 
     def drain(self) -> float | None:
         """Wait for what the background work still has to deliver; seconds, or None when
