@@ -276,7 +276,7 @@ class Variant(abc.ABC):
         return None
 
     def close(self) -> None:
-        pass
+        return None
 
 
 class Bare(Variant):
