@@ -10,16 +10,20 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from mlflow.exceptions import MlflowException
-from mlflow.tracking import MlflowClient
 from sqlalchemy import Engine, insert, select
 
 from app.db import read_connection, write_transaction
 from app.errors import BadRequest, Conflict, NotFound
 from app.models import Deployment, DriftReport, PolicyEvaluation
 from policies import Effect, PolicySet, Verdict, strongest
+
+if TYPE_CHECKING:
+    from mlflow.tracking import MlflowClient
+
+# MLflow is imported when a gate runs, not when the service starts: it weighs some hundred
+# megabytes per worker process that never promotes anything.
 
 _PASSING = (Effect.ALLOW, Effect.WARN)
 
@@ -40,11 +44,15 @@ class AliasMove:
 
 
 def mlflow_client(tracking_uri: str) -> MlflowClient:
+    from mlflow.tracking import MlflowClient
+
     return MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
 
 
 def version_context(client: MlflowClient, name: str, version: str) -> dict[str, Any]:
     """A registry version as the `deploy` policies see it (docs/policies.md)."""
+    from mlflow.exceptions import MlflowException
+
     try:
         entry = client.get_model_version(name, version)
     except MlflowException as exc:
@@ -107,6 +115,8 @@ def latest_drift(engine: Engine, project_id: int, name: str, version: str) -> di
 
 
 def _holder(client: MlflowClient, name: str, alias: str) -> str | None:
+    from mlflow.exceptions import MlflowException
+
     try:
         return str(client.get_model_version_by_alias(name, alias).version)
     except MlflowException:
