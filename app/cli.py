@@ -252,12 +252,12 @@ def promote(
 
     Example: [bold]warden promote booking-world-model 4 --alias champion[/bold]
     """
-    from app import deploy
+    from app import deploy, lineage
 
     settings = Settings()
     with _engine() as engine:
         move = deploy.promote(
-            engine, deploy.mlflow_client(settings.resolved_mlflow_tracking_uri),
+            engine, lineage.mlflow_client(settings.resolved_mlflow_tracking_uri),
             _policies(settings), projects.project_id(engine, project), project, model, version,
             alias, f"cli:{getpass.getuser()}",
         )  # fmt: skip
@@ -279,12 +279,12 @@ def rollback(
 
     Example: [bold]warden rollback booking-world-model --alias champion --reason "drift"[/bold]
     """
-    from app import deploy
+    from app import deploy, lineage
 
     settings = Settings()
     with _engine() as engine:
         move = deploy.rollback(
-            engine, deploy.mlflow_client(settings.resolved_mlflow_tracking_uri),
+            engine, lineage.mlflow_client(settings.resolved_mlflow_tracking_uri),
             projects.project_id(engine, project), model, alias, f"cli:{getpass.getuser()}", reason,
         )  # fmt: skip
     _print_move(move)
@@ -476,6 +476,43 @@ def policy_explain(
             e["message"] or "", state,
         )  # fmt: skip
     out.print(table)
+
+
+@app.command("lineage")
+def lineage_tree(
+    request_id: Annotated[str, typer.Argument(help="The request's id (its trace id)")],
+    project: Annotated[str, typer.Option(help="The request's project")] = "default",
+) -> None:
+    """Print a request's lineage: each stage's model version, its MLflow run, its datasets.
+
+    Example: [bold]warden lineage 5b8efff798038103d269b633813fc60c --project booking[/bold]
+    """
+    from rich.tree import Tree
+
+    from app import lineage
+
+    settings = Settings()
+    with _engine() as engine:
+        found = lineage.request_lineage(
+            engine, projects.project_id(engine, project), request_id,
+            settings.resolved_mlflow_tracking_uri,
+        )  # fmt: skip
+    tree = Tree(f"request {found['request_id']}")
+    for stage in found["stages"]:
+        aliases = f" @{','.join(stage['aliases'])}" if stage["aliases"] else ""
+        node = tree.add(
+            f"{stage['role']}: {stage['name']} v{stage['version']}{aliases} ({stage['status']})"
+        )
+        run = stage["run"]
+        if run:
+            metrics = ", ".join(f"{k}={v:.4g}" for k, v in sorted(run.get("metrics", {}).items()))
+            run_node = node.add(f"run {run.get('id')}" + (f": {metrics}" if metrics else ""))
+            for data in stage["datasets"]:
+                run_node.add(
+                    f"dataset {data['name']} digest {data['digest']} ({data['context']}) "
+                    f"{data['source']}"
+                )
+    out.print(tree, highlight=False)
 
 
 def main() -> None:

@@ -55,6 +55,11 @@ class Settings(BaseSettings):
         description="SQLite `synchronous` pragma; FULL makes an acknowledged batch durable.",
     )
     sqlite_busy_timeout_ms: int = Field(default=30_000, ge=0)
+    lineage_interval: float = Field(
+        default=10.0,
+        ge=0,
+        description="Seconds between lineage resolution rounds against MLflow; 0 turns it off.",
+    )
     stack: str = Field(
         default="",
         description="`module:callable` of the stack `POST /v1/infer` runs; empty: no gateway.",

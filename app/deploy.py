@@ -15,15 +15,14 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import Engine, insert, select
 
 from app.db import read_connection, write_transaction
-from app.errors import BadRequest, Conflict, NotFound
+from app.errors import BadRequest, Conflict
+from app.lineage import version_context
 from app.models import Deployment, DriftReport, PolicyEvaluation
 from policies import Effect, PolicySet, Verdict, strongest
 
 if TYPE_CHECKING:
     from mlflow.tracking import MlflowClient
 
-# MLflow is imported when a gate runs, not when the service starts: it weighs some hundred
-# megabytes per worker process that never promotes anything.
 
 _PASSING = (Effect.ALLOW, Effect.WARN)
 
@@ -41,57 +40,6 @@ class AliasMove:
 
     def failing(self) -> list[Verdict]:
         return [v for v in self.verdicts if v.fired and v.effect not in _PASSING]
-
-
-def mlflow_client(tracking_uri: str) -> MlflowClient:
-    from mlflow.tracking import MlflowClient
-
-    return MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
-
-
-def version_context(client: MlflowClient, name: str, version: str) -> dict[str, Any]:
-    """A registry version as the `deploy` policies see it (docs/policies.md)."""
-    from mlflow.exceptions import MlflowException
-
-    try:
-        entry = client.get_model_version(name, version)
-    except MlflowException as exc:
-        raise NotFound(f"MLflow has no version {version} of model {name!r}") from exc
-    run: dict[str, Any] = {}
-    datasets: list[dict[str, Any]] = []
-    if entry.run_id:
-        try:
-            found = client.get_run(entry.run_id)
-        except MlflowException:
-            found = None
-        # A deleted run (gone, or soft-deleted awaiting garbage collection) cannot vouch for
-        # a version: the gates see no metrics and no data.
-        if found is not None and found.info.lifecycle_stage != "deleted":
-            run = {
-                "id": found.info.run_id,
-                "metrics": dict(found.data.metrics),
-                "params": dict(found.data.params),
-            }
-            for item in found.inputs.dataset_inputs if found.inputs else []:
-                tags = {t.key: t.value for t in item.tags}
-                datasets.append(
-                    {
-                        "name": item.dataset.name,
-                        "digest": item.dataset.digest,
-                        "source": item.dataset.source,
-                        "context": tags.get("mlflow.data.context", ""),
-                    }
-                )
-    tags = dict(entry.tags or {})
-    return {
-        "name": name,
-        "version": str(entry.version),
-        "role": tags.get("warden.role", ""),
-        "aliases": list(entry.aliases or []),
-        "tags": tags,
-        "run": run,
-        "datasets": datasets,
-    }
 
 
 def latest_drift(engine: Engine, project_id: int, name: str, version: str) -> dict[str, Any]:

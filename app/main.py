@@ -26,6 +26,7 @@ from app.config import Settings
 from app.db import create_db_engine
 from app.errors import WardenError
 from app.ingest import otlp
+from app.lineage import Resolver
 from app.metrics import Metrics, MetricsMiddleware
 from policies import BUILTIN, PolicySet
 
@@ -43,6 +44,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         app.state.engine = create_db_engine(settings)
         app.state.gateway = None
+        resolver = None
+        if settings.lineage_interval > 0:
+            resolver = Resolver(
+                app.state.engine, settings.resolved_mlflow_tracking_uri, settings.lineage_interval
+            )
+            resolver.start()
         if settings.stack:
             from app.gateway import Gateway
 
@@ -55,6 +62,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         try:
             yield
         finally:
+            if resolver is not None:
+                resolver.stop()
             if app.state.gateway is not None:
                 app.state.gateway.close()
             app.state.engine.dispose()

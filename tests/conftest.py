@@ -152,7 +152,13 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str
 
 @pytest.fixture
 def settings(database_url: str, tmp_path: Path) -> Settings:
-    return Settings(data_dir=tmp_path / "data", database_url=database_url, secret_key=TEST_SECRET)
+    # Lineage resolution runs only where a test asks for it (it imports MLflow).
+    return Settings(
+        data_dir=tmp_path / "data",
+        database_url=database_url,
+        secret_key=TEST_SECRET,
+        lineage_interval=0,
+    )
 
 
 @pytest.fixture
@@ -227,6 +233,7 @@ def warden_serve(
         "WARDEN_DATA_DIR": str(tmp_path / "data"),
         "WARDEN_DATABASE_URL": database_url,
         "WARDEN_SECRET_KEY": secret,
+        "WARDEN_LINEAGE_INTERVAL": "0",
     }
     warden = str(Path(sys.executable).parent / "warden")
     proc = subprocess.Popen(

@@ -40,6 +40,7 @@ def settings(
         database_url=f"sqlite:///{tmp_path / 'warden.db'}",
         secret_key=TEST_SECRET,
         stack="examples.booking.gateway:answer",
+        lineage_interval=0,
         policies_dir=policies,
     )
     booking_gateway._assistant.clear()

@@ -9,7 +9,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
-from app import deploy
+from app import deploy, lineage
 from app.api.deps import Admin, EngineDep, SettingsDep
 
 router = APIRouter(tags=["models"])
@@ -46,7 +46,7 @@ async def promote(
     name: str, body: PromoteBody, request: Request, principal: Admin,
     engine: EngineDep, settings: SettingsDep,
 ) -> Any:  # fmt: skip
-    client = deploy.mlflow_client(settings.resolved_mlflow_tracking_uri)
+    client = lineage.mlflow_client(settings.resolved_mlflow_tracking_uri)
     move = await run_in_threadpool(
         deploy.promote, engine, client, request.app.state.policies, principal.project_id,
         principal.project, name, body.version, body.alias, f"key:{principal.key_id}",
@@ -61,7 +61,7 @@ async def promote(
 async def rollback(
     name: str, body: RollbackBody, principal: Admin, engine: EngineDep, settings: SettingsDep
 ) -> Any:
-    client = deploy.mlflow_client(settings.resolved_mlflow_tracking_uri)
+    client = lineage.mlflow_client(settings.resolved_mlflow_tracking_uri)
     move = await run_in_threadpool(
         deploy.rollback, engine, client, principal.project_id, name, body.alias,
         f"key:{principal.key_id}", body.reason,

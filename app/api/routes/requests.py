@@ -8,8 +8,8 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query
 from starlette.concurrency import run_in_threadpool
 
-from app import queries
-from app.api.deps import EngineDep, Reader
+from app import lineage, queries
+from app.api.deps import EngineDep, Reader, SettingsDep
 from app.api.schemas import RequestDetail, RequestPage, Trace
 
 router = APIRouter(tags=["requests"])
@@ -43,6 +43,19 @@ async def list_requests(
 )
 async def get_request(request_id: str, principal: Reader, engine: EngineDep) -> Any:
     return await run_in_threadpool(queries.get_request, engine, principal.project_id, request_id)
+
+
+@router.get(
+    "/v1/requests/{request_id}/lineage",
+    summary="The request -> each stage's model version -> its MLflow run -> its datasets",
+)
+async def get_lineage(
+    request_id: str, principal: Reader, engine: EngineDep, settings: SettingsDep
+) -> Any:
+    return await run_in_threadpool(
+        lineage.request_lineage, engine, principal.project_id, request_id,
+        settings.resolved_mlflow_tracking_uri,
+    )  # fmt: skip
 
 
 @router.get("/v1/traces/{trace_id}", response_model=Trace, summary="Every span of one trace")

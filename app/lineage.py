@@ -1,0 +1,238 @@
+"""MLflow lineage: what MLflow holds of a model version, and the snapshot Warden keeps of it.
+
+Every (name, version) seen in traffic is resolved off the ingest path, by a resolver thread of
+the service: its registry entry (aliases and tags), its source run (params and metrics) and
+the datasets the run logged. The snapshot is stored in `model_versions.lineage`, so a request
+can be traced to the exact data snapshot even after the registry or the run is cleaned up.
+A version MLflow does not know yet stays `unresolved` and is tried again.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import Engine, or_, select, update
+
+from app.db import read_connection, write_transaction
+from app.errors import NotFound
+from app.models import ModelVersion, Request, RequestModel
+
+if TYPE_CHECKING:
+    from mlflow.tracking import MlflowClient
+
+# MLflow is imported when it is used, not when the service starts: it weighs some hundred
+# megabytes per worker process.
+
+log = logging.getLogger("warden.lineage")
+UNRESOLVED = "unresolved"
+RESOLVED = "resolved"
+
+
+def mlflow_client(tracking_uri: str) -> MlflowClient:
+    from mlflow.tracking import MlflowClient
+
+    return MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
+
+
+def version_context(client: MlflowClient, name: str, version: str) -> dict[str, Any]:
+    """A registry version as the `deploy` policies see it (docs/policies.md)."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        entry = client.get_model_version(name, version)
+    except MlflowException as exc:
+        raise NotFound(f"MLflow has no version {version} of model {name!r}") from exc
+    run: dict[str, Any] = {}
+    datasets: list[dict[str, Any]] = []
+    if entry.run_id:
+        try:
+            found = client.get_run(entry.run_id)
+        except MlflowException:
+            found = None
+        # A deleted run (gone, or soft-deleted awaiting garbage collection) cannot vouch for
+        # a version: the gates see no metrics and no data.
+        if found is not None and found.info.lifecycle_stage != "deleted":
+            run = {
+                "id": found.info.run_id,
+                "experiment_id": found.info.experiment_id,
+                "metrics": dict(found.data.metrics),
+                "params": dict(found.data.params),
+            }
+            for item in found.inputs.dataset_inputs if found.inputs else []:
+                tags = {t.key: t.value for t in item.tags}
+                datasets.append(
+                    {
+                        "name": item.dataset.name,
+                        "digest": item.dataset.digest,
+                        "source": item.dataset.source,
+                        "source_type": item.dataset.source_type,
+                        "schema": item.dataset.schema,
+                        "profile": item.dataset.profile,
+                        "context": tags.get("mlflow.data.context", ""),
+                    }
+                )
+    tags = dict(entry.tags or {})
+    return {
+        "name": name,
+        "version": str(entry.version),
+        "run_id": entry.run_id,
+        "source": entry.source,
+        "role": tags.get("warden.role", ""),
+        "aliases": list(entry.aliases or []),
+        "tags": tags,
+        "run": run,
+        "datasets": datasets,
+    }
+
+
+def resolve_pending(engine: Engine, client: MlflowClient, refresh_after: float = 300.0) -> int:
+    """Resolve the versions seen in traffic that MLflow knows by now, and refresh the aliases
+    and tags of resolved ones last looked at more than `refresh_after` seconds ago.
+    Returns how many rows changed. Runs off the ingest path (the resolver thread)."""
+    stale = datetime.now(UTC) - timedelta(seconds=refresh_after)
+    query = select(
+        ModelVersion.id, ModelVersion.name, ModelVersion.version, ModelVersion.status,
+        ModelVersion.aliases, ModelVersion.lineage,
+    ).where(
+        or_(ModelVersion.status == UNRESOLVED, ModelVersion.resolved_at < stale)
+    )  # fmt: skip
+    with read_connection(engine) as conn:
+        rows = conn.execute(query).all()
+    changed = 0
+    seen: dict[tuple[str, str], dict[str, Any] | None] = {}
+    for row in rows:
+        key = (row.name, row.version)
+        if key not in seen:
+            try:
+                seen[key] = version_context(client, row.name, row.version)
+            except NotFound:
+                seen[key] = None  # not registered (yet): stays unresolved, tried again
+        found = seen[key]
+        if found is None:
+            continue
+        now = datetime.now(UTC)
+        if row.status == UNRESOLVED:
+            snapshot = {**found, "alias_events": []}
+        else:
+            # The run and its data were captured when first seen: a later clean-up in MLflow
+            # must not erase them. Only the registry's aliases and tags are refreshed.
+            snapshot = {**row.lineage, "aliases": found["aliases"], "tags": found["tags"]}
+            snapshot["alias_events"] = list(row.lineage.get("alias_events", [])) + [
+                {"alias": a, "change": change, "at": now.isoformat()}
+                for change, names in (
+                    ("added", set(found["aliases"]) - set(row.aliases)),
+                    ("removed", set(row.aliases) - set(found["aliases"])),
+                )
+                for a in sorted(names)
+            ]
+        with write_transaction(engine) as conn:
+            conn.execute(
+                update(ModelVersion)
+                .where(ModelVersion.id == row.id)
+                .values(
+                    status=RESOLVED, run_id=snapshot.get("run_id"), aliases=snapshot["aliases"],
+                    tags=snapshot["tags"], lineage=snapshot, resolved_at=now,
+                )
+            )  # fmt: skip
+        changed += 1
+    return changed
+
+
+class Resolver:
+    """The service's resolver thread: `resolve_pending` every `interval` seconds."""
+
+    def __init__(self, engine: Engine, tracking_uri: str, interval: float) -> None:
+        self.engine = engine
+        self.tracking_uri = tracking_uri
+        self.interval = interval
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="warden-lineage", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def _run(self) -> None:
+        client = None
+        while not self._stop.wait(self.interval):
+            try:
+                client = client or mlflow_client(self.tracking_uri)
+                resolve_pending(self.engine, client)
+            except Exception:  # MLflow away, a database blip: try again next round
+                log.exception("lineage resolution failed; retrying in %.0fs", self.interval)
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=10)
+
+
+def mlflow_link(tracking_uri: str, fragment: str) -> str | None:
+    """A link into the MLflow UI, when the tracking URI is a server's."""
+    if tracking_uri.startswith(("http://", "https://")):
+        return f"{tracking_uri.rstrip('/')}/#/{fragment}"
+    return None
+
+
+def request_lineage(
+    engine: Engine, project_id: int, request_id: str, tracking_uri: str
+) -> dict[str, Any]:
+    """A request -> each stage's model version -> its run -> its datasets."""
+    trace_id = request_id.lower()
+    with read_connection(engine) as conn:
+        found = conn.execute(
+            select(Request.trace_id).where(
+                Request.project_id == project_id, Request.trace_id == trace_id
+            )
+        ).one_or_none()
+        if found is None:
+            raise NotFound(f"no request {request_id!r} in this project")
+        stages = conn.execute(
+            select(
+                RequestModel.role,
+                ModelVersion.name,
+                ModelVersion.version,
+                ModelVersion.status,
+                ModelVersion.aliases,
+                ModelVersion.tags,
+                ModelVersion.lineage,
+            )
+            .join(
+                ModelVersion,
+                (ModelVersion.project_id == RequestModel.project_id)
+                & (ModelVersion.name == RequestModel.model_name)
+                & (ModelVersion.version == RequestModel.model_version),
+            )
+            .where(RequestModel.project_id == project_id, RequestModel.trace_id == trace_id)
+            .order_by(RequestModel.role)
+        ).all()
+    out = []
+    for version in stages:
+        role = version.role
+        snapshot = version.lineage or {}
+        run = snapshot.get("run") or {}
+        out.append(
+            {
+                "role": role,
+                "name": version.name,
+                "version": version.version,
+                "status": version.status,
+                "aliases": version.aliases,
+                "tags": version.tags,
+                "run": run,
+                "datasets": snapshot.get("datasets", []),
+                "alias_events": snapshot.get("alias_events", []),
+                "links": {
+                    "version": mlflow_link(
+                        tracking_uri, f"models/{version.name}/versions/{version.version}"
+                    ),
+                    "run": mlflow_link(
+                        tracking_uri, f"experiments/{run.get('experiment_id')}/runs/{run.get('id')}"
+                    )
+                    if run
+                    else None,
+                },
+            }
+        )
+    return {"request_id": trace_id, "stages": out}
