@@ -17,7 +17,8 @@ from sqlalchemy import Engine, insert, select
 from app.db import read_connection, write_transaction
 from app.errors import BadRequest, Conflict
 from app.lineage import version_context
-from app.models import Deployment, DriftReport, PolicyEvaluation
+from app.model_versions import latest_drift
+from app.models import Deployment, PolicyEvaluation
 from policies import Effect, PolicySet, Verdict, strongest
 
 if TYPE_CHECKING:
@@ -40,26 +41,6 @@ class AliasMove:
 
     def failing(self) -> list[Verdict]:
         return [v for v in self.verdicts if v.fired and v.effect not in _PASSING]
-
-
-def latest_drift(engine: Engine, project_id: int, name: str, version: str) -> dict[str, Any]:
-    """The newest drift report of a version as the deploy gates see it (`verdict: none`
-    when there is none yet)."""
-    query = (
-        select(DriftReport.kind, DriftReport.verdict, DriftReport.scores)
-        .where(
-            DriftReport.project_id == project_id,
-            DriftReport.model_name == name,
-            DriftReport.model_version == version,
-        )
-        .order_by(DriftReport.created_at.desc(), DriftReport.id.desc())
-        .limit(1)
-    )
-    with read_connection(engine) as conn:
-        row = conn.execute(query).one_or_none()
-    if row is None:
-        return {"verdict": "none", "kind": "", "scores": {}}
-    return {"verdict": row.verdict, "kind": row.kind, "scores": row.scores}
 
 
 def _holder(client: MlflowClient, name: str, alias: str) -> str | None:

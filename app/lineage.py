@@ -18,7 +18,7 @@ from sqlalchemy import Engine, or_, select, update
 
 from app.db import read_connection, write_transaction
 from app.errors import NotFound
-from app.models import ModelVersion, Request, RequestModel
+from app.models import ModelVersion, Project, Request, RequestModel
 
 if TYPE_CHECKING:
     from mlflow.tracking import MlflowClient
@@ -141,6 +141,33 @@ def resolve_pending(engine: Engine, client: MlflowClient, refresh_after: float =
     return changed
 
 
+def tag_traffic(engine: Engine, client: MlflowClient) -> int:
+    """Write each resolved version's production traffic back to MLflow as version tags
+    (`warden.<project>.requests`, `.deny_rate`, `.last_drift_verdict`), where a data
+    scientist already looks. Through the MLflow client only; returns the tags written."""
+    from app.model_versions import latest_drift, list_versions
+
+    with read_connection(engine) as conn:
+        projects = conn.execute(select(Project.id, Project.name)).all()
+    written = 0
+    for project_id, project in projects:
+        for version in list_versions(engine, project_id):
+            if version["status"] != RESOLVED:
+                continue
+            drift = latest_drift(engine, project_id, version["name"], version["version"])["verdict"]
+            wanted = {
+                f"warden.{project}.requests": str(version["requests"]),
+                f"warden.{project}.deny_rate": f"{version['deny_rate']:.4f}",
+                f"warden.{project}.last_drift_verdict": drift,
+            }
+            current = client.get_model_version(version["name"], version["version"]).tags or {}
+            for key, value in wanted.items():
+                if current.get(key) != value:
+                    client.set_model_version_tag(version["name"], version["version"], key, value)
+                    written += 1
+    return written
+
+
 class Resolver:
     """The service's resolver thread: `resolve_pending` every `interval` seconds."""
 
@@ -160,6 +187,7 @@ class Resolver:
             try:
                 client = client or mlflow_client(self.tracking_uri)
                 resolve_pending(self.engine, client)
+                tag_traffic(self.engine, client)
             except Exception:  # MLflow away, a database blip: try again next round
                 log.exception("lineage resolution failed; retrying in %.0fs", self.interval)
 

@@ -111,3 +111,40 @@ def test_warden_lineage_prints_the_chain(live: LiveService, tmp_path: Path) -> N
     assert f"run {run_id}: val_conflict_accuracy=0.94, val_conflict_auc=0.96" in shown.stdout
     assert "dataset booking-sim digest ebf00c0e (training)" in shown.stdout
     assert "planner: mpc-planner v2 (unresolved)" in shown.stdout
+
+
+def test_models_show_their_traffic_and_mlflow_gets_it_as_tags(
+    live: LiveService, tmp_path: Path
+) -> None:
+    registry = Registry(tmp_path)
+    version = registry.version(GOOD)
+    key = live.key("booking", "ingest", "read")
+    for seed in range(3):
+        send(live, key, version, 10 + seed)
+    denied = otlp.hybrid_trace(
+        otlp.Ids(20), **{"warden.model.world_model.name": MODEL,
+                         "warden.model.world_model.version": version,
+                         "warden.request.outcome": "denied"}
+    )  # fmt: skip
+    with live.client(key) as client:
+        body = otlp.request(denied).SerializeToString()
+        client.post("/v1/traces", content=body, headers=otlp.PROTOBUF).raise_for_status()
+    lineage.resolve_pending(live.engine, registry.client)
+
+    with live.client(key) as client:
+        items = client.get("/v1/models").raise_for_status().json()["items"]
+        one = client.get(f"/v1/models/{MODEL}/versions/{version}").raise_for_status().json()
+        assert client.get(f"/v1/models/{MODEL}/versions/99").status_code == 404
+    assert {(i["name"], i["version"]) for i in items} >= {(MODEL, version), ("mpc-planner", "2")}
+    assert one["requests"] == 4
+    assert one["outcomes"] == {"booked": 3, "denied": 1}
+    assert one["deny_rate"] == 0.25
+    assert one["policies"] == {"risk-cap": {"allow": 4}}
+    assert one["status"] == "resolved" and one["lineage"]["run"]["metrics"] == GOOD
+
+    assert lineage.tag_traffic(live.engine, registry.client) == 3
+    tags = registry.client.get_model_version(MODEL, version).tags
+    assert tags["warden.booking.requests"] == "4"
+    assert tags["warden.booking.deny_rate"] == "0.2500"
+    assert tags["warden.booking.last_drift_verdict"] == "none"
+    assert lineage.tag_traffic(live.engine, registry.client) == 0  # unchanged: nothing written

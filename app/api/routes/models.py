@@ -9,8 +9,8 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
-from app import deploy, lineage
-from app.api.deps import Admin, EngineDep, SettingsDep
+from app import deploy, lineage, model_versions
+from app.api.deps import Admin, EngineDep, Reader, SettingsDep
 
 router = APIRouter(tags=["models"])
 
@@ -67,3 +67,19 @@ async def rollback(
         f"key:{principal.key_id}", body.reason,
     )  # fmt: skip
     return _body(move)
+
+
+@router.get("/v1/models", summary="Model versions seen in traffic, with what they served")
+async def list_models(principal: Reader, engine: EngineDep) -> Any:
+    items = await run_in_threadpool(model_versions.list_versions, engine, principal.project_id)
+    return {"items": items}
+
+
+@router.get(
+    "/v1/models/{name}/versions/{version}",
+    summary="One version: traffic, outcomes, policy outcomes, aliases, lineage",
+)
+async def get_model_version(name: str, version: str, principal: Reader, engine: EngineDep) -> Any:
+    return await run_in_threadpool(
+        model_versions.get_version, engine, principal.project_id, name, version
+    )

@@ -1,0 +1,113 @@
+"""Model versions seen in traffic: how much they served, how it went, what MLflow says."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import Engine, func, select
+
+from app.db import read_connection
+from app.errors import NotFound
+from app.models import DriftReport, ModelVersion, PolicyEvaluation, Request, RequestModel
+from app.queries import iso
+
+
+def _traffic(
+    conn: Any, project_id: int, name: str | None = None, version: str | None = None
+) -> dict[tuple[str, str], dict[str, Any]]:
+    """Requests per outcome, and policy evaluations per (policy, outcome), per version."""
+    joined = (RequestModel.project_id == Request.project_id) & (
+        RequestModel.trace_id == Request.trace_id
+    )
+    query = (
+        select(RequestModel.model_name, RequestModel.model_version, Request.outcome, func.count())
+        .join(Request, joined)
+        .where(RequestModel.project_id == project_id)
+        .group_by(RequestModel.model_name, RequestModel.model_version, Request.outcome)
+    )
+    policy = (
+        select(RequestModel.model_name, RequestModel.model_version, PolicyEvaluation.policy_id,
+               PolicyEvaluation.outcome, func.count())
+        .join(PolicyEvaluation, (PolicyEvaluation.project_id == RequestModel.project_id)
+              & (PolicyEvaluation.trace_id == RequestModel.trace_id))
+        .where(RequestModel.project_id == project_id)
+        .group_by(RequestModel.model_name, RequestModel.model_version, PolicyEvaluation.policy_id,
+                  PolicyEvaluation.outcome)
+    )  # fmt: skip
+    if name is not None:
+        query = query.where(RequestModel.model_name == name, RequestModel.model_version == version)
+        policy = policy.where(
+            RequestModel.model_name == name, RequestModel.model_version == version
+        )
+    out: dict[tuple[str, str], dict[str, Any]] = {}
+    for n, v, outcome, count in conn.execute(query):
+        entry = out.setdefault((n, v), {"requests": 0, "outcomes": {}, "policies": {}})
+        entry["requests"] += count
+        entry["outcomes"][outcome or "unknown"] = count
+    for n, v, policy_id, outcome, count in conn.execute(policy):
+        entry = out.setdefault((n, v), {"requests": 0, "outcomes": {}, "policies": {}})
+        entry["policies"].setdefault(policy_id, {})[outcome] = count
+    for entry in out.values():
+        total = entry["requests"]
+        entry["deny_rate"] = entry["outcomes"].get("denied", 0) / total if total else 0.0
+    return out
+
+
+def _version(row: Any, traffic: dict[str, Any] | None) -> dict[str, Any]:
+    traffic = traffic or {"requests": 0, "outcomes": {}, "policies": {}, "deny_rate": 0.0}
+    return {
+        "name": row.name,
+        "version": row.version,
+        "role": row.role,
+        "status": row.status,
+        "aliases": row.aliases,
+        "first_seen": iso(row.first_seen_unix_nano),
+        "last_seen": iso(row.last_seen_unix_nano),
+        "run_id": row.run_id,
+        **traffic,
+    }
+
+
+def list_versions(engine: Engine, project_id: int) -> list[dict[str, Any]]:
+    with read_connection(engine) as conn:
+        rows = conn.execute(
+            select(ModelVersion).where(ModelVersion.project_id == project_id)
+            .order_by(ModelVersion.name, ModelVersion.first_seen_unix_nano)
+        ).all()  # fmt: skip
+        traffic = _traffic(conn, project_id)
+    return [_version(row, traffic.get((row.name, row.version))) for row in rows]
+
+
+def get_version(engine: Engine, project_id: int, name: str, version: str) -> dict[str, Any]:
+    with read_connection(engine) as conn:
+        row = conn.execute(
+            select(ModelVersion).where(
+                ModelVersion.project_id == project_id,
+                ModelVersion.name == name,
+                ModelVersion.version == version,
+            )
+        ).one_or_none()
+        if row is None:
+            raise NotFound(f"no traffic seen for {name} v{version} in this project")
+        traffic = _traffic(conn, project_id, name, version)
+    return {**_version(row, traffic.get((name, version))), "tags": row.tags, "lineage": row.lineage}
+
+
+def latest_drift(engine: Engine, project_id: int, name: str, version: str) -> dict[str, Any]:
+    """The newest drift report of a version as the deploy gates see it (`verdict: none`
+    when there is none yet)."""
+    query = (
+        select(DriftReport.kind, DriftReport.verdict, DriftReport.scores)
+        .where(
+            DriftReport.project_id == project_id,
+            DriftReport.model_name == name,
+            DriftReport.model_version == version,
+        )
+        .order_by(DriftReport.created_at.desc(), DriftReport.id.desc())
+        .limit(1)
+    )
+    with read_connection(engine) as conn:
+        row = conn.execute(query).one_or_none()
+    if row is None:
+        return {"verdict": "none", "kind": "", "scores": {}}
+    return {"verdict": row.verdict, "kind": row.kind, "scores": row.scores}
