@@ -25,14 +25,17 @@ GOOD = {"val_conflict_auc": 0.96, "val_conflict_accuracy": 0.94}
 class Registry:
     """A real MLflow store in a temporary folder, with versions made to order."""
 
-    def __init__(self, tmp_path: Path) -> None:
-        self.uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    def __init__(self, tmp_path: Path, uri: str | None = None) -> None:
+        """A local SQLite store in `tmp_path`, or the store of a server at `uri`."""
+        self.uri = uri or f"sqlite:///{tmp_path / 'mlflow.db'}"
         self.client = MlflowClient(tracking_uri=self.uri, registry_uri=self.uri)
+        # Names of their own: a server's store is shared by the tests of a session.
+        suffix = tmp_path.name if uri else ""
         self.experiment = self.client.create_experiment(
-            "training", artifact_location=str(tmp_path / "artifacts")
+            f"training{suffix}", artifact_location=None if uri else str(tmp_path / "artifacts")
         )
-        self.client.create_registered_model(MODEL)
-        self.source = str(tmp_path)
+        self.model = f"{MODEL}{'-' + suffix if suffix else ''}"
+        self.client.create_registered_model(self.model)
 
     def version(self, metrics: dict[str, float], dataset: bool = True) -> str:
         run = self.client.create_run(self.experiment)
@@ -43,12 +46,13 @@ class Registry:
             tag = InputTag("mlflow.data.context", "training")
             self.client.log_inputs(run.info.run_id, datasets=[DatasetInput(data, [tag])])
         self.client.set_terminated(run.info.run_id)
-        created = self.client.create_model_version(MODEL, self.source, run_id=run.info.run_id)
+        source = f"{run.info.artifact_uri}/model"  # a server takes sources inside the run
+        created = self.client.create_model_version(self.model, source, run_id=run.info.run_id)
         return str(created.version)
 
     def champion(self) -> str | None:
         try:
-            return str(self.client.get_model_version_by_alias(MODEL, "champion").version)
+            return str(self.client.get_model_version_by_alias(self.model, "champion").version)
         except Exception:
             return None
 

@@ -5,15 +5,17 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from app import lineage
 from tests import otlp
 from tests.app.test_deploy import GOOD, MODEL, Registry
 from tests.conftest import LiveService
 
 
-def send(live: LiveService, key: str, version: str, seed: int) -> str:
+def send(live: LiveService, key: str, version: str, seed: int, model: str = MODEL) -> str:
     trace = otlp.hybrid_trace(
-        otlp.Ids(seed), **{"warden.model.world_model.name": MODEL,
+        otlp.Ids(seed), **{"warden.model.world_model.name": model,
                            "warden.model.world_model.version": version}
     )  # fmt: skip
     with live.client(key) as client:
@@ -28,15 +30,19 @@ def stage(live: LiveService, key: str, request_id: str, role: str = "world_model
     return next(s for s in found["stages"] if s["role"] == role)
 
 
+@pytest.mark.parametrize("store", ["local", "server"])
 def test_a_request_is_traced_to_its_run_and_data_and_keeps_them(
-    live: LiveService, tmp_path: Path
+    live: LiveService, tmp_path: Path, store: str, request: pytest.FixtureRequest
 ) -> None:
-    registry = Registry(tmp_path)
+    """Against the embedded SQLite store and against a real `mlflow server` over HTTP."""
+    uri = request.getfixturevalue("mlflow_server") if store == "server" else None
+    registry = Registry(tmp_path, uri)
+    model = registry.model
     version = registry.version(GOOD)
-    registry.client.set_registered_model_alias(MODEL, "champion", version)
-    entry = registry.client.get_model_version(MODEL, version)
+    registry.client.set_registered_model_alias(model, "champion", version)
+    entry = registry.client.get_model_version(model, version)
     key = live.key("booking", "ingest", "read")
-    request_id = send(live, key, version, 1)
+    request_id = send(live, key, version, 1, model)
     assert stage(live, key, request_id)["status"] == "unresolved"  # nothing on the ingest path
 
     assert lineage.resolve_pending(live.engine, registry.client) >= 1
@@ -54,7 +60,7 @@ def test_a_request_is_traced_to_its_run_and_data_and_keeps_them(
     # MLflow cleans up: the run is deleted and the alias moves away. The stored lineage keeps
     # the run and its data, and records the alias move.
     registry.client.delete_run(entry.run_id)
-    registry.client.delete_registered_model_alias(MODEL, "champion")
+    registry.client.delete_registered_model_alias(model, "champion")
     lineage.resolve_pending(live.engine, registry.client, refresh_after=0)
     kept = stage(live, key, request_id)
     assert kept["run"]["id"] == entry.run_id and kept["datasets"] == resolved["datasets"]
