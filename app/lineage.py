@@ -9,9 +9,14 @@ A version MLflow does not know yet stays `unresolved` and is tried again.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import logging
+import os
 import threading
+import time
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Engine, or_, select, update
@@ -88,10 +93,19 @@ def version_context(client: MlflowClient, name: str, version: str) -> dict[str, 
     }
 
 
-def resolve_pending(engine: Engine, client: MlflowClient, refresh_after: float = 300.0) -> int:
+def resolve_pending(
+    engine: Engine,
+    client: MlflowClient,
+    refresh_after: float = 300.0,
+    misses: dict[tuple[str, str], tuple[float, float]] | None = None,
+) -> int:
     """Resolve the versions seen in traffic that MLflow knows by now, and refresh the aliases
     and tags of resolved ones last looked at more than `refresh_after` seconds ago.
-    Returns how many rows changed. Runs off the ingest path (the resolver thread)."""
+    Returns how many rows changed. Runs off the ingest path (the resolver thread).
+
+    `misses` remembers the versions MLflow did not know, so each is asked again only after a
+    growing pause (1 s, doubling to 5 min) rather than every round.
+    """
     stale = datetime.now(UTC) - timedelta(seconds=refresh_after)
     query = select(
         ModelVersion.id, ModelVersion.name, ModelVersion.version, ModelVersion.status,
@@ -105,11 +119,17 @@ def resolve_pending(engine: Engine, client: MlflowClient, refresh_after: float =
     seen: dict[tuple[str, str], dict[str, Any] | None] = {}
     for row in rows:
         key = (row.name, row.version)
+        now_s = time.monotonic()
+        if misses is not None and key in misses and misses[key][0] > now_s:
+            continue
         if key not in seen:
             try:
                 seen[key] = version_context(client, row.name, row.version)
             except NotFound:
                 seen[key] = None  # not registered (yet): stays unresolved, tried again
+                if misses is not None:
+                    pause = min(misses.get(key, (0.0, 0.5))[1] * 2, 300.0)
+                    misses[key] = (now_s + pause, pause)
         found = seen[key]
         if found is None:
             continue
@@ -169,12 +189,17 @@ def tag_traffic(engine: Engine, client: MlflowClient) -> int:
 
 
 class Resolver:
-    """The service's resolver thread: `resolve_pending` every `interval` seconds."""
+    """The service's resolver thread: `resolve_pending` and `tag_traffic` every `interval`.
 
-    def __init__(self, engine: Engine, tracking_uri: str, interval: float) -> None:
+    Of the worker processes sharing a data folder only one resolves (the holder of a lock
+    file), so MLflow is read, and imported, once per machine rather than once per worker.
+    """
+
+    def __init__(self, engine: Engine, tracking_uri: str, interval: float, lock_path: Path) -> None:
         self.engine = engine
         self.tracking_uri = tracking_uri
         self.interval = interval
+        self.lock_path = lock_path
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="warden-lineage", daemon=True)
 
@@ -182,14 +207,30 @@ class Resolver:
         self._thread.start()
 
     def _run(self) -> None:
-        client = None
-        while not self._stop.wait(self.interval):
-            try:
-                client = client or mlflow_client(self.tracking_uri)
-                resolve_pending(self.engine, client)
-                tag_traffic(self.engine, client)
-            except Exception:  # MLflow away, a database blip: try again next round
-                log.exception("lineage resolution failed; retrying in %.0fs", self.interval)
+        with contextlib.ExitStack() as stack:
+            if not self._take_lock(stack):
+                return  # another worker resolves for this machine
+            client = None
+            misses: dict[tuple[str, str], tuple[float, float]] = {}
+            with contextlib.suppress(Exception):
+                client = mlflow_client(self.tracking_uri)  # import MLflow now, not mid-traffic
+            while not self._stop.wait(self.interval):
+                try:
+                    client = client or mlflow_client(self.tracking_uri)
+                    resolve_pending(self.engine, client, misses=misses)
+                    tag_traffic(self.engine, client)
+                except Exception:  # MLflow away, a database blip: try again next round
+                    log.exception("lineage resolution failed; retrying in %.0fs", self.interval)
+
+    def _take_lock(self, stack: contextlib.ExitStack) -> bool:
+        self.lock_path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT, 0o600)
+        stack.callback(os.close, fd)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return False
+        return True
 
     def stop(self) -> None:
         self._stop.set()

@@ -47,7 +47,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         resolver = None
         if settings.lineage_interval > 0:
             resolver = Resolver(
-                app.state.engine, settings.resolved_mlflow_tracking_uri, settings.lineage_interval
+                app.state.engine,
+                settings.resolved_mlflow_tracking_uri,
+                settings.lineage_interval,
+                settings.data_dir / "lineage.lock",
             )
             resolver.start()
         if settings.stack:

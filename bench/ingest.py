@@ -24,6 +24,7 @@ do fail the run (exit status 1).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import http.client
 import json
 import os
@@ -69,7 +70,7 @@ from opentelemetry.proto.trace.v1.trace_pb2 import (
 
 from bench.warden_process import (
     WARDEN,
-    Server,
+    clean_env,
     count_rows,
     get_json,
     run_cli,
@@ -420,6 +421,88 @@ def raw_ceiling(batches: list[bytes], data_dir: Path) -> tuple[float, int]:
 # --------------------------------------------------------------------------------------------
 
 
+@dataclass
+class ServiceRun:
+    sent: SendResult
+    stored: tuple[int, int, int]
+    rss: float | None
+    resolved: int
+
+
+def run_service(
+    env: dict[str, str],
+    server_dir: Path,
+    warmup: list[bytes],
+    measured: list[bytes],
+    total_spans: int,
+    args: argparse.Namespace,
+    say: Any,
+    failures: list[str],
+) -> ServiceRun:
+    """One live `warden serve`: warm up, send the measured batches, check what landed."""
+    run_cli(env, "project", "create", "bench")
+    key = run_cli(env, "key", "create", "--project", "bench",
+                  "--scope", "ingest", "--scope", "read", "--name", "bench").strip()
+    if not (key.startswith("wdn_") and len(key) == 42):
+        raise RuntimeError(f"unexpected key from `warden key create`: {key!r}")
+    server = start_server(server_dir, env, args.server_workers)
+    try:
+        if env.get("WARDEN_LINEAGE_INTERVAL") == "1":
+            time.sleep(5)  # steady state: the resolver has imported MLflow and made its first round
+        say(f"  warden serve ready on port {server.port}; warm-up: {len(warmup)} batches")
+        warm = send_all(server.port, key, warmup, min(args.clients, max(len(warmup), 1)))
+        failures += [f"warm-up: {e}" for e in warm.errors]
+        say(f"  sending {len(measured)} batches with {args.clients} client(s) ...")
+        sent = send_all(server.port, key, measured, args.clients)
+        failures += sent.errors
+        status, page = get_json(server.port, key, "/v1/requests?limit=1")
+        if status != 200 or not isinstance(page, dict) or not page.get("items"):
+            failures.append(f"GET /v1/requests?limit=1 -> {status}: {str(page)[:300]}")
+        db = server_dir / "warden.db"
+        stored = (count_rows(db, "spans"), count_rows(db, "requests"),
+                  count_rows(db, "world_model_states"))  # fmt: skip
+        if stored[0] != total_spans:
+            failures.append(f"spans table holds {stored[0]} rows, sent {total_spans}")
+        time.sleep(1.5 if env.get("WARDEN_LINEAGE_INTERVAL") == "1" else 0)
+        with contextlib.closing(sqlite3.connect(f"file:{db}?mode=ro", uri=True)) as conn:
+            resolved = conn.execute(
+                "SELECT count(*) FROM model_versions WHERE status = 'resolved'"
+            ).fetchone()[0]
+        return ServiceRun(sent, stored, _rss_mb(server.proc.pid), int(resolved))
+    except BaseException:
+        say(f"server log (last lines):\n{server.tail()}")
+        raise
+    finally:
+        stop_server(server)
+        if failures:
+            say(f"server log (last lines):\n{server.tail()}")
+
+
+def register_models(server_dir: Path) -> str:
+    """An MLflow store where the world-model versions the traffic names are registered, each
+    with a run, a metric and a logged dataset (the other stages' versions are not integers,
+    so MLflow cannot hold them: they stay unresolved and are looked up every round)."""
+    os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+    from mlflow.entities import Dataset, DatasetInput, InputTag
+    from mlflow.tracking import MlflowClient
+
+    uri = f"sqlite:///{server_dir / 'mlflow.db'}"
+    client = MlflowClient(tracking_uri=uri, registry_uri=uri)
+    experiment = client.create_experiment("bench", artifact_location=str(server_dir / "mlruns"))
+    for name in sorted({n for n, _ in WORLD_MODELS}):
+        client.create_registered_model(name)
+        for _ in range(max(int(v) for n, v in WORLD_MODELS if n == name)):
+            run = client.create_run(experiment)
+            client.log_metric(run.info.run_id, "val_loss", 0.1)
+            data = Dataset(f"{name}-data", "abcd1234", "local", "file:///bench/data.parquet")
+            tag = InputTag("mlflow.data.context", "training")
+            client.log_inputs(run.info.run_id, datasets=[DatasetInput(data, [tag])])
+            client.create_model_version(
+                name, f"{run.info.artifact_uri}/model", run_id=run.info.run_id
+            )
+    return uri
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(
         description=(
@@ -445,6 +528,8 @@ def main() -> int:
                         help="`warden serve --workers N` (worker processes of the server; "
                              "the default is one per core, as the README recommends)")
     parser.add_argument("--seed", type=int, default=20250101, help="seed of the span generator")
+    parser.add_argument("--no-lineage", dest="lineage", action="store_false",
+                        help="skip the second run with MLflow lineage resolution enabled")
     parser.add_argument("--json", action="store_true",
                         help="also print the figures as one JSON line at the end")
     parser.add_argument("--keep", action="store_true",
@@ -470,52 +555,32 @@ def main() -> int:
         f"({payload_mb / len(measured) * 1000:.0f} kB per batch)")
 
     tmp = Path(tempfile.mkdtemp(prefix="warden-bench-"))
-    server_dir, raw_dir = tmp / "server", tmp / "raw"
-    server_dir.mkdir()
+    raw_dir = tmp / "raw"
     raw_dir.mkdir()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("WARDEN_")}
-    env["WARDEN_DATA_DIR"] = str(server_dir)
-    env["WARDEN_CONFIG"] = str(server_dir / "none.toml")  # no warden.toml from the cwd
     failures: list[str] = []
-    server: Server | None = None
     try:
-        try:
-            run_cli(env, "project", "create", "bench")
-            key = run_cli(env, "key", "create", "--project", "bench",
-                          "--scope", "ingest", "--scope", "read", "--name", "bench").strip()
-            if not (key.startswith("wdn_") and len(key) == 42):
-                raise RuntimeError(f"unexpected key from `warden key create`: {key!r}")
-
-            server = start_server(server_dir, env, args.server_workers)
-            say(f"warden serve ready on port {server.port} (pid {server.proc.pid}); "
-                f"warm-up: {len(warmup)} batches")
-            warm = send_all(server.port, key, warmup, min(args.clients, max(len(warmup), 1)))
-            failures += [f"warm-up: {e}" for e in warm.errors]
-
-            say(f"sending {len(measured)} batches with {args.clients} client(s) ...")
-            sent = send_all(server.port, key, measured, args.clients)
-            failures += sent.errors
-            e2e_rate = measured_spans / sent.seconds
-
-            status, page = get_json(server.port, key, "/v1/requests?limit=1")
-            if status != 200 or not isinstance(page, dict) or not page.get("items"):
-                failures.append(f"GET /v1/requests?limit=1 -> {status}: {str(page)[:300]}")
-            db = server_dir / "warden.db"
-            stored_spans = count_rows(db, "spans")
-            stored_requests = count_rows(db, "requests")
-            stored_states = count_rows(db, "world_model_states")
-            if stored_spans != total_spans:
-                failures.append(f"spans table holds {stored_spans} rows, sent {total_spans}")
-            server_rss = _rss_mb(server.proc.pid)
-        except BaseException:
-            if server is not None:
-                say(f"server log (last lines):\n{server.tail()}")
-            raise
-        finally:
-            if server is not None:
-                stop_server(server)
-            if failures and server is not None:
-                say(f"server log (last lines):\n{server.tail()}")
+        runs: dict[str, ServiceRun] = {}
+        for label in ("off", "on") if args.lineage else ("off",):
+            server_dir = tmp / f"server-lineage-{label}"
+            server_dir.mkdir()
+            env = clean_env(server_dir)
+            if label == "on":
+                # Resolution every second against a store that knows every version the
+                # traffic names: the resolver has real MLflow work to do during the run.
+                env["WARDEN_LINEAGE_INTERVAL"] = "1"
+                env["WARDEN_MLFLOW_TRACKING_URI"] = register_models(server_dir)
+            else:
+                env["WARDEN_LINEAGE_INTERVAL"] = "0"
+            say(f"lineage resolution {label}:")
+            runs[label] = run_service(
+                env, server_dir, warmup, measured, total_spans, args, say, failures
+            )
+        sent = runs["off"].sent
+        e2e_rate = measured_spans / sent.seconds
+        stored_spans, stored_requests, stored_states = runs["off"].stored
+        server_rss = runs["off"].rss
+        lineage_rate = measured_spans / runs["on"].sent.seconds if "on" in runs else None
+        resolved = runs["on"].resolved if "on" in runs else 0
 
         say("raw ceiling: direct executemany into a fresh SQLite file ...")
         raw_seconds, raw_count = raw_ceiling(measured, raw_dir)
@@ -557,6 +622,9 @@ def main() -> int:
         ("raw ceiling insert time", f"{raw_seconds:.2f} s"),
         ("raw ceiling", f"{raw_rate:,.0f} spans/s"),
         ("ratio end-to-end / ceiling", f"{ratio:.1%}"),
+        *([("end-to-end, lineage resolution on", f"{lineage_rate:,.0f} spans/s"),
+           ("  ratio on / off (target >= 90%)", f"{lineage_rate / e2e_rate:.1%}"),
+           ("  model versions resolved", f"{resolved}")] if lineage_rate else []),
         ("stored: spans / requests / states",
          f"{stored_spans:,} / {stored_requests:,} / {stored_states:,}"),
         ("server RSS at end", f"{server_rss:.0f} MB" if server_rss else "n/a"),

@@ -154,3 +154,27 @@ def test_models_show_their_traffic_and_mlflow_gets_it_as_tags(
     assert tags["warden.booking.deny_rate"] == "0.2500"
     assert tags["warden.booking.last_drift_verdict"] == "none"
     assert lineage.tag_traffic(live.engine, registry.client) == 0  # unchanged: nothing written
+
+
+def test_one_resolver_per_machine_and_unknown_versions_back_off(
+    live: LiveService, tmp_path: Path
+) -> None:
+    import contextlib
+
+    lock = tmp_path / "lineage.lock"
+    first = lineage.Resolver(live.engine, "sqlite://", 60, lock)
+    second = lineage.Resolver(live.engine, "sqlite://", 60, lock)
+    with contextlib.ExitStack() as held, contextlib.ExitStack() as refused:
+        assert first._take_lock(held)
+        assert not second._take_lock(refused)
+    with contextlib.ExitStack() as again:
+        assert second._take_lock(again)  # released with the first's stack
+
+    registry = Registry(tmp_path)
+    key = live.key("booking", "ingest", "read")
+    send(live, key, "5", 30)
+    misses: dict[tuple[str, str], tuple[float, float]] = {}
+    lineage.resolve_pending(live.engine, registry.client, misses=misses)
+    assert misses[(MODEL, "5")][1] == 1.0
+    lineage.resolve_pending(live.engine, registry.client, misses=misses)
+    assert misses[(MODEL, "5")][1] == 1.0  # within its pause: not asked again
