@@ -515,6 +515,102 @@ def lineage_tree(
     out.print(tree, highlight=False)
 
 
+@app.command()
+def replay(
+    request_id: Annotated[str, typer.Argument(help="The stored request's id (its trace id)")],
+    model: Annotated[str, typer.Option(help="World-model name to compare with")],
+    version: Annotated[str, typer.Option(help="World-model version to compare with")],
+    input: Annotated[
+        str | None,
+        typer.Option(
+            help="The request's input as JSON, when it was not retained; its "
+            "fingerprint must match the stored one"
+        ),
+    ] = None,
+    project: Annotated[str, typer.Option(help="The request's project")] = "default",
+) -> None:
+    """Re-run a stored request through the reference stack with another world-model version
+    and print both decisions side by side.
+
+    Example: [bold]warden replay 5b8e...c60c --model booking-world-model --version 4[/bold]
+    """
+    import json
+
+    from app import queries
+    from collectors import fingerprint
+    from examples.booking.replay import replay as run_replay
+
+    settings = Settings()
+    with _engine() as engine:
+        detail = queries.get_request(engine, projects.project_id(engine, project), request_id)
+    root = next((s for s in detail["spans"] if s["parent_span_id"] is None), None)
+    retained = root["attributes"].get("warden.request.input") if root else None
+    text = input or retained
+    if text is None:
+        err.print("error: the request's input was not retained: pass it with --input JSON")
+        raise typer.Exit(2)
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as exc:
+        err.print(f"error: --input is not JSON: {exc}")
+        raise typer.Exit(2) from None
+    secret = (
+        os.environ.get("WARDEN_FINGERPRINT_SECRET")
+        or settings.local_secret("fingerprint.key").decode()
+    )
+    if input is not None and fingerprint(value, secret.encode()) != detail["fingerprint"]:
+        err.print("error: --input does not match the stored request's fingerprint")
+        raise typer.Exit(1)
+    served = detail["models"].get("world_model")
+    if not served:
+        err.print("error: the request names no world_model version to compare with")
+        raise typer.Exit(1)
+    pairs = [(served["name"], served["version"]), (model, version)]
+    results = run_replay(str(value.get("text", "")), settings.resolved_mlflow_tracking_uri, pairs)
+    table = Table("", *(f"{r.name} v{r.version}" for r in results))
+    table.add_row("answer", *(r.kind for r in results))
+    table.add_row(
+        "chosen", *(r.decision.chosen.label if r.decision.chosen else "-" for r in results)
+    )
+    table.add_row("confidence", *(f"{r.decision.confidence:.3f}" for r in results))
+    for i in range(3):
+        table.add_row(
+            f"candidate {i + 1}",
+            *(
+                f"{c.label} {c.score:.3f} p(conflict)={c.predicted.conflict_probability:.2f}"
+                if (c := _ranked(r.decision, i))
+                else "-"
+                for r in results
+            ),
+        )
+    policies = _policies(settings)
+    verdicts = [
+        [v for v in policies.evaluate("post_decision", _decision_context(r.decision)) if v.fired]
+        for r in results
+    ]
+    table.add_row(
+        "policies",
+        *(
+            ", ".join(f"{v.policy_id}: {v.effect.value}" for v in vs) or "all allow"
+            for vs in verdicts
+        ),
+    )
+    out.print(table, highlight=False)
+    same = results[0].decision.to_record() == results[1].decision.to_record()
+    out.print("same decision" if same else "the decisions differ")
+
+
+def _ranked(decision: Any, i: int) -> Any:
+    ranked = sorted(decision.candidates, key=lambda c: c.score, reverse=True)
+    return ranked[i] if i < len(ranked) else None
+
+
+def _decision_context(decision: Any) -> dict[str, Any]:
+    record = decision.to_record()
+    chosen = next((c for c in record["candidates"] if c["action"] == record["chosen"]), None)
+    return {"decision": record, "predicted": chosen["predicted"] if chosen else {}}
+
+
 def main() -> None:
     try:
         app()
