@@ -26,7 +26,6 @@ from opentelemetry.proto.trace.v1.trace_pb2 import ResourceSpans, ScopeSpans, Sp
 SCOPE = InstrumentationScope(name="warden.collectors", version="0.1.0")
 _INTERNAL = Span.SPAN_KIND_INTERNAL
 _SERVER = Span.SPAN_KIND_SERVER
-_CLIENT = Span.SPAN_KIND_CLIENT
 
 
 class ChildSpan:

@@ -186,11 +186,3 @@ class Spool:
                 "SELECT COUNT(*), COALESCE(SUM(spans), 0) FROM spool WHERE rejected IS NULL"
             ).fetchone()
         return int(rows), int(spans)
-
-    def rejected_rows(self) -> int:
-        with self._lock:
-            return int(
-                self._db.execute(
-                    "SELECT COUNT(*) FROM spool WHERE rejected IS NOT NULL"
-                ).fetchone()[0]
-            )
