@@ -24,6 +24,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.engine import Dialect
@@ -70,6 +71,8 @@ class Project(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     name: Mapped[str] = mapped_column(String(64), unique=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    # Per-project settings (drift windows and schedule, alert webhook), see app/drift/settings.
+    settings: Mapped[dict[str, Any]] = mapped_column(default=dict, server_default=text("'{}'"))
 
 
 class ApiKey(Base):
@@ -110,6 +113,8 @@ class Request(Base):
     subject: Mapped[str | None] = mapped_column(String(256))
     outcome: Mapped[str | None] = mapped_column(String(32))
     models: Mapped[dict[str, Any]]
+    # The structured input as flat named features (`warden.input.features`): input drift.
+    features: Mapped[dict[str, Any] | None]
     ingested_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
 
     __table_args__ = (
@@ -326,6 +331,8 @@ class DriftReport(Base):
     scores: Mapped[dict[str, Any]]
     verdict: Mapped[str] = mapped_column(String(16))
     mlflow_run_id: Mapped[str | None] = mapped_column(String(64))
+    # The reports of one drift job (one per kind) share its id.
+    job_id: Mapped[str | None] = mapped_column(String(36))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
 
     __table_args__ = (

@@ -13,8 +13,9 @@ import functools
 import inspect
 import json
 import logging
+import math
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any, TypeVar
 
@@ -299,6 +300,34 @@ def stage(name: str, **attributes: Any) -> Iterator[None]:
     finally:
         if span is not None:
             span.end_ns = time.time_ns()
+
+
+def features(values: Mapping[str, float | int | str | bool | None]) -> None:
+    """Record the request's structured input (the intent the language model extracted) as
+    flat named features: what input drift is measured on.
+
+    Numbers are numerical features, strings and booleans categorical; a None (a field the
+    request did not say) is left out. Name them as the columns of the training dataset the
+    world model's MLflow run logged, so that dataset can be the drift reference.
+
+    >>> collectors.features({"intent_people": 0.3, "intent_needs_video": True})  # doctest: +SKIP
+    """
+    record = _current.get()
+    if record is None:
+        return
+    kept: dict[str, float | int | str | bool] = {}
+    for key, value in values.items():
+        if value is None:
+            continue
+        if not isinstance(key, str) or not isinstance(value, float | int | str | bool):
+            raise TypeError(
+                f"feature {key!r}: values must be numbers, strings or booleans, "
+                f"not {type(value).__name__}"
+            )
+        if isinstance(value, float) and not math.isfinite(value):
+            continue  # JSON has no NaN; a missing value is what it means
+        kept[key] = value
+    record.attributes["warden.input.features"] = json.dumps(kept, separators=(",", ":"))
 
 
 def model(

@@ -103,6 +103,9 @@ class Trace(BaseModel):
 
 
 class RequestDetail(RequestSummary):
+    features: dict[str, Any] | None = Field(
+        default=None, description="The structured input's features (`warden.input.features`)"
+    )
     spans: list[SpanOut]
     span_tree: list[dict[str, Any]]
     states: list[StateOut]

@@ -22,6 +22,7 @@ FINGERPRINT = "warden.request.fingerprint"
 FINGERPRINT_KEY_ID = "warden.request.fingerprint_key_id"
 SUBJECT = "warden.request.subject"
 OUTCOME = "warden.request.outcome"
+FEATURES = "warden.input.features"
 REVIEW_REQUIRED = "warden.review.required"
 REVIEW_POLICY = "warden.review.policy"
 MODEL_PREFIX = "warden.model."
@@ -258,6 +259,7 @@ def _request(
             if outcome is not None
             else ("error" if status == "error" else "ok"),
             "models": {role: {"name": n, "version": v} for role, (n, v) in models.items()},
+            "features": _features(attrs.get(FEATURES)),
         }
     )
     if attrs.get(REVIEW_REQUIRED) is True:
@@ -345,6 +347,25 @@ def _number(value: Any) -> float | None:
     if isinstance(value, bool) or not isinstance(value, int | float):
         return None
     return float(value)
+
+
+def _features(value: Any) -> dict[str, Any] | None:
+    """`warden.input.features`: a JSON object of scalars. Anything else in it is left out
+    (the attribute itself stays with the span), never a reason to refuse the request."""
+    if not isinstance(value, str) or not value:
+        return None
+    try:
+        decoded = orjson.loads(value)
+    except orjson.JSONDecodeError:
+        return None
+    if not isinstance(decoded, dict):
+        return None
+    kept = {
+        str(k): v
+        for k, v in decoded.items()
+        if isinstance(v, int | float | str | bool) and len(str(k)) <= 128
+    }
+    return kept or None
 
 
 def _json_list(value: Any) -> list[Any]:

@@ -12,7 +12,7 @@ from typing import Any
 import collectors
 
 from .planner import Decision
-from .sim import Action, Intent
+from .sim import Action, Intent, intent_features
 from .stack import Answer, BookingAssistant
 from .world_model import Prediction
 
@@ -90,6 +90,8 @@ class InstrumentedAssistant(BookingAssistant):
                 input_tokens=usage.input_tokens if usage else None,
                 output_tokens=usage.output_tokens if usage else None,
             )
+        # Named as the training dataset's columns, so that dataset is the input-drift reference.
+        collectors.features(intent_features(intent))
         return intent
 
     def close(self) -> None:

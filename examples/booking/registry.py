@@ -151,6 +151,21 @@ def default_artifact_location(tracking_uri: str) -> str | None:
     return (db.parent / "mlartifacts").resolve().as_uri() if db else None
 
 
+def dataset_source_uri(artifact_uri: str, tracking_uri: str) -> str:
+    """Where a run's dataset artifact can be read back from, as a URI MLflow's dataset
+    sources resolve: a file URI on a local store, the server's artifact download URL
+    (`mlflow-artifacts:` is a scheme only the MLflow client knows) on a tracking server.
+
+    >>> dataset_source_uri("mlflow-artifacts:/1/abc/artifacts/d.parquet", "http://h:5000")
+    'http://h:5000/api/2.0/mlflow-artifacts/artifacts/1/abc/artifacts/d.parquet'
+    """
+    scheme = "mlflow-artifacts:"
+    if artifact_uri.startswith(scheme) and tracking_uri.startswith(("http://", "https://")):
+        path = artifact_uri[len(scheme) :].lstrip("/")
+        return f"{tracking_uri.rstrip('/')}/api/2.0/mlflow-artifacts/artifacts/{path}"
+    return artifact_uri
+
+
 @contextlib.contextmanager
 def _tracking(tracking_uri: str) -> Iterator[MlflowClient]:
     """Point mlflow's fluent API at `tracking_uri` for the block, then restore what was there.
@@ -270,7 +285,9 @@ def _train_and_register(
         snapshot = Path(tmp) / f"{dataset_name}.parquet"
         df.to_parquet(snapshot, index=False)
         mlflow.log_artifact(str(snapshot), artifact_path="dataset")
-        source = f"{run.info.artifact_uri}/dataset/{snapshot.name}"
+        source = dataset_source_uri(
+            f"{run.info.artifact_uri}/dataset/{snapshot.name}", mlflow.get_tracking_uri()
+        )
         with warnings.catch_warnings():
             # MLflow registers the local-file source under two schemes ("" and "file") and
             # warns that it picked one of the identical two; and it warns that integer columns

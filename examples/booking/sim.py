@@ -362,6 +362,31 @@ def sample_actions(
     return out
 
 
+def _scaled(value: int | None, scale: int) -> float | None:
+    return None if value is None else value / scale
+
+
+def intent_features(intent: Intent) -> dict[str, float | None]:
+    """The intent part of the world model's state (the `intent_*` of `STATE_COLUMNS`, scaled
+    the same way), by column name: what the stack records for input drift, comparable with
+    the training dataset's columns. A field the request did not say is None.
+
+    >>> intent_features(Intent(people=6, day_offset=1, start_hour=12, duration_hours=2))
+    ... # doctest: +NORMALIZE_WHITESPACE
+    {'intent_people': 0.3, 'intent_day': 0.07142857142857142, 'intent_start': 0.5,
+     'intent_duration': 0.5, 'intent_needs_projector': 0.0, 'intent_needs_whiteboard': 0.0,
+     'intent_needs_video': 0.0, 'intent_flexibility': 0.0}
+    """
+    return {
+        "intent_people": _scaled(intent.people, 20),
+        "intent_day": _scaled(intent.day_offset, HORIZON_DAYS),
+        "intent_start": _scaled(intent.start_hour, 24),
+        "intent_duration": _scaled(intent.duration_hours, MAX_DURATION),
+        **{f"intent_needs_{e}": float(e in intent.equipment) for e in EQUIPMENT},
+        "intent_flexibility": intent.flexibility_hours / 3,
+    }
+
+
 def state_features(intent: Intent, action: Action, calendar: Calendar) -> np.ndarray:
     """The world model's state input, in `STATE_COLUMNS` order, each scaled to about [0, 1]."""
     assert intent.people is not None and intent.day_offset is not None
@@ -370,14 +395,8 @@ def state_features(intent: Intent, action: Action, calendar: Calendar) -> np.nda
     busy_prev = float(prev >= OPEN_HOUR and calendar.busy[action.room, action.day_offset, prev])
     return np.concatenate(
         [
-            [
-                intent.people / 20,
-                intent.day_offset / HORIZON_DAYS,
-                intent.start_hour / 24,
-                intent.duration_hours / MAX_DURATION,
-            ],
-            [float(e in intent.equipment) for e in EQUIPMENT],
-            [intent.flexibility_hours / 3, busy_prev],
+            list(intent_features(intent).values()),
+            [busy_prev],
             calendar.window(action),
             [
                 calendar.day_load(action.room, action.day_offset),

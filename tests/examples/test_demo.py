@@ -11,6 +11,7 @@ from typing import Any
 
 from examples.booking import demo
 from examples.booking.registry import TrainingSpec
+from examples.booking.sim import STATE_COLUMNS
 from examples.booking.world_model import TrainConfig
 from tests.conftest import LiveService
 
@@ -67,8 +68,12 @@ def test_200_demo_requests_are_recorded_whole(live: LiveService, tmp_path: Path)
             assert detail["models"]["world_model"]["name"] == "booking-world-model"
             (decision,) = detail["decisions"]
             states = sorted((s["layer"], s["step"]) for s in detail["states"])
+            # The intent, as features named like the training dataset's columns.
+            assert set(detail["features"]) <= set(STATE_COLUMNS[:8])
+            assert "intent_needs_video" in detail["features"]
             if decision["candidates"]:
                 rolled_out += 1
+                assert set(detail["features"]) == set(STATE_COLUMNS[:8])
                 # One state per captured step and layer: the encoder once, the transition
                 # at each of the 8 steps of the rollout.
                 assert states == [("encoder", 0)] + [("transition", i) for i in range(8)]
