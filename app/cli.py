@@ -7,24 +7,21 @@ import os
 import sys
 import threading
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 import uvicorn
-from rich.console import Console
 from rich.table import Table
 from sqlalchemy import Engine
-from sqlalchemy.exc import SQLAlchemyError
 
-from app import projects, schema
+from app import projects
+from app.cli_common import database, err, out, policy_set
 from app.config import Settings
-from app.db import create_db_engine
+from app.drift.cli import drift_app
 from app.errors import WardenError
 from app.keys import Scope
-from policies import BUILTIN, PolicyLoadError, PolicySet, run_tests
+from policies import PolicyLoadError, PolicySet, run_tests
 
 app = typer.Typer(
     help="Warden: observability and governance for hybrid AI inference stacks.",
@@ -42,29 +39,8 @@ policy_app = typer.Typer(help="Check and test policy files (policy-as-code).", n
 app.add_typer(project_app, name="project")
 app.add_typer(key_app, name="key")
 app.add_typer(policy_app, name="policy")
+app.add_typer(drift_app, name="drift")
 
-out = Console()
-err = Console(stderr=True, soft_wrap=True)
-
-
-@contextmanager
-def _engine() -> Iterator[Engine]:
-    """The configured database, migrated; any failure becomes a one-line error and exit 1."""
-    try:
-        settings = Settings()
-        engine = create_db_engine(settings)
-        try:
-            if not schema.is_current(engine):
-                schema.upgrade(engine)
-            yield engine
-        finally:
-            engine.dispose()
-    except WardenError as exc:
-        err.print(f"[red]error:[/red] {exc.message}", highlight=False)
-        raise typer.Exit(1) from None
-    except SQLAlchemyError as exc:
-        err.print(f"[red]database error:[/red] {str(exc).splitlines()[0]}", highlight=False)
-        raise typer.Exit(1) from None
 
 
 @app.command()
@@ -73,7 +49,7 @@ def migrate() -> None:
 
     Example: [bold]WARDEN_DATABASE_URL=postgresql+psycopg://warden@db/warden warden migrate[/bold]
     """
-    with _engine() as engine:
+    with database() as engine:
         out.print(f"database at {engine.url.render_as_string()} is at the newest schema")
 
 
@@ -93,7 +69,7 @@ def serve(
     Example: [bold]warden serve --host 127.0.0.1 --port 8000[/bold]
     """
     settings = Settings()
-    with _engine() as engine:
+    with database() as engine:
         key = _first_run_key(engine, settings)
     if key:
         out.print(
@@ -145,7 +121,7 @@ def demo(
         raise typer.Exit(2)
     server = None
     if endpoint is None:
-        with _engine() as engine:
+        with database() as engine:
             first_key = _first_run_key(engine, settings)
             api_key = _demo_key(engine, settings)
         if first_key:
@@ -255,10 +231,10 @@ def promote(
     from app import deploy, lineage
 
     settings = Settings()
-    with _engine() as engine:
+    with database() as engine:
         move = deploy.promote(
             engine, lineage.mlflow_client(settings.resolved_mlflow_tracking_uri),
-            _policies(settings), projects.project_id(engine, project), project, model, version,
+            policy_set(settings), projects.project_id(engine, project), project, model, version,
             alias, f"cli:{getpass.getuser()}",
         )  # fmt: skip
     _print_move(move)
@@ -282,20 +258,12 @@ def rollback(
     from app import deploy, lineage
 
     settings = Settings()
-    with _engine() as engine:
+    with database() as engine:
         move = deploy.rollback(
             engine, lineage.mlflow_client(settings.resolved_mlflow_tracking_uri),
             projects.project_id(engine, project), model, alias, f"cli:{getpass.getuser()}", reason,
         )  # fmt: skip
     _print_move(move)
-
-
-def _policies(settings: Settings) -> PolicySet:
-    try:
-        return PolicySet.load_dir(settings.policies_dir or BUILTIN)
-    except PolicyLoadError as exc:
-        err.print(f"[red]error:[/red] {exc}", highlight=False)
-        raise typer.Exit(1) from None
 
 
 def _print_move(move: Any) -> None:
@@ -324,7 +292,7 @@ def project_create(
 
     Example: [bold]warden project create booking[/bold]
     """
-    with _engine() as engine:
+    with database() as engine:
         projects.create_project(engine, name)
     out.print(f"created project {name}")
 
@@ -335,7 +303,7 @@ def project_list() -> None:
 
     Example: [bold]warden project list[/bold]
     """
-    with _engine() as engine:
+    with database() as engine:
         rows = projects.list_projects(engine)
     table = Table("project", "created")
     for name, created in rows:
@@ -357,7 +325,7 @@ def key_create(
     Example: [bold]warden key create --project booking --scope ingest --name inference-pods[/bold]
     """
     settings = Settings()
-    with _engine() as engine:
+    with database() as engine:
         key = projects.create_key(
             engine, settings.server_secret(), project, [s.value for s in scope], name
         )
@@ -374,7 +342,7 @@ def key_list(
 
     Example: [bold]warden key list --project booking[/bold]
     """
-    with _engine() as engine:
+    with database() as engine:
         rows = projects.list_keys(engine, project)
     table = Table("key id", "project", "scopes", "name", "created", "revoked")
     for k in rows:
@@ -397,7 +365,7 @@ def key_revoke(
 
     Example: [bold]warden key revoke wdn_3fKq81Zx[/bold]
     """
-    with _engine() as engine:
+    with database() as engine:
         projects.revoke_key(engine, key_id)
     out.print(f"revoked {key_id}")
 
@@ -458,8 +426,8 @@ def policy_explain(
     from app import queries
 
     settings = Settings()
-    current = {p.id: p.hash for p in _policies(settings).policies}
-    with _engine() as engine:
+    current = {p.id: p.hash for p in policy_set(settings).policies}
+    with database() as engine:
         detail = queries.get_request(engine, projects.project_id(engine, project), request_id)
     evaluations = detail["policy_evaluations"]
     out.print(
@@ -492,7 +460,7 @@ def lineage_tree(
     from app import lineage
 
     settings = Settings()
-    with _engine() as engine:
+    with database() as engine:
         found = lineage.request_lineage(
             engine, projects.project_id(engine, project), request_id,
             settings.resolved_mlflow_tracking_uri,
@@ -541,7 +509,7 @@ def replay(
     from examples.booking.replay import replay as run_replay
 
     settings = Settings()
-    with _engine() as engine:
+    with database() as engine:
         detail = queries.get_request(engine, projects.project_id(engine, project), request_id)
     root = next((s for s in detail["spans"] if s["parent_span_id"] is None), None)
     retained = root["attributes"].get("warden.request.input") if root else None
@@ -583,7 +551,7 @@ def replay(
                 for r in results
             ),
         )
-    policies = _policies(settings)
+    policies = policy_set(settings)
     verdicts = [
         [v for v in policies.evaluate("post_decision", _decision_context(r.decision)) if v.fired]
         for r in results

@@ -60,6 +60,23 @@ class Settings(BaseSettings):
         ge=0,
         description="Seconds between lineage resolution rounds against MLflow; 0 turns it off.",
     )
+    drift_tick: float = Field(
+        default=60.0,
+        ge=0,
+        description="Seconds between checks whether a project's scheduled drift job is due "
+        "(each project sets its own interval); 0 turns scheduled drift jobs off.",
+    )
+    audit_checkpoint_interval: float = Field(
+        default=60.0,
+        ge=0,
+        description="Seconds between signed tree heads of each project's audit ledger "
+        "(signed only when the ledger grew); 0 turns the signer off.",
+    )
+    audit_signing_key: Path | None = Field(
+        default=None,
+        description="Ed25519 private key (PKCS#8 PEM) that signs tree heads; empty means "
+        "`<data_dir>/audit-signing.key`, generated on first use.",
+    )
     stack: str = Field(
         default="",
         description="`module:callable` of the stack `POST /v1/infer` runs; empty: no gateway.",

@@ -10,9 +10,7 @@ A version MLflow does not know yet stays `unresolved` and is tried again.
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import logging
-import os
 import threading
 import time
 from datetime import UTC, datetime, timedelta
@@ -21,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Engine, or_, select, update
 
+from app import machine_lock
 from app.db import read_connection, write_transaction
 from app.errors import NotFound
 from app.models import ModelVersion, Project, Request, RequestModel
@@ -34,6 +33,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("warden.lineage")
 UNRESOLVED = "unresolved"
 RESOLVED = "resolved"
+TAG_INTERVAL = 60.0  # seconds between traffic-summary tag rounds
 
 
 def mlflow_client(tracking_uri: str) -> MlflowClient:
@@ -189,7 +189,8 @@ def tag_traffic(engine: Engine, client: MlflowClient) -> int:
 
 
 class Resolver:
-    """The service's resolver thread: `resolve_pending` and `tag_traffic` every `interval`.
+    """The service's resolver thread: `resolve_pending` every `interval`, `tag_traffic` at
+    most once a minute.
 
     Of the worker processes sharing a data folder only one resolves (the holder of a lock
     file), so MLflow is read, and imported, once per machine rather than once per worker.
@@ -214,23 +215,22 @@ class Resolver:
             misses: dict[tuple[str, str], tuple[float, float]] = {}
             with contextlib.suppress(Exception):
                 client = mlflow_client(self.tracking_uri)  # import MLflow now, not mid-traffic
+            tagged = 0.0
             while not self._stop.wait(self.interval):
                 try:
                     client = client or mlflow_client(self.tracking_uri)
                     resolve_pending(self.engine, client, misses=misses)
-                    tag_traffic(self.engine, client)
+                    # Traffic summaries count every request of every version: a query too
+                    # heavy to repeat every few seconds beside ingest, for tags nobody needs
+                    # fresher than a minute.
+                    if time.monotonic() - tagged >= max(self.interval, TAG_INTERVAL):
+                        tag_traffic(self.engine, client)
+                        tagged = time.monotonic()
                 except Exception:  # MLflow away, a database blip: try again next round
                     log.exception("lineage resolution failed; retrying in %.0fs", self.interval)
 
     def _take_lock(self, stack: contextlib.ExitStack) -> bool:
-        self.lock_path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT, 0o600)
-        stack.callback(os.close, fd)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            return False
-        return True
+        return machine_lock.take(stack, self.lock_path)
 
     def stop(self) -> None:
         self._stop.set()

@@ -13,6 +13,7 @@ from fastapi.responses import JSONResponse, Response
 from sqlalchemy.exc import OperationalError, SQLAlchemyError
 
 from app.api.routes import (
+    drift,
     gateway,
     health,
     ingest,
@@ -24,6 +25,7 @@ from app.api.routes import (
 )
 from app.config import Settings
 from app.db import create_db_engine
+from app.drift.schedule import DriftRunners, Scheduler
 from app.errors import WardenError
 from app.ingest import otlp
 from app.lineage import Resolver
@@ -53,6 +55,17 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 settings.data_dir / "lineage.lock",
             )
             resolver.start()
+        runners = DriftRunners(
+            app.state.engine,
+            settings.resolved_mlflow_tracking_uri,
+            settings.data_dir,
+            app.state.policies,
+        )
+        app.state.drift = runners
+        scheduler = None
+        if settings.drift_tick > 0:
+            scheduler = Scheduler(runners, settings.drift_tick, settings.data_dir / "drift.lock")
+            scheduler.start()
         if settings.stack:
             from app.gateway import Gateway
 
@@ -67,6 +80,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         finally:
             if resolver is not None:
                 resolver.stop()
+            if scheduler is not None:
+                scheduler.stop()
             if app.state.gateway is not None:
                 app.state.gateway.close()
             app.state.engine.dispose()
@@ -95,7 +110,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     # client's keep-alive connection.
     app.add_exception_handler(SQLAlchemyError, _internal_error)
     app.add_exception_handler(Exception, _internal_error)
-    for module in (ingest, requests, tensors, policies, models, reviews, gateway, health):
+    for module in (
+        ingest, requests, tensors, policies, models, reviews, drift, gateway, health
+    ):
         app.include_router(module.router)
     return app
 

@@ -158,6 +158,8 @@ def settings(database_url: str, tmp_path: Path) -> Settings:
         database_url=database_url,
         secret_key=TEST_SECRET,
         lineage_interval=0,
+        drift_tick=0,
+        audit_checkpoint_interval=0,
     )
 
 
@@ -189,6 +191,13 @@ class LiveService:
 @pytest.fixture
 def live(settings: Settings, engine: Engine) -> Iterator[LiveService]:
     """The service on a free port of 127.0.0.1, served by uvicorn in a thread of this process."""
+    with running(settings, engine) as service:
+        yield service
+
+
+@contextlib.contextmanager
+def running(settings: Settings, engine: Engine) -> Iterator[LiveService]:
+    """`live`, for fixtures of a wider scope."""
     port = free_port()
     config = uvicorn.Config(
         create_app(settings), host="127.0.0.1", port=port, log_level="warning", access_log=False
@@ -234,6 +243,8 @@ def warden_serve(
         "WARDEN_DATABASE_URL": database_url,
         "WARDEN_SECRET_KEY": secret,
         "WARDEN_LINEAGE_INTERVAL": "0",
+        "WARDEN_DRIFT_TICK": "0",
+        "WARDEN_AUDIT_CHECKPOINT_INTERVAL": "0",
     }
     warden = str(Path(sys.executable).parent / "warden")
     proc = subprocess.Popen(

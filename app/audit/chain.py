@@ -73,9 +73,7 @@ def _created_at(value: object) -> str:
     if isinstance(value, datetime):
         return format_time(value)
     if isinstance(value, str):
-        if not _TIME_PATTERN.fullmatch(value):
-            parse_time(value)  # raises, saying what the form is
-        datetime.fromisoformat(value[:-1])  # checks the calendar
+        parse_time(value)  # checks the form and the calendar
         return value
     raise ValueError(f"created_at must be an RFC 3339 string or an aware datetime, not {value!r}")
 
@@ -237,7 +235,15 @@ def verify_chain(
         problem = _check(record, expected, prev, rest)
         if problem is not None:
             failure, detail = problem
-            return ChainResult(False, index, prev, failure, expected, index, detail)
+            return ChainResult(
+                ok=False,
+                verified=index,
+                last_hash=prev,
+                failure=failure,
+                seq=expected,
+                index=index,
+                detail=detail,
+            )
         prev = record[2]
         expected += 1
-    return ChainResult(True, expected - first_seq, prev)
+    return ChainResult(ok=True, verified=expected - first_seq, last_hash=prev)

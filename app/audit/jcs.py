@@ -37,6 +37,13 @@ def dumps(value: object) -> bytes:
 
 def text(value: object) -> str:
     """The canonical JSON of `value` as a str; `utf8` turns it into the bytes that count."""
+    try:
+        return _text(value)
+    except RecursionError:
+        raise ValueError("the value is nested too deeply (or contains itself)") from None
+
+
+def _text(value: object) -> str:
     encoder = _EXACT.get(type(value))
     return encoder(value) if encoder is not None else _encode_subclass(value)
 
@@ -109,11 +116,11 @@ def _object(value: Mapping[Any, Any]) -> str:
         members = sorted(value.items(), key=itemgetter(0))
     else:
         members = sorted(value.items(), key=_utf16_key)
-    return "{" + ",".join([encode_basestring(k) + ":" + text(v) for k, v in members]) + "}"
+    return "{" + ",".join([encode_basestring(k) + ":" + _text(v) for k, v in members]) + "}"
 
 
 def _array(value: list[Any] | tuple[Any, ...]) -> str:
-    return "[" + ",".join(map(text, value)) + "]"
+    return "[" + ",".join(map(_text, value)) + "]"
 
 
 _EXACT: dict[type, Callable[[Any], str]] = {

@@ -3,20 +3,22 @@ the distribution of the reference ones?
 
 The test is the kernel two-sample test (MMD, Gretton et al. 2012) with a Gaussian kernel made
 linear in the window by random Fourier features (Rahimi and Recht 2007):
-`z(x) = sqrt(2/D) cos(xW + b)` with `W ~ N(0, 1/σ²)` and `b ~ U[0, 2π)`, so that
-`k(x, y) ≈ z(x)·z(y)` and `MMD² ≈ ||mean z(X) − mean z(Y)||²`. The p-value comes from
-permutations of the pooled rows, all drawn at once as a (permutations × N) weight matrix
-multiplied by the (N × D) feature matrix: the cost is O(P·N·D), linear in the window.
+`z(x) = sqrt(2/D) cos(xW + b)` with `W ~ N(0, 1/sigma²)` and `b ~ U[0, 2π)`, so that
+`k(x, y) ≈ z(x)·z(y)` and `MMD² ≈ ||mean z(X) - mean z(Y)||²`. The p-value comes from
+permutations of the pooled rows, all drawn at once as a (permutations x N) weight matrix
+multiplied by the (N x D) feature matrix: the cost is O(P·N·D), linear in the window.
 
-σ is the median heuristic (the median pairwise distance of at most 1,000 rows) on the
+sigma is the median heuristic (the median pairwise distance of at most 1,000 rows) on the
 reference alone, so that a `LatentReference` built once fixes the kernel and successive
 windows tested against it get comparable MMD values.
 
 Verdicts. The permutation p-value `(1 + #{permutations ≥ observed}) / (1 + P)` is exact: under
-no shift `P(p ≤ α) ≤ α`. The defaults (`drift_p=0.01`, `warn_p=0.05`) therefore say "drift" on
+no shift `P(p ≤ a) ≤ a`. The defaults (`drift_p=0.01`, `warn_p=0.05`) therefore say "drift" on
 at most 1% and "warn" or "drift" on at most 5% of unchanged windows. The smallest attainable
-p is `1/(P+1)` (0.0099 with the default 100 permutations, i.e. the observed MMD beat every
-permutation), so a `drift_p` below it, which could never fire, is refused.
+p is `1/(P+1)`: 0.0099 with the default 100 permutations, reached when the observed MMD beats
+every permutation. With fewer than 99 permutations `drift_p` could never be reached, so the
+drift threshold used is `max(drift_p, 1/(P+1))` ("beat every permutation"), which stays under
+`warn_p` down to 19 permutations; fewer are refused. The thresholds used are in the result.
 
 Windows with fewer than `MIN_SAMPLES` rows raise ValueError rather than answer "none": too few
 rows is no evidence that nothing moved, and a caller should not store it as such.
@@ -60,11 +62,11 @@ class DimensionShift:
 
     dimension: int
     mean_shift: float
-    """(current mean − reference mean) / reference standard deviation."""
+    """(current mean - reference mean) / reference standard deviation."""
     std_ratio: float
     """current standard deviation / reference standard deviation."""
     ks: float
-    """Two-sample Kolmogorov–Smirnov statistic: largest gap between the two ECDFs, in [0, 1]."""
+    """Two-sample Kolmogorov-Smirnov statistic: largest gap between the two ECDFs, in [0, 1]."""
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -86,6 +88,9 @@ class LatentDrift:
     n_current: int
     permutations: int
     features: int
+    warn_p: float
+    drift_p: float
+    """The drift threshold used: the one asked for, or 1/(permutations + 1) if that is larger."""
     per_dimension: tuple[DimensionShift, ...]
     moved_dimensions: tuple[int, ...]
     """Coordinates whose KS statistic passes a Bonferroni-corrected KS test at `warn_p`, most
@@ -101,6 +106,8 @@ class LatentDrift:
             "n_current": self.n_current,
             "permutations": self.permutations,
             "features": self.features,
+            "warn_p": self.warn_p,
+            "drift_p": self.drift_p,
             "per_dimension": [shift.to_json() for shift in self.per_dimension],
             "moved_dimensions": list(self.moved_dimensions),
             "verdict": self.verdict,
@@ -192,13 +199,15 @@ def latent_drift(
         raise ValueError(f"permutations must be at least 1, got {permutations}")
     if not 0 < drift_p <= warn_p < 1:
         raise ValueError(f"need 0 < drift_p <= warn_p < 1, got {drift_p=} and {warn_p=}")
-    if drift_p < 1 / (permutations + 1):
-        needed = math.ceil(1 / drift_p) - 1
+    smallest_p = 1 / (permutations + 1)
+    if smallest_p > warn_p:
+        needed = math.ceil(1 / warn_p) - 1
         raise ValueError(
             f"with {permutations} permutations the smallest p-value is 1/{permutations + 1}, "
-            f"so drift_p={drift_p} could never be reached: use at least {needed} permutations "
-            "or a larger drift_p"
+            f"above warn_p={warn_p}, so no shift could ever be reported: use at least "
+            f"{needed} permutations"
         )
+    drift_p = max(drift_p, smallest_p)
     if isinstance(reference, LatentReference):
         built = reference.features.shape[1]
         if features is not None and features != built:
@@ -240,6 +249,8 @@ def latent_drift(
         n_current=len(cur),
         permutations=permutations,
         features=int(z_ref.shape[1]),
+        warn_p=warn_p,
+        drift_p=drift_p,
         per_dimension=shifts,
         moved_dimensions=moved,
         verdict=verdict,
@@ -255,8 +266,7 @@ def _as_rows(values: Vectors, name: str) -> torch.Tensor:
     rows = torch.as_tensor(values).detach().to(device="cpu", dtype=torch.float32)
     if rows.ndim != 2:
         raise ValueError(
-            f"{name} must be a 2-D array of shape (rows, dimensions), got shape "
-            f"{tuple(rows.shape)}"
+            f"{name} must be a 2-D array of shape (rows, dimensions), got shape {tuple(rows.shape)}"
         )
     if rows.shape[0] < MIN_SAMPLES:
         raise ValueError(
@@ -292,7 +302,7 @@ def _observed_weights(n: int, m: int) -> torch.Tensor:
 
 def _mmd2(weights: torch.Tensor, z_ref: torch.Tensor, z_cur: torch.Tensor) -> torch.Tensor:
     """||Σ w_i z_i||² for each row of `weights`: the weights are +1/n on the rows labelled
-    reference and −1/m on the others, so each row gives mean z(X) − mean z(Y)."""
+    reference and -1/m on the others, so each row gives mean z(X) - mean z(Y)."""
     n = len(z_ref)
     difference = weights[:, :n] @ z_ref + weights[:, n:] @ z_cur
     return difference.double().square().sum(dim=1)
@@ -325,7 +335,9 @@ def _dimension_shifts(
     ks = _ks_statistics(ref, cur)
     shifts = tuple(
         DimensionShift(
-            dimension=i, mean_shift=float(mean_shift[i]), std_ratio=float(std_ratio[i]),
+            dimension=i,
+            mean_shift=float(mean_shift[i]),
+            std_ratio=float(std_ratio[i]),
             ks=float(ks[i]),
         )
         for i in range(ref.shape[1])
@@ -335,7 +347,7 @@ def _dimension_shifts(
 
 def _ks_statistics(ref: torch.Tensor, cur: torch.Tensor) -> torch.Tensor:
     """Two-sample KS statistic of every column at once: sort the pooled column, walk up the
-    ECDF gap (+1/n for a reference value, −1/m for a current one), read it after each run
+    ECDF gap (+1/n for a reference value, -1/m for a current one), read it after each run
     of tied values, and take the largest absolute gap."""
     n, m = len(ref), len(cur)
     values, order = torch.cat([ref, cur]).sort(dim=0)

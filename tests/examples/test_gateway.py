@@ -41,6 +41,7 @@ def settings(
         secret_key=TEST_SECRET,
         stack="examples.booking.gateway:answer",
         lineage_interval=0,
+        drift_tick=0,
         policies_dir=policies,
     )
     booking_gateway._assistant.clear()

@@ -1,0 +1,60 @@
+"""Drift over HTTP: run a job now (admin scope), list the stored reports (read scope)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query, Request
+from pydantic import BaseModel, Field
+from starlette.concurrency import run_in_threadpool
+
+from app.api.deps import Admin, EngineDep, Reader
+from app.drift import reports
+from app.drift.schedule import DriftRunners
+from app.errors import BadRequest
+
+router = APIRouter(tags=["drift"])
+
+
+class RunBody(BaseModel):
+    model_name: str | None = Field(default=None, description="Judge only this model ...")
+    model_version: str | None = Field(default=None, description="... at this version")
+    seed: int = Field(default=0, description="Seed of the latent test's random features")
+
+
+@router.post(
+    "/v1/drift/run",
+    summary="Run a drift job now: inputs, latent states and decisions of the monitored "
+    "world-model versions (or one version), stored, judged by the drift policies",
+)
+async def run(body: RunBody, request: Request, principal: Admin) -> Any:
+    if (body.model_name is None) != (body.model_version is None):
+        raise BadRequest("give model_name and model_version together, or neither")
+    runners: DriftRunners = request.app.state.drift
+    runner = await run_in_threadpool(runners.get)
+    result = await run_in_threadpool(
+        runner.run, principal.project, body.model_name, body.model_version, None, None, body.seed
+    )
+    return result.to_json()
+
+
+@router.get("/v1/drift", summary="Drift reports, newest first, with filters")
+async def list_reports(
+    principal: Reader,
+    engine: EngineDep,
+    model_name: str | None = None,
+    model_version: str | None = None,
+    kind: Annotated[str | None, Query(description="input, latent or decision")] = None,
+    verdict: Annotated[str | None, Query(description="none, warn or drift")] = None,
+    since: datetime | None = None,
+    job_id: str | None = None,
+    limit: Annotated[int, Query(ge=1, le=reports.MAX_PAGE)] = 50,
+    cursor: str | None = None,
+) -> Any:
+    if cursor is not None and not cursor.isdigit():
+        raise BadRequest("cursor must be the next_cursor of a previous page")
+    return await run_in_threadpool(
+        reports.list_reports, engine, principal.project_id, model_name, model_version, kind,
+        verdict, since, job_id, limit, int(cursor) if cursor else None,
+    )  # fmt: skip

@@ -1,0 +1,449 @@
+"""Decision drift of the planner: does it now decide differently from the reference window?
+
+What is compared, one hypothesis test each (p-values from scipy):
+
+| test | on | method |
+|---|---|---|
+| `chi2:kind` | the mix of chosen action kinds | chi-square test of homogeneity |
+| `psi:kind` | the same mix | population stability index |
+| `psi:score` | the chosen candidate's score | population stability index |
+| `ks:<field>` | score, confidence, margin, entropy | two-sample Kolmogorov-Smirnov |
+| `proportion:constraints_bound` | share of decisions a constraint bound | two-proportion z |
+
+The proportion test is Fisher's exact test instead when an expected count is under 5.
+
+Action kinds. Labels such as `book:room-a@10` or `room-03@2026-11-24T15:00/2h` carry a time,
+so nearly every label is new and a test over labels would only count novelty. The chosen
+action is therefore reduced to its kind: the text before the first ':' or '@', whichever comes
+first (`book`, `room-03`), or the whole label when it has neither (`clarify`); a decision
+without a chosen action counts as the kind "(none)". Kinds whose expected count is under 5 in
+the smaller sample are pooled into "(other)" before the chi-square test and PSI, so that the
+chi-square approximation holds.
+
+PSI. `Σ (c_i - r_i) ln(c_i / r_i)` over bins, with the proportions `r_i` (reference) and `c_i`
+(current) floored at `PSI_EPSILON` = 1e-4 so that an empty bin gives a large but finite term.
+Bins: the pooled kinds for `psi:kind`; for `psi:score`, 10 bins cut at the reference's deciles
+(ties merged), the outer two open-ended. Its p-value uses the approximation that under no
+shift `PSI / (1/n + 1/m)` follows χ² with (bins - 1) degrees of freedom (Yurdakul, 2018); the
+usual reading of PSI itself (< 0.1 stable, 0.1-0.25 moderate, > 0.25 major shift) is left
+to the reader, since at small samples PSI passes 0.1 by chance alone.
+
+Verdict. The tests are corrected together with Holm's method (a family-wise error rate, valid
+whatever the dependence between the tests, and at least as powerful as Bonferroni). A test says
+"drift" when its adjusted p is ≤ `drift_p` (0.01) and "warn" when ≤ `warn_p` (0.05); the
+sample's verdict is the worst of them. Under no shift "drift" thus comes up on at most 1% and
+"warn" or "drift" on at most 5% of windows.
+
+Missing values (no confidence, a single candidate so no margin) are NaN and left out of their
+test; a test with fewer than `MIN_SAMPLES` values on a side is skipped and listed as such.
+Samples with fewer than `MIN_SAMPLES` decisions raise ValueError.
+
+    >>> ref = DecisionSample.from_decisions(
+    ...     {"chosen": "book:a", "candidates": [{"action": "book:a", "score": 1.0 + i % 3},
+    ...                                         {"action": "clarify", "score": 0.5}]}
+    ...     for i in range(100))
+    >>> decision_drift(ref, ref).verdict
+    'none'
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from collections import Counter
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import numpy as np
+import numpy.typing as npt
+from scipy import stats
+
+Verdict = Literal["none", "warn", "drift"]
+FloatArray = npt.NDArray[np.float64]
+
+MIN_SAMPLES = 20
+MIN_EXPECTED = 5.0
+OTHER = "(other)"
+PSI_EPSILON = 1e-4
+PSI_SCORE_BINS = 10
+NUMERIC_FIELDS = ("score", "confidence", "margin", "entropy")
+_KIND_END = re.compile("[:@]")
+
+
+def action_kind(label: str) -> str:
+    """The kind of an action label: the text before the first ':' or '@', else the label.
+
+    >>> [action_kind(a) for a in ("book:room-a@10", "room-03@2026-11-24T15:00", "clarify")]
+    ['book', 'room-03', 'clarify']
+    """
+    return _KIND_END.split(label, maxsplit=1)[0]
+
+
+def pooled_counts(reference: Sequence[str], current: Sequence[str]) -> tuple[list[str], FloatArray]:
+    """The 2 x K table of category counts (reference row, current row) for a chi-square test
+    of homogeneity: categories with an expected count under `MIN_EXPECTED` in the smaller
+    sample are pooled into OTHER; the most frequent come first.
+
+    >>> pooled_counts(["a"] * 30 + ["b"] * 30 + ["c"], ["a"] * 40 + ["b"] * 20 + ["d"])
+    (['a', 'b', '(other)'], array([[30., 30.,  1.],
+           [40., 20.,  1.]]))
+    """
+    ref_counts, cur_counts = Counter(reference), Counter(current)
+    totals = ref_counts + cur_counts
+    smaller, everyone = min(len(reference), len(current)), len(reference) + len(current)
+    ordered = sorted(totals, key=lambda kind: (-totals[kind], kind))
+    kept = [kind for kind in ordered if totals[kind] * smaller / everyone >= MIN_EXPECTED]
+    rare = [kind for kind in ordered if kind not in set(kept)]
+    rows = [[ref_counts[kind] for kind in kept], [cur_counts[kind] for kind in kept]]
+    categories = list(kept)
+    if rare:
+        categories.append(OTHER)
+        rows[0].append(sum(ref_counts[kind] for kind in rare))
+        rows[1].append(sum(cur_counts[kind] for kind in rare))
+    return categories, np.asarray(rows, dtype=np.float64)
+
+
+@dataclass(frozen=True, eq=False)
+class DecisionSample:
+    """Planner decisions of one window, one entry per request in every field."""
+
+    chosen: Sequence[str]
+    """The chosen action's label."""
+    score: npt.ArrayLike
+    """The chosen candidate's score (NaN when unknown)."""
+    confidence: npt.ArrayLike
+    """The planner's confidence (NaN when it gave none)."""
+    margin: npt.ArrayLike
+    """Best minus runner-up candidate score (NaN with fewer than two candidates)."""
+    entropy: npt.ArrayLike
+    """Entropy in nats of the softmax over the candidates' scores."""
+    constraints_bound: npt.ArrayLike
+    """Whether any constraint bound the decision."""
+
+    def __post_init__(self) -> None:
+        sizes = {
+            name: np.shape(getattr(self, name))
+            for name in ("chosen", "score", "confidence", "margin", "entropy")
+        } | {"constraints_bound": np.shape(self.constraints_bound)}
+        if len(set(sizes.values())) != 1 or len(sizes["chosen"]) != 1:
+            raise ValueError(f"every field must be a 1-D sequence of the same length, got {sizes}")
+
+    def __len__(self) -> int:
+        return len(self.chosen)
+
+    @property
+    def kinds(self) -> list[str]:
+        return [action_kind(label) for label in self.chosen]
+
+    def values(self, field: str) -> FloatArray:
+        """The finite values of a numeric field (NaN and infinities left out)."""
+        array = np.asarray(getattr(self, field), dtype=np.float64)
+        return array[np.isfinite(array)]
+
+    @classmethod
+    def from_decisions(cls, rows: Iterable[Mapping[str, Any]]) -> DecisionSample:
+        """Build a sample from decision dicts as the planner reports them:
+
+        `{"chosen": "book:room-a@10", "candidates": [{"action": ..., "score": ...}, ...],
+        "constraints": [{"name": ..., "bound": bool}, ...], "confidence": float | None}`.
+
+        `candidates` and `constraints` may also be JSON strings (as in the `planner.*` span
+        attributes). `score`, `margin`, `entropy` and `constraints_bound` are taken from the
+        row when present, else computed from the candidates and constraints.
+        """
+        chosen: list[str] = []
+        numbers: dict[str, list[float]] = {field: [] for field in NUMERIC_FIELDS}
+        bound: list[bool] = []
+        for index, row in enumerate(rows):
+            if "chosen" not in row:
+                raise ValueError(f"decision {index} has no 'chosen' action")
+            label = "(none)" if row["chosen"] is None else str(row["chosen"])
+            candidates = [c for c in _json_list(row.get("candidates")) if isinstance(c, Mapping)]
+            scores = [float(c["score"]) for c in candidates if c.get("score") is not None]
+            ranked = sorted(scores, reverse=True)
+            chosen_score = next(
+                (
+                    float(c["score"])
+                    for c in candidates
+                    if c.get("action") == label and c.get("score") is not None
+                ),
+                math.nan,
+            )
+            computed = {
+                "score": chosen_score,
+                "confidence": math.nan,
+                "margin": ranked[0] - ranked[1] if len(ranked) >= 2 else math.nan,
+                "entropy": _softmax_entropy(scores),
+            }
+            for field in NUMERIC_FIELDS:
+                given = row.get(field)
+                numbers[field].append(computed[field] if given is None else float(given))
+            chosen.append(label)
+            if row.get("constraints_bound") is not None:
+                bound.append(bool(row["constraints_bound"]))
+            else:
+                constraints = _json_list(row.get("constraints"))
+                bound.append(
+                    any(isinstance(c, Mapping) and bool(c.get("bound")) for c in constraints)
+                )
+        return cls(
+            chosen=chosen,
+            score=np.asarray(numbers["score"]),
+            confidence=np.asarray(numbers["confidence"]),
+            margin=np.asarray(numbers["margin"]),
+            entropy=np.asarray(numbers["entropy"]),
+            constraints_bound=np.asarray(bound, dtype=bool),
+        )
+
+
+@dataclass(frozen=True)
+class DecisionTest:
+    name: str
+    """What was compared, e.g. "chi2:kind" or "ks:margin"."""
+    method: str
+    """The test: chi2_contingency, psi, ks_2samp, two_proportion_z or fisher_exact."""
+    statistic: float
+    p_value: float
+    adjusted_p: float
+    """Holm-adjusted over the tests that ran."""
+    verdict: Verdict
+    reference: dict[str, float]
+    """A summary of the reference side (proportions, rate, or mean and median)."""
+    current: dict[str, float]
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "method": self.method,
+            "statistic": self.statistic,
+            "p_value": self.p_value,
+            "adjusted_p": self.adjusted_p,
+            "verdict": self.verdict,
+            "reference": dict(self.reference),
+            "current": dict(self.current),
+        }
+
+
+@dataclass(frozen=True)
+class DecisionDrift:
+    n_reference: int
+    n_current: int
+    tests: tuple[DecisionTest, ...]
+    skipped: tuple[str, ...]
+    """Tests that did not run, each with the reason."""
+    reasons: tuple[str, ...]
+    """Names of the tests at "warn" or "drift", most significant first."""
+    verdict: Verdict
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "n_reference": self.n_reference,
+            "n_current": self.n_current,
+            "correction": "holm",
+            "tests": [test.to_json() for test in self.tests],
+            "skipped": list(self.skipped),
+            "reasons": list(self.reasons),
+            "verdict": self.verdict,
+        }
+
+    def test(self, name: str) -> DecisionTest:
+        """The test called `name`; KeyError if it did not run."""
+        for found in self.tests:
+            if found.name == name:
+                return found
+        raise KeyError(name)
+
+
+def decision_drift(
+    reference: DecisionSample,
+    current: DecisionSample,
+    *,
+    warn_p: float = 0.05,
+    drift_p: float = 0.01,
+) -> DecisionDrift:
+    """Compare the planner's decisions in `current` with those in `reference`.
+
+    See the module docstring for the tests, the correction and the verdicts.
+    """
+    if not 0 < drift_p <= warn_p < 1:
+        raise ValueError(f"need 0 < drift_p <= warn_p < 1, got {drift_p=} and {warn_p=}")
+    for name, sample in (("reference", reference), ("current", current)):
+        if len(sample) < MIN_SAMPLES:
+            raise ValueError(
+                f"the {name} sample has {len(sample)} decisions; decision drift needs at least "
+                f"{MIN_SAMPLES} per side: widen the window or wait for more traffic"
+            )
+    raw: list[tuple[str, str, float, float, dict[str, float], dict[str, float]]] = []
+    skipped: list[str] = []
+
+    categories, table = pooled_counts(reference.kinds, current.kinds)
+    ref_share = dict(zip(categories, (table[0] / table[0].sum()).tolist(), strict=True))
+    cur_share = dict(zip(categories, (table[1] / table[1].sum()).tolist(), strict=True))
+    if len(categories) >= 2:
+        chi2 = stats.chi2_contingency(table, correction=False)
+        raw.append(
+            (
+                "chi2:kind",
+                "chi2_contingency",
+                float(chi2.statistic),
+                float(chi2.pvalue),
+                ref_share,
+                cur_share,
+            )
+        )
+        psi_kind, p_kind = _psi(table[0], table[1])
+        raw.append(("psi:kind", "psi", psi_kind, p_kind, ref_share, cur_share))
+    else:
+        skipped.extend(
+            f"{name}: one action kind only ({categories[0]!r}), nothing to compare"
+            for name in ("chi2:kind", "psi:kind")
+        )
+
+    ref_score, cur_score = reference.values("score"), current.values("score")
+    if _enough("psi:score", ref_score, cur_score, skipped):
+        psi_score, p_score = _psi(*_decile_counts(ref_score, cur_score))
+        raw.append(
+            ("psi:score", "psi", psi_score, p_score, _moments(ref_score), _moments(cur_score))
+        )
+    for field in NUMERIC_FIELDS:
+        ref_values, cur_values = reference.values(field), current.values(field)
+        if _enough(f"ks:{field}", ref_values, cur_values, skipped):
+            ks = stats.ks_2samp(ref_values, cur_values)
+            raw.append(
+                (
+                    f"ks:{field}",
+                    "ks_2samp",
+                    float(ks.statistic),
+                    float(ks.pvalue),
+                    _moments(ref_values),
+                    _moments(cur_values),
+                )
+            )
+    method, z, p_bound = _two_proportions(
+        np.asarray(reference.constraints_bound, dtype=bool),
+        np.asarray(current.constraints_bound, dtype=bool),
+    )
+    raw.append(
+        (
+            "proportion:constraints_bound",
+            method,
+            z,
+            p_bound,
+            {"rate": float(np.mean(np.asarray(reference.constraints_bound, dtype=bool)))},
+            {"rate": float(np.mean(np.asarray(current.constraints_bound, dtype=bool)))},
+        )
+    )
+
+    adjusted = _holm([entry[3] for entry in raw])
+    tests = tuple(
+        DecisionTest(
+            name=name,
+            method=method_name,
+            statistic=statistic,
+            p_value=p_value,
+            adjusted_p=adj,
+            verdict=_verdict(adj, warn_p, drift_p),
+            reference=ref,
+            current=cur,
+        )
+        for (name, method_name, statistic, p_value, ref, cur), adj in zip(
+            raw, adjusted, strict=True
+        )
+    )
+    flagged = sorted((t for t in tests if t.verdict != "none"), key=lambda t: t.adjusted_p)
+    verdict: Verdict = (
+        "drift" if any(t.verdict == "drift" for t in tests) else "warn" if flagged else "none"
+    )
+    return DecisionDrift(
+        n_reference=len(reference),
+        n_current=len(current),
+        tests=tests,
+        skipped=tuple(skipped),
+        reasons=tuple(t.name for t in flagged),
+        verdict=verdict,
+    )
+
+
+def _json_list(value: Any) -> list[Any]:
+    if value is None:
+        return []
+    if isinstance(value, str | bytes):
+        value = json.loads(value)
+    return list(value) if isinstance(value, list | tuple) else []
+
+
+def _softmax_entropy(scores: Sequence[float]) -> float:
+    if not scores:
+        return math.nan
+    array = np.asarray(scores, dtype=np.float64)
+    weights = np.exp(array - array.max())
+    p = weights / weights.sum()
+    p = p[p > 0]
+    return float(-(p * np.log(p)).sum())
+
+
+def _psi(reference_counts: FloatArray, current_counts: FloatArray) -> tuple[float, float]:
+    n, m = float(reference_counts.sum()), float(current_counts.sum())
+    r = np.maximum(reference_counts / n, PSI_EPSILON)
+    c = np.maximum(current_counts / m, PSI_EPSILON)
+    psi = float(np.sum((c - r) * np.log(c / r)))
+    bins = len(reference_counts)
+    if bins < 2:
+        return psi, 1.0
+    return psi, float(stats.chi2.sf(psi / (1 / n + 1 / m), df=bins - 1))
+
+
+def _decile_counts(reference: FloatArray, current: FloatArray) -> tuple[FloatArray, FloatArray]:
+    """Counts in bins cut at the reference's deciles: (-∞, q10], (q10, q20], ..., (q90, ∞)."""
+    edges = np.unique(np.quantile(reference, np.arange(1, PSI_SCORE_BINS) / PSI_SCORE_BINS))
+    bins = len(edges) + 1
+    ref_bins = np.bincount(np.searchsorted(edges, reference, side="left"), minlength=bins)
+    cur_bins = np.bincount(np.searchsorted(edges, current, side="left"), minlength=bins)
+    return ref_bins.astype(np.float64), cur_bins.astype(np.float64)
+
+
+def _enough(name: str, reference: FloatArray, current: FloatArray, skipped: list[str]) -> bool:
+    if min(len(reference), len(current)) >= MIN_SAMPLES:
+        return True
+    skipped.append(
+        f"{name}: {len(reference)} reference and {len(current)} current values, "
+        f"needs {MIN_SAMPLES} on each side"
+    )
+    return False
+
+
+def _moments(values: FloatArray) -> dict[str, float]:
+    return {"mean": float(np.mean(values)), "median": float(np.median(values))}
+
+
+def _two_proportions(
+    reference: npt.NDArray[np.bool_], current: npt.NDArray[np.bool_]
+) -> tuple[str, float, float]:
+    n, m = len(reference), len(current)
+    x, y = int(reference.sum()), int(current.sum())
+    pooled = (x + y) / (n + m)
+    if pooled in (0.0, 1.0):
+        return "two_proportion_z", 0.0, 1.0
+    z = (x / n - y / m) / math.sqrt(pooled * (1 - pooled) * (1 / n + 1 / m))
+    if min(pooled, 1 - pooled) * min(n, m) < MIN_EXPECTED:
+        table = [[x, n - x], [y, m - y]]
+        return "fisher_exact", z, float(stats.fisher_exact(table).pvalue)
+    return "two_proportion_z", z, float(2 * stats.norm.sf(abs(z)))
+
+
+def _holm(p_values: Sequence[float]) -> list[float]:
+    """Holm's step-down adjusted p-values, in the order given."""
+    count = len(p_values)
+    order = sorted(range(count), key=lambda i: p_values[i])
+    adjusted = [1.0] * count
+    running = 0.0
+    for rank, index in enumerate(order):
+        running = max(running, min(1.0, (count - rank) * p_values[index]))
+        adjusted[index] = running
+    return adjusted
+
+
+def _verdict(p_value: float, warn_p: float, drift_p: float) -> Verdict:
+    return "drift" if p_value <= drift_p else "warn" if p_value <= warn_p else "none"

@@ -1,0 +1,98 @@
+"""A project's drift settings: windows, schedule and alerting, kept in `projects.settings`.
+
+Set with `warden drift configure`; every field has a default, so a project that never
+configured anything is monitored with the defaults below.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field, HttpUrl, ValidationError, model_validator
+from sqlalchemy import Engine, select, update
+
+from app.db import read_connection, write_transaction
+from app.errors import BadRequest, NotFound
+from app.models import Project
+
+KEY = "drift"
+
+
+class DriftSettings(BaseModel):
+    """How one project's drift jobs choose their windows, when they run, whom they alert."""
+
+    window: Literal["count", "time"] = Field(
+        default="count",
+        description="current window: the newest `current_count` requests, or the last "
+        "`current_seconds`",
+    )
+    current_count: int = Field(default=500, ge=20, le=1_000_000)
+    current_seconds: int = Field(default=3600, ge=60)
+    reference_count: int = Field(
+        default=500,
+        ge=20,
+        le=1_000_000,
+        description="traffic reference: a version's first requests (latent states and "
+        "decisions always, inputs when its run logged no training dataset)",
+    )
+    reference_since: datetime | None = Field(
+        default=None, description="pin the traffic reference to a time range instead"
+    )
+    reference_until: datetime | None = None
+    min_requests: int = Field(
+        default=50, ge=20, description="a window with fewer requests is not judged"
+    )
+    permutations: int = Field(default=100, ge=20, le=10_000)
+    interval_seconds: int = Field(
+        default=3600, ge=0, description="seconds between scheduled jobs; 0: on demand only"
+    )
+    webhook_url: HttpUrl | None = Field(
+        default=None, description="JSON POST of every report whose policies warn or roll back"
+    )
+    webhook_attempts: int = Field(default=4, ge=1, le=20)
+
+    @model_validator(mode="after")
+    def _pinned_range(self) -> DriftSettings:
+        if (self.reference_since is None) != (self.reference_until is None):
+            raise ValueError("reference_since and reference_until go together")
+        if (
+            self.reference_since
+            and self.reference_until
+            and (self.reference_since >= self.reference_until)
+        ):
+            raise ValueError("reference_since must be before reference_until")
+        return self
+
+
+def load(engine: Engine, project_id: int) -> DriftSettings:
+    with read_connection(engine) as conn:
+        stored = conn.execute(
+            select(Project.settings).where(Project.id == project_id)
+        ).scalar_one_or_none()
+    if stored is None:
+        raise NotFound(f"no project with id {project_id}")
+    return DriftSettings.model_validate((stored or {}).get(KEY, {}))
+
+
+def update_settings(engine: Engine, project_id: int, changes: dict[str, Any]) -> DriftSettings:
+    """Apply `changes` on top of the stored settings; invalid changes store nothing."""
+    with write_transaction(engine) as conn:
+        stored = conn.execute(
+            select(Project.settings).where(Project.id == project_id)
+        ).scalar_one_or_none()
+        if stored is None:
+            raise NotFound(f"no project with id {project_id}")
+        current = dict((stored or {}).get(KEY, {}))
+        try:
+            merged = DriftSettings.model_validate({**current, **changes})
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            where = ".".join(str(p) for p in first["loc"]) or "settings"
+            raise BadRequest(f"drift settings: {where}: {first['msg']}") from None
+        conn.execute(
+            update(Project)
+            .where(Project.id == project_id)
+            .values(settings={**(stored or {}), KEY: merged.model_dump(mode="json")})
+        )
+    return merged
