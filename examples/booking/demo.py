@@ -49,7 +49,7 @@ def run(
     fingerprint_secret: str,
     spool_dir: Path,
     requests: int | None = None,
-    shift: bool = False,
+    shift: bool | float = False,
     seed: int = 0,
     rate: float | None = None,
     spec: TrainingSpec | None = None,
@@ -79,7 +79,9 @@ def run(
     result = DemoResult()
     interval = 1.0 / rate if rate else 0.0
     try:
-        stream = _stream(seed, SHIFT if shift else 0.0)
+        # True is the demo's --shift; a number is a shift size of its own (sim.py).
+        level = SHIFT if shift is True else float(shift)
+        stream = _stream(seed, level)
         chosen = stream if requests is None else itertools.islice(stream, requests)
         for n, generated in enumerate(chosen):
             answer = assistant.handle(generated.text, subject=f"user-{n % SUBJECTS:03d}")

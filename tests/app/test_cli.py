@@ -45,6 +45,9 @@ def warden(
         ["demo"],
         ["policy", "lint"],
         ["policy", "test"],
+        ["drift", "run"],
+        ["drift", "list"],
+        ["drift", "configure"],
     ],
 )
 def test_every_command_explains_itself_with_an_example(tmp_path: Path, command: list[str]) -> None:

@@ -1,0 +1,197 @@
+"""Drift quality benchmark: false-positive and detection rates per kind, on the reference
+stack's traffic.
+
+Run from the repository root:
+
+    .venv/bin/python bench/drift_quality.py                  # 100 + 100 trials, shift 0.5
+    .venv/bin/python bench/drift_quality.py --shift 0.3 --trials 50
+
+What it does, in one run:
+
+1. Starts a real `warden serve` (SQLite, fresh data folder, lineage resolution on), trains and
+   registers the booking world model in a local MLflow store (as `warden demo` does), and
+   sends three pools of requests through the instrumented stack: two without shift and one at
+   `--shift` (examples/booking/sim.py documents what a shift moves; `--shift` of the demo is
+   1.0, this benchmark's default is half of it).
+2. Reads the pools back from the store with the drift job's own loader, and the training
+   dataset through the version's MLflow lineage, as the job does.
+3. Runs seeded trials: each draws a reference window (`--reference` requests of the first
+   unshifted pool) and a current window (`--current` requests of the second unshifted pool,
+   or of the shifted pool) and judges it with the job's own functions, for inputs (against
+   the training dataset), latent states and decisions (against the reference window).
+4. Prints, per kind, the share of unshifted trials judged `drift` (false positives) and the
+   share of shifted trials judged `drift` (detection). Targets: detection >= 95%, false
+   positives <= 5%.
+
+It asserts nothing; a failed data check (a lost request) exits 1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import sys
+import tempfile
+import time
+from collections import Counter
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path[:] = [str(ROOT)] + [p for p in sys.path if Path(p or ".").resolve() != ROOT / "bench"]
+
+import numpy as np
+
+from bench.warden_process import clean_env, run_cli, start_server, stop_server
+
+KINDS = ("input", "latent", "decision")
+TARGET_DETECTION = 0.95
+TARGET_FALSE_POSITIVES = 0.05
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(
+        description="Drift quality: false positives and detection per kind over seeded trials "
+        "on the booking stack's traffic. Prints figures; asserts nothing.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    parser.add_argument("--trials", type=int, default=100, help="trials with and without shift")
+    parser.add_argument("--shift", type=float, default=0.5, help="shift size in [0, 1]")
+    parser.add_argument("--reference", type=int, default=500, help="requests per reference")
+    parser.add_argument("--current", type=int, default=500, help="requests per current window")
+    parser.add_argument("--pool", type=int, default=2500, help="requests per pool")
+    parser.add_argument("--keep", action="store_true", help="keep the data folder")
+    args = parser.parse_args()
+    if not 0 < args.shift <= 1:
+        parser.error("--shift must be in (0, 1]")
+    if max(args.reference, args.current) > args.pool:
+        parser.error("--pool must hold at least --reference and --current requests")
+
+    os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+    from sqlalchemy import select
+
+    from app import lineage, projects
+    from app.config import Settings
+    from app.db import create_db_engine
+    from app.drift import reference as references
+    from app.drift import windows
+    from app.drift.job import Skipped, judge_decisions, judge_inputs, judge_latent
+    from app.drift.settings import DriftSettings
+    from app.models import ModelVersion
+    from examples.booking import demo
+
+    def say(message: str) -> None:
+        print(message, file=sys.stderr, flush=True)
+
+    tmp = Path(tempfile.mkdtemp(prefix="warden-drift-quality-"))
+    data = tmp / "data"
+    data.mkdir()
+    tracking_uri = f"sqlite:///{tmp / 'mlflow.db'}"
+    env = clean_env(data)
+    env["WARDEN_LINEAGE_INTERVAL"] = "0"
+    env["WARDEN_DRIFT_TICK"] = "0"
+    run_cli(env, "project", "create", "bench")
+    key = run_cli(env, "key", "create", "--project", "bench", "--scope", "ingest").strip()
+    server = start_server(data, env)
+    bounds: dict[str, windows.Bounds] = {}
+    try:
+        for pool, seed, shift in (("reference", 11, 0.0), ("unshifted", 12, 0.0),
+                                  ("shifted", 13, args.shift)):  # fmt: skip
+            say(f"sending the {pool} pool: {args.pool} requests (shift {shift}) ...")
+            started = time.time_ns()
+            t0 = time.perf_counter()
+            result = demo.run(
+                server.url, key, tracking_uri, fingerprint_secret="bench",
+                spool_dir=tmp / f"spool-{pool}", requests=args.pool, seed=seed, shift=shift,
+                log=say,
+            )  # fmt: skip
+            if not result.delivered or result.stats.get("dropped"):
+                say(f"DATA CHECK FAILED: pool {pool} not delivered whole: {result.stats}")
+                return 1
+            bounds[pool] = windows.Bounds(started, time.time_ns())
+            say(f"  {args.pool / (time.perf_counter() - t0):.0f} requests/s")
+    finally:
+        stop_server(server)
+
+    settings = Settings(data_dir=data, mlflow_tracking_uri=tracking_uri)
+    engine = create_db_engine(settings)
+    lineage.resolve_pending(engine, lineage.mlflow_client(tracking_uri))
+    project_id = projects.project_id(engine, "bench")
+    with engine.connect() as conn:
+        name, version = conn.execute(
+            select(ModelVersion.name, ModelVersion.version).where(
+                ModelVersion.role == "world_model"
+            )
+        ).one()
+    pools = {p: windows.load(engine, project_id, name, version, b) for p, b in bounds.items()}
+    for pool, window in pools.items():
+        if window.requests != args.pool:
+            say(f"DATA CHECK FAILED: {window.requests} requests stored in pool {pool}")
+            return 1
+    dataset = references.training_dataset(engine, project_id, name, version)
+    frame = references.DatasetCache(tmp / "cache").load(dataset, list(pools["reference"].features))
+    source = {"source": "training dataset", "digest": dataset.get("digest"), "rows": len(frame)}
+    config = DriftSettings(permutations=100)
+    say(f"model {name} v{version}; training dataset {dataset.get('name')} ({len(frame)} rows)")
+
+    verdicts: dict[tuple[str, str], Counter[str]] = {
+        (kind, case): Counter() for kind in KINDS for case in ("unshifted", "shifted")
+    }
+    seconds: Counter[str] = Counter()
+    t_all = time.perf_counter()
+    for trial in range(args.trials):
+        rng = np.random.default_rng(trial)
+        ref = pools["reference"].subset(rng.choice(args.pool, args.reference, replace=False))
+        for case in ("unshifted", "shifted"):
+            cur = pools[case].subset(rng.choice(args.pool, args.current, replace=False))
+            judges = {
+                "input": lambda c=cur: judge_inputs(frame, c, source, render_html=False)[0],
+                "latent": lambda c=cur, r=ref, t=trial: judge_latent(c, r, config, seed=t),
+                "decision": lambda c=cur, r=ref: judge_decisions(c, r, config),
+            }
+            for kind, judge in judges.items():
+                t0 = time.perf_counter()
+                try:
+                    verdicts[(kind, case)][judge().verdict] += 1
+                except Skipped as skip:
+                    verdicts[(kind, case)][f"skipped: {skip}"] += 1
+                seconds[kind] += time.perf_counter() - t0
+        if (trial + 1) % 10 == 0:
+            say(f"  {trial + 1}/{args.trials} trials ({time.perf_counter() - t_all:.0f}s)")
+
+    print()
+    print("Warden drift quality benchmark (booking stack, seeded trials)")
+    print(f"trials: {args.trials} without shift + {args.trials} with shift {args.shift} "
+          f"(sim.py: the demo's --shift is 1.0)")  # fmt: skip
+    print(f"windows: reference {args.reference} requests, current {args.current}; inputs "
+          f"against the training dataset ({len(frame)} rows)")  # fmt: skip
+    header = f"{'kind':<10}{'false positives':>17}{'detection':>11}{'warn (no shift)':>17}" + (
+        f"{'ms/trial':>10}"
+    )
+    print("-" * len(header))
+    print(header)
+    print("-" * len(header))
+    met = True
+    for kind in KINDS:
+        calm, moved = verdicts[(kind, "unshifted")], verdicts[(kind, "shifted")]
+        fp, det = calm["drift"] / args.trials, moved["drift"] / args.trials
+        warn = calm["warn"] / args.trials
+        met &= fp <= TARGET_FALSE_POSITIVES and det >= TARGET_DETECTION
+        per_trial = 1000 * seconds[kind] / (2 * args.trials)
+        print(f"{kind:<10}{fp:>17.1%}{det:>11.1%}{warn:>17.1%}{per_trial:>10.0f}")
+        others = {k: v for k, v in (calm + moved).items() if k.startswith("skipped")}
+        for reason, n in others.items():
+            print(f"  {n} trials {reason}")
+    print("-" * len(header))
+    print(f"targets: detection >= {TARGET_DETECTION:.0%}, false positives <= "
+          f"{TARGET_FALSE_POSITIVES:.0%} per kind: {'met' if met else 'NOT met'}")  # fmt: skip
+    engine.dispose()
+    if args.keep:
+        say(f"kept {tmp}")
+    else:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
