@@ -16,6 +16,8 @@ from rich.table import Table
 from sqlalchemy import Engine
 
 from app import projects
+from app.audit import cli as audit_cli
+from app.audit import erasure, export_cli
 from app.cli_common import database, err, out, policy_set
 from app.config import Settings
 from app.drift.cli import drift_app
@@ -40,6 +42,9 @@ app.add_typer(project_app, name="project")
 app.add_typer(key_app, name="key")
 app.add_typer(policy_app, name="policy")
 app.add_typer(drift_app, name="drift")
+app.add_typer(audit_cli.audit_app, name="audit")
+audit_cli.register_commands(app)  # warden erase, warden retention, warden hold
+export_cli.register_commands(app)  # warden export, warden verify
 
 
 
@@ -510,12 +515,23 @@ def replay(
 
     settings = Settings()
     with database() as engine:
-        detail = queries.get_request(engine, projects.project_id(engine, project), request_id)
+        pid = projects.project_id(engine, project)
+        detail = queries.get_request(engine, pid, request_id)
+        # Retained inputs are sealed under their subject's key (app/audit/erasure.py).
+        kept = erasure.read_input(
+            erasure.attach(engine, settings.server_secret()), pid, detail["trace_id"]
+        )
     root = next((s for s in detail["spans"] if s["parent_span_id"] is None), None)
-    retained = root["attributes"].get("warden.request.input") if root else None
+    retained = kept.text or (root["attributes"].get("warden.request.input") if root else None)
     text = input or retained
     if text is None:
-        err.print("error: the request's input was not retained: pass it with --input JSON")
+        if kept.state == "erased":
+            err.print(
+                "error: the request's input was erased (its subject's key was destroyed): "
+                "pass it with --input JSON"
+            )
+        else:
+            err.print("error: the request's input was not retained: pass it with --input JSON")
         raise typer.Exit(2)
     try:
         value = json.loads(text)

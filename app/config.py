@@ -77,6 +77,12 @@ class Settings(BaseSettings):
         description="Ed25519 private key (PKCS#8 PEM) that signs tree heads; empty means "
         "`<data_dir>/audit-signing.key`, generated on first use.",
     )
+    dashboard_rollup_interval: float = Field(
+        default=5.0,
+        ge=0,
+        description="Seconds between rounds folding new requests into the dashboard's traffic "
+        "rollups; 0 turns it off (the overview then reads the requests themselves).",
+    )
     stack: str = Field(
         default="",
         description="`module:callable` of the stack `POST /v1/infer` runs; empty: no gateway.",

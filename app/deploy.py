@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Engine, insert, select
 
+from app.audit import ledger
 from app.db import read_connection, write_transaction
 from app.errors import BadRequest, Conflict
 from app.lineage import version_context
@@ -153,6 +154,16 @@ def _move(
                     for i, v in enumerate(verdicts)
                 ],
             )  # fmt: skip
+        kind = (
+            ledger.MODEL_ROLLED_BACK if action == "rollback"
+            else ledger.MODEL_PROMOTED if allowed else ledger.MODEL_PROMOTION_REFUSED
+        )  # fmt: skip
+        ledger.append(conn, project_id, None, kind, {
+            "model": name, "alias": alias, "from_version": current, "to_version": target,
+            "actor": actor, "reason": reason or None,
+            "verdicts": [{"policy_id": v.policy_id, "version": v.version, "hash": v.hash,
+                          "effect": v.effect.value, "fired": v.fired} for v in verdicts],
+        })  # fmt: skip
     return AliasMove(name, alias, action, current, target, allowed, verdicts, reason)
 
 

@@ -13,7 +13,9 @@ from fastapi.responses import JSONResponse, Response
 from sqlalchemy.exc import OperationalError, SQLAlchemyError
 
 from app.api.routes import (
+    audit,
     drift,
+    exports,
     gateway,
     health,
     ingest,
@@ -23,7 +25,12 @@ from app.api.routes import (
     reviews,
     tensors,
 )
+from app.audit import checkpoints as audit_checkpoints
+from app.audit import erasure
+from app.audit.exports import ExportJobs
 from app.config import Settings
+from app.dashboard import install as install_dashboard
+from app.dashboard.rollups import Roller
 from app.db import create_db_engine
 from app.drift.schedule import DriftRunners, Scheduler
 from app.errors import WardenError
@@ -44,8 +51,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        app.state.engine = create_db_engine(settings)
+        # The engine carries the vault that seals retained inputs at ingest.
+        app.state.engine = erasure.attach(create_db_engine(settings), app.state.server_secret)
         app.state.gateway = None
+        signer = audit_checkpoints.start(
+            app.state.engine, settings, app.state.audit_key, app.state.policies
+        )
         resolver = None
         if settings.lineage_interval > 0:
             resolver = Resolver(
@@ -62,6 +73,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             app.state.policies,
         )
         app.state.drift = runners
+        app.state.exports = ExportJobs(app.state.engine, settings, app.state.audit_key)
+        roller = None
+        if settings.dashboard_rollup_interval > 0:
+            roller = Roller(
+                app.state.engine,
+                settings.dashboard_rollup_interval,
+                settings.data_dir / "dashboard-rollup.lock",
+            )
+            roller.start()
         scheduler = None
         if settings.drift_tick > 0:
             scheduler = Scheduler(runners, settings.drift_tick, settings.data_dir / "drift.lock")
@@ -80,8 +100,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         finally:
             if resolver is not None:
                 resolver.stop()
+            if roller is not None:
+                roller.stop()
             if scheduler is not None:
                 scheduler.stop()
+            if signer is not None:
+                signer.stop()
+            app.state.exports.stop()
             if app.state.gateway is not None:
                 app.state.gateway.close()
             app.state.engine.dispose()
@@ -99,6 +124,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.settings = settings
     app.state.metrics = metrics
     app.state.server_secret = settings.server_secret()
+    # Signs the audit ledger's tree heads; made on first use in the data folder.
+    app.state.audit_key = audit_checkpoints.signing_key(settings)
     # Loaded at start: a broken policy file stops the service here, not on a request.
     app.state.policies = PolicySet.load_dir(settings.policies_dir or BUILTIN)
     app.add_middleware(MetricsMiddleware, metrics=metrics)
@@ -111,9 +138,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_exception_handler(SQLAlchemyError, _internal_error)
     app.add_exception_handler(Exception, _internal_error)
     for module in (
-        ingest, requests, tensors, policies, models, reviews, drift, gateway, health
+        ingest, requests, tensors, policies, models, reviews, drift, audit, exports, gateway,
+        health,
     ):
         app.include_router(module.router)
+    install_dashboard(app)
     return app
 
 

@@ -14,6 +14,7 @@ from typing import Any, ClassVar
 from sqlalchemy import (
     JSON,
     BigInteger,
+    Boolean,
     DateTime,
     Float,
     ForeignKey,
@@ -220,6 +221,12 @@ class PlannerDecision(Base):
     constraints: Mapped[list[Any]]
     rationale: Mapped[str | None] = mapped_column(Text)
     time_unix_nano: Mapped[int] = mapped_column(BigInteger)
+    # Summaries of the candidates for decision drift (app/ingest/decision_summary.py).
+    chosen_score: Mapped[float | None] = mapped_column(Float)
+    margin: Mapped[float | None] = mapped_column(Float)
+    entropy: Mapped[float | None] = mapped_column(Float)
+    n_candidates: Mapped[int | None] = mapped_column(Integer)
+    constraints_bound: Mapped[bool | None] = mapped_column(Boolean)
 
     __table_args__ = (
         UniqueConstraint("project_id", "trace_id", "span_id"),
@@ -270,6 +277,10 @@ class PolicyEvaluation(Base):
     __table_args__ = (
         UniqueConstraint("project_id", "trace_id", "span_id", "seq"),
         Index("ix_policy_evaluations_policy", "project_id", "policy_id", "time_unix_nano"),
+        # The requests a policy judged one way (GET /v1/requests?policy_id=&policy_outcome=).
+        Index(
+            "ix_policy_evaluations_outcome", "project_id", "policy_id", "outcome", "time_unix_nano"
+        ),
     )
 
 
@@ -371,3 +382,121 @@ class AuditCheckpoint(Base):
     signature: Mapped[bytes] = mapped_column(LargeBinary(64))
 
     __table_args__ = (UniqueConstraint("project_id", "tree_size"),)
+
+
+class AuditHead(Base):
+    """Where a project's ledger stands: last seq and hash, the Merkle accumulator's state.
+
+    Every append locks this row (SELECT ... FOR UPDATE on PostgreSQL), so one writer at a time
+    extends a project's chain. It is a cache of the ledger: `warden audit verify` recomputes
+    it from the events and reports a row out of step.
+    """
+
+    __tablename__ = "audit_heads"
+
+    project_id: Mapped[int] = mapped_column(
+        ForeignKey("projects.id", ondelete="CASCADE"), primary_key=True
+    )
+    seq: Mapped[int] = mapped_column(BigInteger)
+    last_hash: Mapped[bytes] = mapped_column(LargeBinary(32))
+    # {"size": n, "roots": [hex, ...]}: MerkleAccumulator.state(), largest subtree first.
+    merkle_state: Mapped[dict[str, Any]]
+    # The policy set hash the ledger last recorded (`policy_set.changed`).
+    policy_set_hash: Mapped[str | None] = mapped_column(String(64))
+
+
+_BIG_ID = BigInteger().with_variant(Integer, "sqlite")
+
+
+class SubjectKey(Base):
+    """A data key for one subject's retained payloads (or one request's, `subject` NULL).
+
+    The key is stored wrapped (AES key wrap) under a key derived from the server secret.
+    Erasure overwrites `key` and `subject` with NULL: the payloads become unreadable and the
+    random `pseudonym` the ledger names the subject by no longer leads to anyone.
+    """
+
+    __tablename__ = "subject_keys"
+
+    id: Mapped[int] = mapped_column(_BIG_ID, primary_key=True)
+    project_id: Mapped[int] = _project_fk()
+    subject: Mapped[str | None] = mapped_column(String(256))
+    pseudonym: Mapped[str] = mapped_column(String(32))
+    key: Mapped[bytes | None] = mapped_column(LargeBinary(40))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    destroyed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+    __table_args__ = (UniqueConstraint("project_id", "subject"), UniqueConstraint("pseudonym"))
+
+
+class RequestPayload(Base):
+    """A request's retained raw input, AES-256-GCM encrypted under its subject's data key."""
+
+    __tablename__ = "request_payloads"
+
+    id: Mapped[int] = mapped_column(_BIG_ID, primary_key=True)
+    project_id: Mapped[int] = _project_fk()
+    trace_id: Mapped[str] = mapped_column(String(32))
+    subject_key_id: Mapped[int] = mapped_column(
+        _BIG_ID, ForeignKey("subject_keys.id", ondelete="CASCADE")
+    )
+    # 12-byte nonce || ciphertext || 16-byte tag
+    ciphertext: Mapped[bytes] = mapped_column(LargeBinary)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+    __table_args__ = (
+        UniqueConstraint("project_id", "trace_id"),
+        Index("ix_request_payloads_key", "subject_key_id"),
+    )
+
+
+class LegalHold(Base):
+    """A legal hold: while active, retention deletes nothing of the project, model or subject."""
+
+    __tablename__ = "legal_holds"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    project_id: Mapped[int] = _project_fk()
+    scope: Mapped[str] = mapped_column(String(16))  # project | model | subject
+    model_name: Mapped[str | None] = mapped_column(String(256))
+    model_version: Mapped[str | None] = mapped_column(String(64))
+    subject: Mapped[str | None] = mapped_column(String(256))
+    reason: Mapped[str] = mapped_column(Text)
+    created_by: Mapped[str] = mapped_column(String(128))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    released_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    released_by: Mapped[str | None] = mapped_column(String(128))
+
+    __table_args__ = (Index("ix_legal_holds_project", "project_id", "released_at"),)
+
+
+class RequestRollup(Base):
+    """Requests of one project per minute or hour: the dashboard's overview reads these
+    (app/dashboard/rollups.py folds `requests` into them)."""
+
+    __tablename__ = "request_rollups"
+
+    project_id: Mapped[int] = mapped_column(
+        ForeignKey("projects.id", ondelete="CASCADE"), primary_key=True
+    )
+    width_seconds: Mapped[int] = mapped_column(Integer, primary_key=True)
+    start_unix_nano: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    requests: Mapped[int] = mapped_column(BigInteger)
+    errors: Mapped[int] = mapped_column(BigInteger)
+    # Requests that met at least one such policy verdict.
+    denied: Mapped[int] = mapped_column(BigInteger)
+    warned: Mapped[int] = mapped_column(BigInteger)
+    reviewed: Mapped[int] = mapped_column(BigInteger)
+    duration_ms_sum: Mapped[float] = mapped_column(Float)
+    # Latency histogram: uint32 little-endian counts per bucket (rollups.EDGES).
+    latency: Mapped[bytes] = mapped_column(LargeBinary)
+    outcomes: Mapped[dict[str, Any]]
+
+
+class RollupCursor(Base):
+    """Where the rollups stand: the id of the last request folded in (one row, id 1)."""
+
+    __tablename__ = "request_rollup_cursor"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    last_request_id: Mapped[int] = mapped_column(BigInteger)

@@ -10,6 +10,7 @@ from sqlalchemy import Engine, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from app import keys
+from app.audit import ledger
 from app.db import read_connection, write_transaction
 from app.errors import BadRequest, Conflict, Forbidden, NotFound, Unauthenticated
 from app.keys import Scope
@@ -100,17 +101,22 @@ def create_key(
                 name=name,
             )
         )
+        ledger.append(conn, pid, project, ledger.KEY_CREATED,
+                      {"key_id": keys.key_id(key), "scopes": checked, "name": name})  # fmt: skip
     return key
 
 
 def revoke_key(engine: Engine, key_id: str) -> None:
     with write_transaction(engine) as conn:
-        done = conn.execute(
+        revoked = conn.execute(
             update(ApiKey)
             .where(ApiKey.key_id == key_id, ApiKey.revoked_at.is_(None))
             .values(revoked_at=datetime.now(UTC))
-        ).rowcount
-    if not done:
+            .returning(ApiKey.project_id)
+        ).scalar_one_or_none()
+        if revoked is not None:
+            ledger.append(conn, int(revoked), None, ledger.KEY_REVOKED, {"key_id": key_id})
+    if revoked is None:
         raise NotFound(f"no active key with id {key_id!r}; `warden key list` shows the ids")
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -22,6 +23,9 @@ from app.models import (
 )
 
 MAX_PAGE = 500
+# A model, policy or fingerprint filter matching at most this many requests is looked up by
+# trace id; a broader one is checked request by request (`list_requests`).
+SELECTIVE = 2000
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,6 +36,9 @@ class RequestFilter:
     model_version: str | None = None
     outcome: str | None = None
     fingerprint: str | None = None
+    # Requests a policy judged (with this outcome: allow, warn, require_review, deny).
+    policy_id: str | None = None
+    policy_outcome: str | None = None
 
 
 def to_unix_nano(moment: datetime) -> int:
@@ -73,38 +80,85 @@ def _request_dict(row: Any) -> dict[str, Any]:
 def list_requests(
     engine: Engine, project_id: int, flt: RequestFilter, limit: int = 50, cursor: str | None = None
 ) -> dict[str, Any]:
-    """Newest first, `limit` at a time; `next_cursor` continues where the page ended."""
+    """Newest first, `limit` at a time; `next_cursor` continues where the page ended.
+
+    On a large store a page costs about the same whatever the filters: a fingerprint that
+    matches few requests looks them up by trace id; a model version (or a policy verdict)
+    walks its own index newest first and looks its requests up a batch at a time (`_drive`);
+    the remaining filters are checked on the requests found.
+    """
     if not 1 <= limit <= MAX_PAGE:
         raise BadRequest(f"limit must be between 1 and {MAX_PAGE}")
     if flt.model_version and not flt.model_name:
         raise BadRequest("model_version needs model_name too")
-    query = select(*_columns(Request)).where(Request.project_id == project_id)
+    if flt.policy_outcome and not flt.policy_id:
+        raise BadRequest("policy_outcome needs policy_id too")
+    after = _decode_cursor(cursor) if cursor else None
+    since = to_unix_nano(flt.since) if flt.since else None
+    until = to_unix_nano(flt.until) if flt.until else None
+    checks: list[Any] = []  # checked on each request found
+    driver: _Driver | None = None
     if flt.model_name:
-        match = select(RequestModel.trace_id).where(
-            RequestModel.project_id == project_id, RequestModel.model_name == flt.model_name
-        )
+        found = _model_matches(project_id, flt)
         if flt.model_version:
-            match = match.where(RequestModel.model_version == flt.model_version)
-        query = query.where(Request.trace_id.in_(match))
-    if flt.since:
-        query = query.where(Request.start_time_unix_nano >= to_unix_nano(flt.since))
-    if flt.until:
-        query = query.where(Request.start_time_unix_nano < to_unix_nano(flt.until))
-    if flt.outcome:
-        query = query.where(Request.outcome == flt.outcome)
-    if flt.fingerprint:
-        query = query.where(Request.fingerprint == flt.fingerprint)
-    if cursor:
-        start, row_id = _decode_cursor(cursor)
-        query = query.where(
-            or_(
-                Request.start_time_unix_nano < start,
-                and_(Request.start_time_unix_nano == start, Request.id < row_id),
+            # Its index is in start-time order: the requests' own order.
+            driver = _Driver(found, RequestModel.start_time_unix_nano, RequestModel.id,
+                             RequestModel.trace_id, exact=True)  # fmt: skip
+            if after is not None:
+                driver.query = driver.query.where(RequestModel.start_time_unix_nano <= after[0])
+            if until is not None:
+                driver.query = driver.query.where(RequestModel.start_time_unix_nano < until)
+            if since is not None:
+                driver.query = driver.query.where(RequestModel.start_time_unix_nano >= since)
+        else:
+            checks.append(_model_check(project_id, flt))
+    if flt.policy_id:
+        if driver is None:
+            verdicts = select(
+                PolicyEvaluation.time_unix_nano, PolicyEvaluation.id, PolicyEvaluation.trace_id
+            ).where(
+                PolicyEvaluation.project_id == project_id,
+                PolicyEvaluation.policy_id == flt.policy_id,
+                PolicyEvaluation.trace_id.is_not(None),
             )
-        )
-    query = query.order_by(Request.start_time_unix_nano.desc(), Request.id.desc()).limit(limit + 1)
+            if flt.policy_outcome:
+                verdicts = verdicts.where(PolicyEvaluation.outcome == flt.policy_outcome)
+            if since is not None:  # a verdict comes after its request started
+                verdicts = verdicts.where(PolicyEvaluation.time_unix_nano >= since)
+            driver = _Driver(verdicts, PolicyEvaluation.time_unix_nano, PolicyEvaluation.id,
+                             PolicyEvaluation.trace_id, exact=False)  # fmt: skip
+        else:
+            checks.append(_policy_check(project_id, flt))
+    rows: Sequence[Any] = []
     with read_connection(engine) as conn:
-        rows = conn.execute(query).all()
+        few: set[str] | None = None
+        if flt.fingerprint:
+            found_ids = set(
+                conn.execute(
+                    select(Request.trace_id)
+                    .where(Request.project_id == project_id, Request.fingerprint == flt.fingerprint)
+                    .limit(SELECTIVE + 1)
+                ).scalars()
+            )
+            few = found_ids if len(found_ids) <= SELECTIVE else None
+        if few is not None:
+            if driver is not None:  # the driving filter becomes a check of the few
+                checks.append(
+                    _model_check(project_id, flt)
+                    if driver.exact
+                    else _policy_check(project_id, flt)
+                )
+            if few:
+                query = _filtered(project_id, flt, after, indexed=False).where(
+                    *checks, Request.trace_id.in_(sorted(few))
+                )
+                rows = conn.execute(query.limit(limit + 1)).all()
+        elif driver is not None:
+            base = _filtered(project_id, flt, after, indexed=False).where(*checks)
+            rows = _drive(conn, driver, base, limit + 1)
+        else:
+            query = _filtered(project_id, flt, after, indexed=True).where(*checks)
+            rows = conn.execute(query.limit(limit + 1)).all()
     page = rows[:limit]
     next_cursor = None
     if len(rows) > limit:
@@ -113,8 +167,124 @@ def list_requests(
     return {"items": [_request_dict(r) for r in page], "next_cursor": next_cursor}
 
 
-def get_request(engine: Engine, project_id: int, request_id: str) -> dict[str, Any]:
-    """One request with its span tree, world-model states, decisions and policy evaluations."""
+@dataclass
+class _Driver:
+    """An index that lists a filter's matches newest first: (time, id, trace id) rows. With
+    `exact` its time is the request's start; otherwise a time at or after it."""
+
+    query: Any
+    time: Any
+    id: Any
+    trace_id: Any
+    exact: bool
+
+
+def _model_matches(project_id: int, flt: RequestFilter) -> Any:
+    query = select(RequestModel.start_time_unix_nano, RequestModel.id, RequestModel.trace_id)
+    query = query.where(
+        RequestModel.project_id == project_id, RequestModel.model_name == flt.model_name
+    )
+    if flt.model_version:
+        query = query.where(RequestModel.model_version == flt.model_version)
+    return query
+
+
+def _model_check(project_id: int, flt: RequestFilter) -> Any:
+    # `|| ''`: SQLite must find the request's stages by trace id, not walk the model's index.
+    served = [RequestModel.model_name.concat("") == flt.model_name]
+    if flt.model_version:
+        served.append(RequestModel.model_version == flt.model_version)
+    return (
+        select(RequestModel.id)
+        .where(
+            RequestModel.project_id == project_id,
+            RequestModel.trace_id == Request.trace_id,
+            *served,
+        )
+        .exists()
+    )
+
+
+def _policy_check(project_id: int, flt: RequestFilter) -> Any:
+    judged = [PolicyEvaluation.policy_id.concat("") == flt.policy_id]
+    if flt.policy_outcome:
+        judged.append(PolicyEvaluation.outcome == flt.policy_outcome)
+    return (
+        select(PolicyEvaluation.id)
+        .where(
+            PolicyEvaluation.project_id == project_id,
+            PolicyEvaluation.trace_id == Request.trace_id,
+            *judged,
+        )
+        .exists()
+    )
+
+
+def _drive(conn: Any, driver: _Driver, base: Any, wanted: int) -> list[Any]:
+    """The `wanted` newest requests of `base` among the driver's matches.
+
+    The driver's index is read newest first, a batch at a time (growing), and each batch's
+    requests are looked up by trace id. A request found is final once the batch has gone
+    past its start time: every match not read yet is no newer (the driver's time is the
+    request's start, or after it). So a dense filter costs one small batch, a sparse one a
+    few bigger ones, and a filter matching only old requests no more than a recent one.
+    """
+    size = 4 * wanted
+    key: tuple[int, int] | None = None
+    found: dict[str, Any] = {}
+    while True:
+        query = driver.query
+        if key is not None:
+            query = query.where(
+                or_(driver.time < key[0], and_(driver.time == key[0], driver.id < key[1]))
+            )
+        batch = conn.execute(query.order_by(driver.time.desc(), driver.id.desc()).limit(size)).all()
+        traces = sorted({b[2] for b in batch})
+        if traces:
+            for row in conn.execute(base.where(Request.trace_id.in_(traces))):
+                found[row.trace_id] = row
+        exhausted = len(batch) < size
+        boundary = batch[-1][0] if batch else 0
+        final = [r for r in found.values() if exhausted or r.start_time_unix_nano > boundary]
+        if exhausted or len(final) >= wanted:
+            final.sort(key=lambda r: (r.start_time_unix_nano, r.id), reverse=True)
+            return final[:wanted]
+        key = (batch[-1][0], batch[-1][1])
+        size = min(size * 4, 20_000)
+
+
+def _filtered(
+    project_id: int, flt: RequestFilter, after: tuple[int, int] | None, indexed: bool
+) -> Any:
+    """The requests query on the request's own columns, newest first; with `indexed` False
+    none of those columns can serve as an index (see `list_requests`)."""
+
+    def number(column: Any) -> Any:
+        return column if indexed else column + 0
+
+    def text(column: Any) -> Any:
+        return column if indexed else column.concat("")
+
+    start, row_id = number(Request.start_time_unix_nano), number(Request.id)
+    query = select(*_columns(Request)).where(Request.project_id == project_id)
+    if flt.since:
+        query = query.where(start >= to_unix_nano(flt.since))
+    if flt.until:
+        query = query.where(start < to_unix_nano(flt.until))
+    if flt.outcome:
+        query = query.where(text(Request.outcome) == flt.outcome)
+    if flt.fingerprint:
+        query = query.where(text(Request.fingerprint) == flt.fingerprint)
+    if after is not None:
+        query = query.where(or_(start < after[0], and_(start == after[0], row_id < after[1])))
+    return query.order_by(start.desc(), row_id.desc())
+
+
+def get_request(
+    engine: Engine, project_id: int, request_id: str, spans: bool = True
+) -> dict[str, Any]:
+    """One request with its span tree, world-model states, decisions and policy evaluations
+    (without its spans when `spans` is False: a trace can hold tens of thousands)."""
     trace_id = request_id.lower()
     with read_connection(engine) as conn:
         row = conn.execute(
@@ -125,9 +295,10 @@ def get_request(engine: Engine, project_id: int, request_id: str) -> dict[str, A
         if row is None:
             raise NotFound(f"no request {request_id!r} in this project")
         detail = _request_dict(row)
-        spans = _spans(conn, project_id, trace_id)
-        detail["spans"] = spans
-        detail["span_tree"] = span_tree(spans)
+        if spans:
+            rows = _spans(conn, project_id, trace_id)
+            detail["spans"] = rows
+            detail["span_tree"] = span_tree(rows)
         detail["states"] = _rows(conn, WorldModelState, project_id, trace_id, "span_id", "seq")
         detail["decisions"] = _rows(conn, PlannerDecision, project_id, trace_id, "time_unix_nano")
         detail["policy_evaluations"] = _rows(

@@ -7,6 +7,7 @@ from typing import Any
 
 from sqlalchemy import Engine, select, update
 
+from app.audit import ledger
 from app.db import read_connection, write_transaction
 from app.errors import BadRequest, Conflict, NotFound
 from app.models import Review
@@ -62,4 +63,10 @@ def decide(
             )
         )
         row = conn.execute(select(Review).where(Review.id == review_id)).one()
+        ledger.append(
+            conn, project_id, None,
+            ledger.REVIEW_APPROVED if approve else ledger.REVIEW_REJECTED,
+            {"review_id": review_id, "trace_id": row.trace_id, "policy_id": row.policy_id,
+             "actor": actor, "note": note or None},
+        )  # fmt: skip
     return _row(row)

@@ -54,7 +54,7 @@ import re
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 import numpy as np
 import numpy.typing as npt
@@ -69,7 +69,9 @@ OTHER = "(other)"
 PSI_EPSILON = 1e-4
 PSI_SCORE_BINS = 10
 NUMERIC_FIELDS = ("score", "confidence", "margin", "entropy")
+_FIELDS = ("chosen", *NUMERIC_FIELDS, "constraints_bound")
 _KIND_END = re.compile("[:@]")
+_BINDING = "proportion:constraints_bound"
 
 
 def action_kind(label: str) -> str:
@@ -95,7 +97,7 @@ def pooled_counts(reference: Sequence[str], current: Sequence[str]) -> tuple[lis
     smaller, everyone = min(len(reference), len(current)), len(reference) + len(current)
     ordered = sorted(totals, key=lambda kind: (-totals[kind], kind))
     kept = [kind for kind in ordered if totals[kind] * smaller / everyone >= MIN_EXPECTED]
-    rare = [kind for kind in ordered if kind not in set(kept)]
+    rare = ordered[len(kept) :]  # sorted by count, so the rare ones are the tail
     rows = [[ref_counts[kind] for kind in kept], [cur_counts[kind] for kind in kept]]
     categories = list(kept)
     if rare:
@@ -123,10 +125,7 @@ class DecisionSample:
     """Whether any constraint bound the decision."""
 
     def __post_init__(self) -> None:
-        sizes = {
-            name: np.shape(getattr(self, name))
-            for name in ("chosen", "score", "confidence", "margin", "entropy")
-        } | {"constraints_bound": np.shape(self.constraints_bound)}
+        sizes = {name: np.shape(getattr(self, name)) for name in _FIELDS}
         if len(set(sizes.values())) != 1 or len(sizes["chosen"]) != 1:
             raise ValueError(f"every field must be a 1-D sequence of the same length, got {sizes}")
 
@@ -266,6 +265,18 @@ def decision_drift(
     """Compare the planner's decisions in `current` with those in `reference`.
 
     See the module docstring for the tests, the correction and the verdicts.
+
+    >>> import numpy as np
+    >>> rng = np.random.default_rng(1)
+    >>> def window(bind_rate: float) -> DecisionSample:
+    ...     return DecisionSample(
+    ...         chosen=list(rng.choice(["book:r1@9", "clarify"], 400)),
+    ...         score=rng.normal(size=400), confidence=rng.random(400),
+    ...         margin=rng.exponential(size=400), entropy=rng.random(400),
+    ...         constraints_bound=rng.random(400) < bind_rate)
+    >>> found = decision_drift(window(0.1), window(0.3))
+    >>> found.verdict, found.reasons
+    ('drift', ('proportion:constraints_bound',))
     """
     if not 0 < drift_p <= warn_p < 1:
         raise ValueError(f"need 0 < drift_p <= warn_p < 1, got {drift_p=} and {warn_p=}")
@@ -275,82 +286,28 @@ def decision_drift(
                 f"the {name} sample has {len(sample)} decisions; decision drift needs at least "
                 f"{MIN_SAMPLES} per side: widen the window or wait for more traffic"
             )
-    raw: list[tuple[str, str, float, float, dict[str, float], dict[str, float]]] = []
     skipped: list[str] = []
-
-    categories, table = pooled_counts(reference.kinds, current.kinds)
-    ref_share = dict(zip(categories, (table[0] / table[0].sum()).tolist(), strict=True))
-    cur_share = dict(zip(categories, (table[1] / table[1].sum()).tolist(), strict=True))
-    if len(categories) >= 2:
-        chi2 = stats.chi2_contingency(table, correction=False)
-        raw.append(
-            (
-                "chi2:kind",
-                "chi2_contingency",
-                float(chi2.statistic),
-                float(chi2.pvalue),
-                ref_share,
-                cur_share,
-            )
-        )
-        psi_kind, p_kind = _psi(table[0], table[1])
-        raw.append(("psi:kind", "psi", psi_kind, p_kind, ref_share, cur_share))
-    else:
-        skipped.extend(
-            f"{name}: one action kind only ({categories[0]!r}), nothing to compare"
-            for name in ("chi2:kind", "psi:kind")
-        )
-
-    ref_score, cur_score = reference.values("score"), current.values("score")
-    if _enough("psi:score", ref_score, cur_score, skipped):
-        psi_score, p_score = _psi(*_decile_counts(ref_score, cur_score))
-        raw.append(
-            ("psi:score", "psi", psi_score, p_score, _moments(ref_score), _moments(cur_score))
-        )
-    for field in NUMERIC_FIELDS:
-        ref_values, cur_values = reference.values(field), current.values(field)
-        if _enough(f"ks:{field}", ref_values, cur_values, skipped):
-            ks = stats.ks_2samp(ref_values, cur_values)
-            raw.append(
-                (
-                    f"ks:{field}",
-                    "ks_2samp",
-                    float(ks.statistic),
-                    float(ks.pvalue),
-                    _moments(ref_values),
-                    _moments(cur_values),
-                )
-            )
-    method, z, p_bound = _two_proportions(
-        np.asarray(reference.constraints_bound, dtype=bool),
-        np.asarray(current.constraints_bound, dtype=bool),
-    )
-    raw.append(
-        (
-            "proportion:constraints_bound",
-            method,
-            z,
-            p_bound,
-            {"rate": float(np.mean(np.asarray(reference.constraints_bound, dtype=bool)))},
-            {"rate": float(np.mean(np.asarray(current.constraints_bound, dtype=bool)))},
-        )
-    )
-
-    adjusted = _holm([entry[3] for entry in raw])
+    outcomes = [
+        *_kind_tests(reference.kinds, current.kinds, skipped),
+        *_distribution_tests(reference, current, skipped),
+        _binding_test(
+            np.asarray(reference.constraints_bound, dtype=bool),
+            np.asarray(current.constraints_bound, dtype=bool),
+        ),
+    ]
+    adjusted = _holm([outcome.p_value for outcome in outcomes])
     tests = tuple(
         DecisionTest(
-            name=name,
-            method=method_name,
-            statistic=statistic,
-            p_value=p_value,
+            name=outcome.name,
+            method=outcome.method,
+            statistic=outcome.statistic,
+            p_value=outcome.p_value,
             adjusted_p=adj,
             verdict=_verdict(adj, warn_p, drift_p),
-            reference=ref,
-            current=cur,
+            reference=outcome.reference,
+            current=outcome.current,
         )
-        for (name, method_name, statistic, p_value, ref, cur), adj in zip(
-            raw, adjusted, strict=True
-        )
+        for outcome, adj in zip(outcomes, adjusted, strict=True)
     )
     flagged = sorted((t for t in tests if t.verdict != "none"), key=lambda t: t.adjusted_p)
     verdict: Verdict = (
@@ -364,6 +321,75 @@ def decision_drift(
         reasons=tuple(t.name for t in flagged),
         verdict=verdict,
     )
+
+
+class _Outcome(NamedTuple):
+    name: str
+    method: str
+    statistic: float
+    p_value: float
+    reference: dict[str, float]
+    current: dict[str, float]
+
+
+def _kind_tests(reference: list[str], current: list[str], skipped: list[str]) -> list[_Outcome]:
+    categories, table = pooled_counts(reference, current)
+    if len(categories) < 2:
+        skipped.extend(
+            f"{name}: one action kind only ({categories[0]!r}), nothing to compare"
+            for name in ("chi2:kind", "psi:kind")
+        )
+        return []
+    ref_share = dict(zip(categories, (table[0] / table[0].sum()).tolist(), strict=True))
+    cur_share = dict(zip(categories, (table[1] / table[1].sum()).tolist(), strict=True))
+    chi2 = stats.chi2_contingency(table, correction=False)
+    psi, psi_p = _psi(table[0], table[1])
+    return [
+        _Outcome(
+            "chi2:kind", "chi2_contingency", float(chi2.statistic), float(chi2.pvalue),
+            ref_share, cur_share,
+        ),
+        _Outcome("psi:kind", "psi", psi, psi_p, ref_share, cur_share),
+    ]  # fmt: skip
+
+
+def _distribution_tests(
+    reference: DecisionSample, current: DecisionSample, skipped: list[str]
+) -> list[_Outcome]:
+    found = []
+    ref_score, cur_score = reference.values("score"), current.values("score")
+    if _enough("psi:score", ref_score, cur_score, skipped):
+        psi, psi_p = _psi(*_decile_counts(ref_score, cur_score))
+        found.append(
+            _Outcome("psi:score", "psi", psi, psi_p, _moments(ref_score), _moments(cur_score))
+        )
+    for field in NUMERIC_FIELDS:
+        ref_values, cur_values = reference.values(field), current.values(field)
+        if _enough(f"ks:{field}", ref_values, cur_values, skipped):
+            ks = stats.ks_2samp(ref_values, cur_values)
+            found.append(
+                _Outcome(
+                    f"ks:{field}", "ks_2samp", float(ks.statistic), float(ks.pvalue),
+                    _moments(ref_values), _moments(cur_values),
+                )
+            )  # fmt: skip
+    return found
+
+
+def _binding_test(reference: npt.NDArray[np.bool_], current: npt.NDArray[np.bool_]) -> _Outcome:
+    """Two-proportion z-test of the binding rates; Fisher's exact test when an expected count
+    is under `MIN_EXPECTED`. The statistic is z either way."""
+    n, m = len(reference), len(current)
+    x, y = int(reference.sum()), int(current.sum())
+    rates = {"rate": x / n}, {"rate": y / m}
+    pooled = (x + y) / (n + m)
+    if pooled in (0.0, 1.0):
+        return _Outcome(_BINDING, "two_proportion_z", 0.0, 1.0, *rates)
+    z = (x / n - y / m) / math.sqrt(pooled * (1 - pooled) * (1 / n + 1 / m))
+    if min(pooled, 1 - pooled) * min(n, m) < MIN_EXPECTED:
+        p_value = float(stats.fisher_exact([[x, n - x], [y, m - y]]).pvalue)
+        return _Outcome(_BINDING, "fisher_exact", z, p_value, *rates)
+    return _Outcome(_BINDING, "two_proportion_z", z, float(2 * stats.norm.sf(abs(z))), *rates)
 
 
 def _json_list(value: Any) -> list[Any]:
@@ -416,21 +442,6 @@ def _enough(name: str, reference: FloatArray, current: FloatArray, skipped: list
 
 def _moments(values: FloatArray) -> dict[str, float]:
     return {"mean": float(np.mean(values)), "median": float(np.median(values))}
-
-
-def _two_proportions(
-    reference: npt.NDArray[np.bool_], current: npt.NDArray[np.bool_]
-) -> tuple[str, float, float]:
-    n, m = len(reference), len(current)
-    x, y = int(reference.sum()), int(current.sum())
-    pooled = (x + y) / (n + m)
-    if pooled in (0.0, 1.0):
-        return "two_proportion_z", 0.0, 1.0
-    z = (x / n - y / m) / math.sqrt(pooled * (1 - pooled) * (1 / n + 1 / m))
-    if min(pooled, 1 - pooled) * min(n, m) < MIN_EXPECTED:
-        table = [[x, n - x], [y, m - y]]
-        return "fisher_exact", z, float(stats.fisher_exact(table).pvalue)
-    return "two_proportion_z", z, float(2 * stats.norm.sf(abs(z)))
 
 
 def _holm(p_values: Sequence[float]) -> list[float]:

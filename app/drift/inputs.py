@@ -37,11 +37,12 @@ Then:
 
 Under no shift "drift" thus comes up on at most 2.5% and "warn" or "drift" on at most 5% of
 windows, if the columns are independent; strongly correlated columns drift together and make
-false positives more likely.
+false positives more likely. (Measured on the unchanged data of the table above, 60 trials per
+row: "warn" 0-3.3%, "drift" 0-1.7%.)
 
 Evidently builds every widget while it runs, and the preset computes each column's test three
 times (for its metrics, its dataset summary and its table); `render_html=False` runs the same
-per-column tests without the widgets (about three times faster) and returns `html=""`.
+per-column tests without the widgets (two to three times faster) and returns `html=""`.
 Evidently is imported on first use: it takes seconds to import.
 """
 

@@ -22,6 +22,7 @@ import pandas as pd
 from sqlalchemy import Engine, insert, select
 
 from app import mlflow_results
+from app.audit import ledger
 from app.db import read_connection, write_transaction
 from app.drift import reference as references
 from app.drift import settings as drift_settings
@@ -45,6 +46,8 @@ KINDS = ("input", "latent", "decision")
 ROLE = "world_model"
 SEVERITY = {"none": 0, "warn": 1, "drift": 2}
 Progress = Callable[[str, int, int], None]
+# Rows per side above which Evidently's HTML report is rendered from a sample (see judge_inputs).
+HTML_ROWS = 20_000
 
 
 @dataclass
@@ -77,6 +80,8 @@ class VersionResult:
     policy_verdicts: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
     rollbacks: list[dict[str, Any]] = field(default_factory=list)
     alerted: bool | None = None
+    # Wall seconds per phase of the job: load, input, latent, decision, mlflow, ...
+    seconds: dict[str, float] = field(default_factory=dict)
 
     @property
     def verdict(self) -> str:
@@ -109,6 +114,7 @@ class VersionResult:
             "policies": self.policy_verdicts,
             "rollbacks": self.rollbacks,
             "alerted": self.alerted,
+            "seconds": {k: round(v, 3) for k, v in self.seconds.items()},
         }
 
 
@@ -247,6 +253,7 @@ class DriftRunner:
         seed: int,
     ) -> VersionResult:
         result = VersionResult(name, version, str(uuid.uuid4()))
+        clock = _Clock(result.seconds)
         ref_bounds = self.traffic_reference(project_id, name, version, config)
         current = self.current_window(project_id, name, version, config, now, ref_bounds)
         if current is None:
@@ -271,6 +278,7 @@ class DriftRunner:
             "requests before the current window: no traffic reference yet"
         )
         html = ""
+        clock.lap("load")
         # Inputs: the training dataset, else the traffic reference.
         try:
             report, html = self._inputs(
@@ -279,6 +287,7 @@ class DriftRunner:
             result.reports.append(report)
         except Skipped as skip:
             result.skipped["input"] = str(skip)
+        clock.lap("input")
 
         def build(layer: str, vectors: np.ndarray) -> LatentReference:
             assert ref is not None
@@ -301,14 +310,20 @@ class DriftRunner:
                 result.reports.append(judge(cur, ref))
             except Skipped as skip:
                 result.skipped[kind] = str(skip)
+            clock.lap(kind)
         if not result.reports:
             return result
         if self.log_to_mlflow:
             result.mlflow_run_id = self._log(project, result, html)
+            clock.lap("mlflow")
         self._store(project_id, result)
         self._judge(project, project_id, result)
+        # The verdict, what the policies said and any rollback go to the audit ledger.
+        ledger.record_drift(self.engine, project_id, project, result.to_json())
+        clock.lap("store_and_judge")
         if config.webhook_url is not None:
             self._alert(project, config, result)
+            clock.lap("alert")
         return result
 
     def _inputs(
@@ -443,13 +458,31 @@ def judge_inputs(
         raise Skipped("the reference has none of the recorded input features")
     ref_frame, cur_frame = _comparable(reference[common], cur.features[common])
     numerical, categorical = _column_types(ref_frame, cur_frame)
-    found = input_drift(ref_frame, cur_frame, numerical, categorical, render_html=render_html)
+    small = max(len(ref_frame), len(cur_frame)) <= HTML_ROWS
+    found = input_drift(
+        ref_frame, cur_frame, numerical, categorical, render_html=render_html and small
+    )
     scores = found.to_json()
+    html = found.html
+    if render_html and not small:
+        # Evidently builds its charts while it tests, at twice the cost of the tests on
+        # large windows: the verdict and scores above come from every row, the HTML report
+        # from a uniform sample of HTML_ROWS per side (said in the report's scores).
+        scores["html_sample_rows"] = HTML_ROWS
+        html = input_drift(
+            _sample(ref_frame), _sample(cur_frame), numerical, categorical, render_html=True
+        ).html
     share = float(scores.get("share_drifted", 0.0))
     return (
         KindReport("input", found.verdict, share, scores, source, cur.bounds, cur.requests),
-        found.html,
+        html,
     )
+
+
+def _sample(frame: pd.DataFrame) -> pd.DataFrame:
+    if len(frame) <= HTML_ROWS:
+        return frame
+    return frame.sample(n=HTML_ROWS, random_state=0).reset_index(drop=True)
 
 
 def judge_latent(
@@ -495,9 +528,21 @@ def judge_decisions(cur: Window, ref: Window, config: DriftSettings) -> KindRepo
         decision_sample([d for d, _ in cur.decisions]),
     )
     scores = found.to_json()
-    share = float(scores.get("share_drifted", 0.0))
+    share = sum(t.verdict == "drift" for t in found.tests) / max(len(found.tests), 1)
+    scores["share_drifted"] = share
     source = {"source": "traffic", **_bounds_json(ref.bounds), "rows": ref.requests}
     return KindReport("decision", found.verdict, share, scores, source, cur.bounds, cur.requests)
+
+
+class _Clock:
+    def __init__(self, into: dict[str, float]) -> None:
+        self.into = into
+        self.last = time.perf_counter()
+
+    def lap(self, phase: str) -> None:
+        now = time.perf_counter()
+        self.into[phase] = self.into.get(phase, 0.0) + now - self.last
+        self.last = now
 
 
 class Skipped(Exception):
@@ -505,28 +550,25 @@ class Skipped(Exception):
 
 
 def decision_sample(decisions: list[dict[str, Any]]) -> DecisionSample:
-    """Planner decisions as the decision-drift test takes them.
+    """Planner decisions (with their ingest-time summaries) as the decision-drift test takes
+    them. The chosen action's category is its label up to the first `@`
+    (`room-07@2026-11-24T15:00` is `room-07`): labels name a choice and its parameters, and
+    the distribution of parameters is the inputs' business."""
 
-    The chosen action's category is its label up to the first `@` (`room-07@2026-11-24T15:00`
-    is `room-07`): action labels name a choice and its parameters, and the distribution of
-    parameters is the inputs' business. A constraint binds when some candidate was infeasible
-    (`feasible: false`, docs/conventions.md).
-    """
-    return DecisionSample.from_decisions(
-        [
-            {
-                **d,
-                "chosen": (d.get("chosen") or "(none)").split("@", 1)[0],
-                "constraints": [
-                    {"name": "any", "bound": any(
-                        isinstance(c, dict) and c.get("feasible") is False
-                        for c in d.get("candidates") or []
-                    )}
-                ],
-            }
-            for d in decisions
-        ]
-    )  # fmt: skip
+    def column(name: str) -> np.ndarray:
+        return np.array(
+            [np.nan if d.get(name) is None else float(d[name]) for d in decisions],
+            dtype=np.float64,
+        )
+
+    return DecisionSample(
+        chosen=[(d.get("chosen") or "(none)").split("@", 1)[0] for d in decisions],
+        score=column("chosen_score"),
+        confidence=column("confidence"),
+        margin=column("margin"),
+        entropy=column("entropy"),
+        constraints_bound=np.array([bool(d.get("constraints_bound")) for d in decisions]),
+    )
 
 
 def _comparable(ref: pd.DataFrame, cur: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:

@@ -9,12 +9,11 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field, HttpUrl, ValidationError, model_validator
-from sqlalchemy import Engine, select, update
+from pydantic import BaseModel, Field, HttpUrl, model_validator
+from sqlalchemy import Engine
 
 from app.db import read_connection, write_transaction
-from app.errors import BadRequest, NotFound
-from app.models import Project
+from app.project_settings import merge_section, read_section
 
 KEY = "drift"
 
@@ -67,32 +66,10 @@ class DriftSettings(BaseModel):
 
 def load(engine: Engine, project_id: int) -> DriftSettings:
     with read_connection(engine) as conn:
-        stored = conn.execute(
-            select(Project.settings).where(Project.id == project_id)
-        ).scalar_one_or_none()
-    if stored is None:
-        raise NotFound(f"no project with id {project_id}")
-    return DriftSettings.model_validate((stored or {}).get(KEY, {}))
+        return read_section(conn, project_id, KEY, DriftSettings)
 
 
 def update_settings(engine: Engine, project_id: int, changes: dict[str, Any]) -> DriftSettings:
     """Apply `changes` on top of the stored settings; invalid changes store nothing."""
     with write_transaction(engine) as conn:
-        stored = conn.execute(
-            select(Project.settings).where(Project.id == project_id)
-        ).scalar_one_or_none()
-        if stored is None:
-            raise NotFound(f"no project with id {project_id}")
-        current = dict((stored or {}).get(KEY, {}))
-        try:
-            merged = DriftSettings.model_validate({**current, **changes})
-        except ValidationError as exc:
-            first = exc.errors()[0]
-            where = ".".join(str(p) for p in first["loc"]) or "settings"
-            raise BadRequest(f"drift settings: {where}: {first['msg']}") from None
-        conn.execute(
-            update(Project)
-            .where(Project.id == project_id)
-            .values(settings={**(stored or {}), KEY: merged.model_dump(mode="json")})
-        )
-    return merged
+        return merge_section(conn, project_id, KEY, DriftSettings, changes)

@@ -13,10 +13,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+import orjson
 import pandas as pd
-from sqlalchemy import Engine, and_, func, select
+from sqlalchemy import Engine, Text, and_, cast, func, select
 
 from app.db import read_connection
+from app.ingest.decision_summary import summarise
 from app.models import PlannerDecision, Request, RequestModel, WorldModelState
 
 
@@ -117,7 +119,7 @@ def load(engine: Engine, project_id: int, name: str, version: str, bounds: Bound
         RequestModel.start_time_unix_nano < bounds.end,
     )
     requests = (
-        select(Request.trace_id, Request.features)
+        select(Request.trace_id, cast(Request.features, Text).label("features"))
         .join(
             RequestModel,
             and_(
@@ -129,7 +131,12 @@ def load(engine: Engine, project_id: int, name: str, version: str, bounds: Bound
         .order_by(RequestModel.start_time_unix_nano, Request.trace_id)
     )
     states = (
-        select(WorldModelState.trace_id, WorldModelState.layer, WorldModelState.projection)
+        # The projection as JSON text: parsed in one call per layer below, not row by row.
+        select(
+            WorldModelState.trace_id,
+            WorldModelState.layer,
+            cast(WorldModelState.projection, Text).label("projection"),
+        )
         .join(
             RequestModel,
             and_(
@@ -144,8 +151,11 @@ def load(engine: Engine, project_id: int, name: str, version: str, bounds: Bound
             PlannerDecision.trace_id,
             PlannerDecision.chosen,
             PlannerDecision.confidence,
-            PlannerDecision.candidates,
-            PlannerDecision.constraints,
+            PlannerDecision.chosen_score,
+            PlannerDecision.margin,
+            PlannerDecision.entropy,
+            PlannerDecision.n_candidates,
+            PlannerDecision.constraints_bound,
         )
         .join(
             RequestModel,
@@ -160,46 +170,66 @@ def load(engine: Engine, project_id: int, name: str, version: str, bounds: Bound
         rows = conn.execute(requests).all()
         trace_ids = [r.trace_id for r in rows]
         index = {t: i for i, t in enumerate(trace_ids)}
-        features = pd.DataFrame.from_records(
-            [r.features if isinstance(r.features, dict) else {} for r in rows]
-        )
-        sums: dict[str, dict[int, tuple[np.ndarray, int]]] = {}
-        for trace_id, layer, projection in conn.execute(states):
+        parsed = orjson.loads("[" + ",".join(r.features or "null" for r in rows) + "]")
+        features = pd.DataFrame.from_records([f if isinstance(f, dict) else {} for f in parsed])
+        by_layer: dict[str, tuple[list[int], list[list[float]]]] = {}
+        texts: dict[str, tuple[list[int], list[str]]] = {}
+        for trace_id, layer, projection in conn.execute(states).all():
             owner = index.get(trace_id)
-            if owner is None or not projection:
+            if owner is None or not projection or projection == "null":
                 continue
-            vector = np.asarray(projection, dtype=np.float64)
-            per_layer = sums.setdefault(layer, {})
-            found = per_layer.get(owner)
-            if found is None:
-                per_layer[owner] = (vector, 1)
-            elif found[0].shape == vector.shape:
-                per_layer[owner] = (found[0] + vector, found[1] + 1)
-        found_decisions = [
-            (
-                {
-                    "chosen": d.chosen,
-                    "confidence": d.confidence,
-                    "candidates": d.candidates or [],
-                    "constraints": d.constraints or [],
-                },
-                index[d.trace_id],
-            )
-            for d in conn.execute(decisions)
-            if d.trace_id in index
-        ]
-    latent: dict[str, tuple[np.ndarray, np.ndarray]] = {}
-    for layer, per_request in sums.items():
-        owners = np.fromiter(sorted(per_request), dtype=np.int64, count=len(per_request))
-        widths = {per_request[int(o)][0].shape for o in owners}
-        if len(widths) != 1:
-            # A layer whose projection width changed mid-window (a new SDK setting) cannot be
-            # compared row by row; the most common width wins.
-            common = max(
-                widths, key=lambda w: sum(per_request[int(o)][0].shape == w for o in owners)
-            )
-            owners = np.array([o for o in owners if per_request[int(o)][0].shape == common])
-        vectors = np.stack([per_request[int(o)][0] / per_request[int(o)][1] for o in owners])
-        latent[layer] = (vectors.astype(np.float32), owners)
+            owners, raw = texts.setdefault(layer, ([], []))
+            owners.append(owner)
+            raw.append(projection)
+        for layer, (owners, raw) in texts.items():
+            by_layer[layer] = (owners, orjson.loads("[" + ",".join(raw) + "]"))
+        found_decisions = []
+        unsummarised = []
+        for d in conn.execute(decisions).all():
+            owner = index.get(d.trace_id)
+            if owner is None:
+                continue
+            found_decisions.append((dict(d._mapping), owner))
+            if d.n_candidates is None:
+                unsummarised.append(len(found_decisions) - 1)
+        if unsummarised:
+            _summarise_late(conn, project_id, [found_decisions[i][0] for i in unsummarised])
+    latent = {layer: _mean_per_request(*found) for layer, found in by_layer.items()}
     found_decisions.sort(key=lambda item: item[1])
     return Window(bounds, trace_ids, features, latent, found_decisions)
+
+
+def _mean_per_request(
+    owners: list[int], vectors: list[list[float]]
+) -> tuple[np.ndarray, np.ndarray]:
+    """One vector per request: the mean of its steps' projections, vectorised."""
+    widths = [len(v) for v in vectors]
+    common = max(set(widths), key=widths.count)
+    if any(w != common for w in widths):
+        # A projection width changed mid-window (a new SDK setting): rows of another width
+        # cannot be compared with these; the most common width wins.
+        kept = [i for i, w in enumerate(widths) if w == common]
+        owners = [owners[i] for i in kept]
+        vectors = [vectors[i] for i in kept]
+    rows = np.asarray(vectors, dtype=np.float64)
+    unique, position = np.unique(np.asarray(owners, dtype=np.int64), return_inverse=True)
+    sums = np.zeros((len(unique), common))
+    np.add.at(sums, position, rows)
+    counts = np.bincount(position, minlength=len(unique)).astype(np.float64)
+    return (sums / counts[:, None]).astype(np.float32), unique
+
+
+def _summarise_late(conn: Any, project_id: int, decisions: list[dict[str, Any]]) -> None:
+    """Decisions stored before summaries were computed at ingest: computed here from the
+    stored candidates."""
+    wanted = {d["trace_id"] for d in decisions}
+    found = {
+        row.trace_id: summarise(row.candidates or [], row.chosen)
+        for row in conn.execute(
+            select(PlannerDecision.trace_id, PlannerDecision.chosen, PlannerDecision.candidates)
+            .where(PlannerDecision.project_id == project_id)
+            .where(PlannerDecision.trace_id.in_(wanted))
+        )
+    }
+    for decision in decisions:
+        decision.update(found.get(decision["trace_id"], {}))

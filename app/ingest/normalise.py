@@ -17,6 +17,8 @@ import orjson
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
 
+from app.ingest.decision_summary import summarise
+
 # Attribute and event names: the single source is docs/conventions.md.
 FINGERPRINT = "warden.request.fingerprint"
 FINGERPRINT_KEY_ID = "warden.request.fingerprint_key_id"
@@ -306,15 +308,18 @@ def _state(span: dict[str, Any], attrs: dict[str, Any], seq: int, time: int) -> 
 
 
 def _decision(span: dict[str, Any], attrs: dict[str, Any]) -> dict[str, Any]:
+    candidates = _json_list(attrs.get(PLANNER_CANDIDATES))
+    chosen = _text(attrs.get(PLANNER_CHOSEN))
     return {
         "trace_id": span["trace_id"],
         "span_id": span["span_id"],
-        "chosen": _text(attrs.get(PLANNER_CHOSEN)),
+        "chosen": chosen,
         "confidence": _number(attrs.get(PLANNER_CONFIDENCE)),
-        "candidates": _json_list(attrs.get(PLANNER_CANDIDATES)),
+        "candidates": candidates,
         "constraints": _json_list(attrs.get(PLANNER_CONSTRAINTS)),
         "rationale": _text(attrs.get(PLANNER_RATIONALE)),
         "time_unix_nano": span["end_time_unix_nano"],
+        **summarise(candidates, chosen),
     }
 
 

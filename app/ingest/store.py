@@ -23,6 +23,8 @@ import orjson
 from sqlalchemy import Connection, Engine, Table, case, select, tuple_
 from sqlalchemy.dialects import postgresql, sqlite
 
+from app.audit import erasure
+from app.audit.request_events import record_requests
 from app.db import write_transaction
 from app.ingest.normalise import Normalised, ParsedBatch, normalise
 from app.models import (
@@ -82,8 +84,12 @@ def store_batch(engine: Engine, project_id: int, batch: ParsedBatch) -> IngestRe
         else:
             unique[key] = row
     rows = [unique[key] for key in sorted(unique)]
+    # A retained raw input is never stored in the clear: it leaves the span here and is
+    # sealed under its subject's key by the ledger step below.
+    inputs = erasure.take_inputs(rows)
     typed = normalise(rows)
     span_params = [_span_params(project_id, row) for row in rows]
+    losers: set[int] = set()
 
     with write_transaction(engine) as conn:
         inserted = _insert_ignore(conn, "spans", SPAN_COLUMNS, SPAN_KEY, span_params)
@@ -100,7 +106,14 @@ def store_batch(engine: Engine, project_id: int, batch: ParsedBatch) -> IngestRe
             conflicts = len(losers)
             if losers:
                 typed = normalise(row for row in rows if id(row) not in losers)
-        _insert_typed(conn, project_id, typed)
+        new_requests = _insert_typed(conn, project_id, typed)
+        # Last, and only for requests this batch stored: one ledger event each. On
+        # PostgreSQL it locks the project's ledger head until commit, so it comes last.
+        batch_spans: dict[str, dict[str, bytes]] = {}
+        for row in rows:
+            if id(row) not in losers:
+                batch_spans.setdefault(row["trace_id"], {})[row["span_id"]] = row["body_digest"]
+        record_requests(conn, project_id, new_requests, typed, batch_spans, inputs)
 
     return IngestResult(
         accepted=inserted,
@@ -159,11 +172,14 @@ def _stored_digests(
     return {(t, s): bytes(d) for t, s, d in conn.execute(query)}
 
 
-def _insert_typed(conn: Connection, project_id: int, typed: Normalised) -> None:
+def _insert_typed(conn: Connection, project_id: int, typed: Normalised) -> list[str]:
+    """Insert the typed rows; returns the trace ids of the requests that were new."""
     now = datetime.now(UTC)
     for row in typed.requests:
         row["ingested_at"] = now
-    _insert_rows(conn, Request, project_id, typed.requests, ("project_id", "trace_id"))
+    new_requests = _insert_rows(
+        conn, Request, project_id, typed.requests, ("project_id", "trace_id"), returning=True
+    )
     _insert_rows(
         conn, RequestModel, project_id, typed.request_models, ("project_id", "trace_id", "role")
     )
@@ -182,18 +198,29 @@ def _insert_typed(conn: Connection, project_id: int, typed: Normalised) -> None:
     _insert_rows(conn, Review, project_id, typed.reviews, ("project_id", "trace_id"))
     # Last: an upsert holds a row lock on PostgreSQL until commit, so it is held briefly.
     _upsert_models(conn, project_id, typed.models)
+    return new_requests
 
 
 def _insert_rows(
-    conn: Connection, model: Any, project_id: int, rows: list[dict[str, Any]], key: tuple[str, ...]
-) -> None:
+    conn: Connection,
+    model: Any,
+    project_id: int,
+    rows: list[dict[str, Any]],
+    key: tuple[str, ...],
+    returning: bool = False,
+) -> list[str]:
+    """INSERT ... ON CONFLICT DO NOTHING; with `returning`, the trace ids of the new rows."""
     if not rows:
-        return
+        return []
     for row in rows:
         row["project_id"] = project_id
     rows.sort(key=lambda r: tuple(r[k] for k in key[1:]))
     table: Table = model.__table__
-    conn.execute(dialect_insert(conn, table).on_conflict_do_nothing(index_elements=key), rows)
+    stmt = dialect_insert(conn, table).on_conflict_do_nothing(index_elements=key)
+    if returning:
+        return list(conn.execute(stmt.returning(table.c.trace_id), rows).scalars())
+    conn.execute(stmt, rows)
+    return []
 
 
 def _upsert_models(

@@ -48,6 +48,13 @@ def warden(
         ["drift", "run"],
         ["drift", "list"],
         ["drift", "configure"],
+        ["audit", "verify"],
+        ["audit", "checkpoint"],
+        ["export"],
+        ["verify"],
+        ["erase"],
+        ["retention", "apply"],
+        ["hold", "place"],
     ],
 )
 def test_every_command_explains_itself_with_an_example(tmp_path: Path, command: list[str]) -> None:
@@ -60,7 +67,7 @@ def test_every_command_explains_itself_with_an_example(tmp_path: Path, command: 
     )
     assert result.returncode == 0
     assert "Usage: warden" in result.stdout
-    if len(command) == 2 or command in (["migrate"], ["serve"]):
+    if len(command) == 2 or command in (["migrate"], ["serve"], ["export"], ["verify"], ["erase"]):
         assert "Example:" in result.stdout
 
 

@@ -157,7 +157,10 @@ def test_a_drift_verdict_on_the_serving_version_rolls_it_back(
     verdicts, moves = deploy.judge_drift(
         engine, registry.client, gates, pid, "booking", drifted, MODEL, new
     )
-    assert [v.effect.value for v in verdicts if v.fired] == ["rollback"]
+    # drift-alert warns (the webhook hears of it), drift-rollback acts.
+    assert sorted((v.policy_id, v.effect.value) for v in verdicts if v.fired) == [
+        ("drift-alert", "warn"), ("drift-rollback", "rollback")
+    ]  # fmt: skip
     assert [(m.from_version, m.to_version) for m in moves] == [(new, old)]
     assert registry.champion() == old
     assert "latent drift on booking-world-model" in moves[0].reason

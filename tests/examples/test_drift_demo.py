@@ -41,7 +41,7 @@ class Webhook:
         hook = self
 
         class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:  # noqa: N802 - the http.server protocol
+            def do_POST(self) -> None:
                 body = self.rfile.read(int(self.headers["Content-Length"]))
                 hook.attempts += 1
                 if hook.attempts == 1:
@@ -95,10 +95,9 @@ def scenario(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Scenario]:
         stack.callback(webhook.server.shutdown)
         ingest = live.key("default", "ingest")
         admin = live.key("default", "admin", "read")
-        drift_settings.update_settings(
-            engine, projects.project_id(engine, "default"), {"reference_count": REFERENCE, "current_count": CURRENT,
-                        "webhook_url": webhook.url}
-        )  # fmt: skip
+        changes = {"reference_count": REFERENCE, "current_count": CURRENT,
+                   "webhook_url": webhook.url}  # fmt: skip
+        drift_settings.update_settings(engine, projects.project_id(engine, "default"), changes)
 
         def send(requests: int, seed: int, shift: bool) -> None:
             result = demo.run(
@@ -189,3 +188,20 @@ def test_drift_policies_judge_and_the_webhook_is_alerted(scenario: Scenario) -> 
     assert alert["event"] == "warden.drift" and alert["verdict"] == "drift"
     assert alert["job_id"] == scenario.shifted["job_id"]
     assert scenario.webhook.attempts == 2
+
+
+def test_each_judged_version_is_recorded_in_the_audit_ledger(scenario: Scenario) -> None:
+    from sqlalchemy import select
+
+    from app.models import AuditEvent
+
+    with scenario.live.engine.connect() as conn:
+        payloads = conn.execute(
+            select(AuditEvent.payload)
+            .where(AuditEvent.kind == "drift.verdict")
+            .order_by(AuditEvent.seq)
+        ).scalars().all()  # fmt: skip
+    assert [p["job_id"] for p in payloads] == [
+        scenario.unshifted["job_id"], scenario.shifted["job_id"]
+    ]  # fmt: skip
+    assert [p["verdict"] for p in payloads] == ["none", "drift"]

@@ -27,10 +27,16 @@ async def list_requests(
     model_version: Annotated[str | None, Query(description="Its version (with model_name)")] = None,
     outcome: str | None = None,
     fingerprint: str | None = None,
+    policy_id: Annotated[str | None, Query(description="Requests this policy judged")] = None,
+    policy_outcome: Annotated[
+        str | None, Query(description="... with this outcome (allow, warn, require_review, deny)")
+    ] = None,
     limit: Annotated[int, Query(ge=1, le=queries.MAX_PAGE)] = 50,
     cursor: Annotated[str | None, Query(description="`next_cursor` of the previous page")] = None,
 ) -> Any:
-    flt = queries.RequestFilter(since, until, model_name, model_version, outcome, fingerprint)
+    flt = queries.RequestFilter(
+        since, until, model_name, model_version, outcome, fingerprint, policy_id, policy_outcome
+    )
     return await run_in_threadpool(
         queries.list_requests, engine, principal.project_id, flt, limit, cursor
     )

@@ -76,9 +76,21 @@ def test_unchanged_decisions_are_not_drift() -> None:
 
 def test_false_positives_stay_under_five_percent_over_the_tests() -> None:
     rng = np.random.default_rng(2)
-    verdicts = [decision_drift(sample(rng, 300), sample(rng, 300)).verdict for _ in range(40)]
-    assert verdicts.count("drift") <= 1
-    assert verdicts.count("warn") + verdicts.count("drift") <= 3  # Holm at 5%: 2 of 40 expected
+
+    def arrays(n: int) -> DecisionSample:
+        return DecisionSample(
+            chosen=[f"{kind}:x" for kind in rng.choice(KINDS, n, p=MIX)],
+            score=rng.normal(2.0, 0.5, n),
+            confidence=rng.beta(8, 2, n),
+            margin=rng.exponential(1.0, n),
+            entropy=rng.gamma(2.0, 0.4, n),
+            constraints_bound=rng.random(n) < 0.2,
+        )
+
+    verdicts = [decision_drift(arrays(300), arrays(300)).verdict for _ in range(200)]
+    # Holm keeps "warn" or "drift" at 5% and "drift" at 1% (8 tests uncorrected: about 30%).
+    assert verdicts.count("warn") + verdicts.count("drift") <= 16
+    assert verdicts.count("drift") <= 6
 
 
 def test_a_changed_mix_of_action_kinds_is_drift_for_the_chi_square_test() -> None:

@@ -21,7 +21,7 @@ def normal(rng: np.random.Generator, n: int, dim: int = DIM) -> np.ndarray:
 
 def test_false_positives_stay_rare_and_p_values_uniform_without_shift() -> None:
     rng = np.random.default_rng(2024)
-    results = [latent_drift(normal(rng, 200), normal(rng, 200), seed=seed) for seed in range(50)]
+    results = [latent_drift(normal(rng, 100), normal(rng, 100), seed=seed) for seed in range(50)]
     p_values = np.array([r.p_value for r in results])
     verdicts = [r.verdict for r in results]
     assert verdicts.count("drift") <= 3  # nominal 1%; 3 of 50 is 6%
@@ -129,3 +129,15 @@ def test_few_permutations_raise_the_drift_threshold_to_the_smallest_p() -> None:
     assert result.verdict == "drift"
     with pytest.raises(ValueError, match="permutations"):
         latent_drift(reference, current, permutations=10)
+
+
+def test_per_dimension_ks_statistics_match_scipy_even_with_ties() -> None:
+    rng = np.random.default_rng(16)
+    reference, current = normal(rng, 400), normal(rng, 300)
+    current[:, 5] += 0.5
+    reference[:, 2], current[:, 2] = np.round(reference[:, 2]), np.round(current[:, 2])
+    result = latent_drift(reference, current)
+    for shift in result.per_dimension:
+        expected = stats.ks_2samp(reference[:, shift.dimension], current[:, shift.dimension])
+        assert shift.ks == pytest.approx(expected.statistic, abs=1e-9)
+    assert result.moved_dimensions == (5,)

@@ -1,0 +1,89 @@
+"""Audit exports over HTTP: start one (a background job), follow it, download the bundle.
+
+The `audit` scope suffices (and `admin`, which grants everything): exporting changes nothing
+but the ledger's own `export.produced` record.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Request
+from fastapi.responses import FileResponse
+from pydantic import BaseModel, Field
+from starlette.concurrency import run_in_threadpool
+
+from app.api.deps import PrincipalDep
+from app.audit.bundle import Scope, parse_model
+from app.audit.exports import ExportJobs, parse_time
+from app.keys import Scope as KeyScope
+from app.projects import Principal
+
+router = APIRouter(tags=["exports"])
+
+
+def _auditor(principal: PrincipalDep) -> Principal:
+    principal.require(KeyScope.AUDIT)
+    return principal
+
+
+Auditor = Annotated[Principal, Depends(_auditor)]
+
+
+def _jobs(request: Request) -> ExportJobs:
+    jobs: ExportJobs = request.app.state.exports
+    return jobs
+
+
+Jobs = Annotated[ExportJobs, Depends(_jobs)]
+
+
+class ExportBody(BaseModel):
+    from_: str | None = Field(
+        default=None, alias="from", description="Start of the period (ISO 8601, inclusive)"
+    )
+    to: str | None = Field(default=None, description="End of the period (ISO 8601, exclusive)")
+    model: str | None = Field(default=None, description="`name` or `name/version`")
+    subject: str | None = Field(default=None, description="One subject (or its pseudonym)")
+
+
+@router.post(
+    "/v1/exports",
+    status_code=202,
+    summary="Start an export bundle of a period (and a model, a subject): a background job",
+)
+async def start_export(body: ExportBody, principal: Auditor, jobs: Jobs) -> Any:
+    name, version = parse_model(body.model)
+    scope = Scope(
+        project=principal.project,
+        since=parse_time(body.from_, "from"),
+        until=parse_time(body.to, "to"),
+        model_name=name,
+        model_version=version,
+        subject=body.subject,
+    )
+    return await run_in_threadpool(jobs.submit, scope, f"key:{principal.key_id}")
+
+
+@router.get("/v1/exports", summary="This project's export jobs, newest first")
+async def list_exports(principal: Auditor, jobs: Jobs) -> Any:
+    return {"items": await run_in_threadpool(jobs.list, principal.project)}
+
+
+@router.get("/v1/exports/{export_id}", summary="An export job's status and progress")
+async def get_export(export_id: str, principal: Auditor, jobs: Jobs) -> Any:
+    return await run_in_threadpool(jobs.get, principal.project, export_id)
+
+
+@router.get(
+    "/v1/exports/{export_id}/download",
+    summary="The bundle (zip) of a finished export; 409 while it runs",
+    response_class=FileResponse,
+)
+async def download_export(export_id: str, principal: Auditor, jobs: Jobs) -> Any:
+    path = await run_in_threadpool(jobs.bundle, principal.project, export_id)
+    return FileResponse(
+        path,
+        media_type="application/zip",
+        filename=f"warden-export-{principal.project}-{export_id}.zip",
+    )

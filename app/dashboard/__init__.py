@@ -1,0 +1,31 @@
+"""The audit dashboard: server-rendered pages under `/ui`, behind the API's keys and scopes.
+
+`install(app)` adds its routes and its static files to the service; `Roller` (in `rollups`)
+keeps the overview's traffic rollups current.
+"""
+
+from __future__ import annotations
+
+from fastapi import FastAPI
+from fastapi.staticfiles import StaticFiles
+
+from app.dashboard.routes import audit as audit_routes
+from app.dashboard.routes import auth as auth_routes
+from app.dashboard.routes import drift as drift_routes
+from app.dashboard.routes import models as models_routes
+from app.dashboard.routes import overview as overview_routes
+from app.dashboard.routes import policies as policies_routes
+from app.dashboard.routes import requests as requests_routes
+from app.dashboard.templating import PREFIX, STATIC
+
+__all__ = ["install"]
+
+
+def install(app: FastAPI) -> None:
+    """Serve the dashboard at `/ui` (its files at `/ui/static`)."""
+    for module in (
+        auth_routes, overview_routes, requests_routes, models_routes, drift_routes,
+        policies_routes, audit_routes,
+    ):  # fmt: skip
+        app.include_router(module.router)
+    app.mount(f"{PREFIX}/static", StaticFiles(directory=STATIC), name="dashboard-static")
