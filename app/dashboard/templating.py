@@ -3,6 +3,7 @@ errors into pages and adds the security headers to every answer."""
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable, Coroutine
 from datetime import UTC, datetime
@@ -15,10 +16,12 @@ from fastapi import Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.routing import APIRoute
+from sqlalchemy.exc import OperationalError
 
 from app.dashboard.session import LoginRequired, Viewer
 from app.errors import WardenError
 
+log = logging.getLogger("warden.dashboard")
 HERE = Path(__file__).parent
 TEMPLATES = HERE / "templates"
 STATIC = HERE / "static"
@@ -41,24 +44,24 @@ HEADERS = {
 
 
 def _when(unix_nano: int | None) -> str:
-    if unix_nano is None:
+    if not isinstance(unix_nano, int | float):
         return "—"
     moment = datetime.fromtimestamp(unix_nano / 1e9, UTC)
     return moment.strftime("%Y-%m-%d %H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
 
 
 def _moment(value: datetime | str | None) -> str:
-    if value is None:
-        return "—"
     if isinstance(value, str):
         return value
+    if not isinstance(value, datetime):
+        return "—"
     if value.tzinfo is None:
         value = value.replace(tzinfo=UTC)
     return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%SZ")
 
 
 def _ms(value: float | None) -> str:
-    if value is None:
+    if not isinstance(value, int | float):
         return "—"
     if value >= 1000:
         return f"{value / 1000:.2f} s"
@@ -66,23 +69,25 @@ def _ms(value: float | None) -> str:
 
 
 def _pct(value: float | None) -> str:
-    return "—" if value is None else f"{100 * value:.1f}%"
+    return f"{100 * value:.1f}%" if isinstance(value, int | float) else "—"
 
 
 def _num(value: float | int | None, digits: int = 4) -> str:
-    if value is None:
-        return "—"
     if isinstance(value, bool):
         return "yes" if value else "no"
     if isinstance(value, int):
         return f"{value:,}"
-    return f"{value:.{digits}g}"
+    if isinstance(value, float):
+        return f"{value:.{digits}g}"
+    return "—" if value is None or isinstance(value, jinja2.Undefined) else str(value)
 
 
 environment = jinja2.Environment(
     loader=jinja2.FileSystemLoader(TEMPLATES),
     autoescape=jinja2.select_autoescape(["html", "svg"]),
-    undefined=jinja2.StrictUndefined,
+    # Stored JSON (drift scores, lineage snapshots, verdicts) varies with its writer's
+    # version: a member it lacks shows as empty, it does not fail the page.
+    undefined=jinja2.ChainableUndefined,
     trim_blocks=True,
     lstrip_blocks=True,
 )
@@ -105,7 +110,7 @@ def render(
 
 def _error_page(request: Request, status: int, message: str) -> Response:
     titles = {400: "Bad request", 401: "Log in", 403: "Not allowed", 404: "Not found",
-              409: "Conflict"}  # fmt: skip
+              409: "Conflict", 500: "Internal error", 503: "Unavailable"}  # fmt: skip
     return render(
         request, "error.html", None, status_code=status,
         title=titles.get(status, "Error"), message=message, status=status,
@@ -140,6 +145,14 @@ class DashboardRoute(APIRoute):
                     f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()
                 )
                 response = _error_page(request, 400, f"invalid request: {problems}")
+            except OperationalError:
+                log.exception("database unavailable on %s", request.url.path)
+                response = _error_page(request, 503, "The database is unavailable: try again.")
+            except Exception:
+                log.exception("internal error on %s", request.url.path)
+                response = _error_page(
+                    request, 500, "Internal error: the service log says what went wrong."
+                )
             for name, value in HEADERS.items():
                 response.headers.setdefault(name, value)
             elapsed = (time.perf_counter() - started) * 1000
