@@ -156,6 +156,23 @@ def test_the_audit_scope_sees_no_enabled_action_in_the_browser(
     context.close()
 
 
+def test_the_audit_scope_cannot_act_through_the_api_either(filled: Filled) -> None:
+    """The endpoints behind the dashboard's actions refuse an `audit` key just the same."""
+    with filled.live.client(filled.audit) as client:
+        for path, body in (
+            ("/v1/exports", {}),
+            (f"/v1/reviews/{filled.reviews[-1]}/approve", {}),
+            (f"/v1/reviews/{filled.reviews[-1]}/reject", {}),
+            ("/v1/models/booking-world-model/promote", {"version": filled.fit_version}),
+            ("/v1/models/booking-world-model/rollback", {}),
+            ("/v1/drift/run", {}),
+            ("/v1/audit/heads", {}),
+        ):
+            answer = client.post(path, json=body)
+            assert answer.status_code == 403, (path, answer.text[:200])
+        assert client.get("/v1/exports").status_code == 200  # reading stays allowed
+
+
 def test_a_read_key_sees_the_pages_but_not_the_audit_page(filled: Filled) -> None:
     reader = UiClient(filled.url, filled.read)
     try:

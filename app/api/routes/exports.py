@@ -22,12 +22,20 @@ from app.projects import Principal
 router = APIRouter(tags=["exports"])
 
 
+def _admin(principal: PrincipalDep) -> Principal:
+    principal.require(KeyScope.ADMIN)
+    return principal
+
+
 def _auditor(principal: PrincipalDep) -> Principal:
     principal.require(KeyScope.AUDIT)
     return principal
 
 
 Auditor = Annotated[Principal, Depends(_auditor)]
+# Producing an export writes (a job, a bundle, an `export.produced` ledger event): the
+# `audit` scope reads everything, including finished exports, and acts on nothing.
+Admin = Annotated[Principal, Depends(_admin)]
 
 
 def _jobs(request: Request) -> ExportJobs:
@@ -52,7 +60,7 @@ class ExportBody(BaseModel):
     status_code=202,
     summary="Start an export bundle of a period (and a model, a subject): a background job",
 )
-async def start_export(body: ExportBody, principal: Auditor, jobs: Jobs) -> Any:
+async def start_export(body: ExportBody, principal: Admin, jobs: Jobs) -> Any:
     name, version = parse_model(body.model)
     scope = Scope(
         project=principal.project,

@@ -43,11 +43,14 @@ def test_an_export_job_runs_in_the_service_and_its_bundle_verifies_offline(
         client.post(
             "/v1/traces", content=otlp.request(spans).SerializeToString(), headers=otlp.PROTOBUF
         ).raise_for_status()
-        assert client.post("/v1/exports", json={}).status_code == 403  # not an auditor's key
-    with live.client(auditor) as client:
+        assert client.post("/v1/exports", json={}).status_code == 403  # not an admin's key
+    with live.client(auditor) as client:  # an auditor reads exports, but starts none
+        assert client.post("/v1/exports", json={}).status_code == 403
+    with live.client(live.key("shop", "admin")) as client:
         answer = client.post("/v1/exports", json={"from": "2023-11-14T00:00:00Z"})
         assert answer.status_code == 202, answer.text
         job = answer.json()
+    with live.client(auditor) as client:
         assert job["status"] in ("queued", "running", "done")
         url = f"/v1/exports/{job['id']}"
         status = _wait(client, url, lambda s: s["status"] in ("done", "failed"))
@@ -63,7 +66,8 @@ def test_an_export_job_runs_in_the_service_and_its_bundle_verifies_offline(
         with live.client(live.key("other", "audit")) as stranger:
             assert stranger.get(url).status_code == 404
             assert stranger.get(f"{url}/download").status_code == 404
-        bad = client.post("/v1/exports", json={"from": "2025-01-02", "to": "2024-01-01"})
+        with live.client(live.key("shop", "admin")) as admin:
+            bad = admin.post("/v1/exports", json={"from": "2025-01-02", "to": "2024-01-01"})
         assert bad.status_code == 400
         status = _wait(client, url, lambda s: s["mlflow_run_id"] or s["mlflow_note"])
     verdict = verify_bundle(bundle, [heads.load_public_key(key_pem)])
