@@ -33,15 +33,12 @@ did not land, fail the run (exit status 1).
 from __future__ import annotations
 
 import argparse
-import contextlib
 import hashlib
-import http.client
 import json
 import os
 import platform
 import secrets
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
@@ -66,7 +63,6 @@ from bench.warden_process import (
     Server,
     clean_env,
     count_rows,
-    free_port,
     run_cli,
     start_server,
     stop_server,
@@ -190,30 +186,10 @@ _WITHOUT_LEDGER = (
 def _start(data_dir: Path, env: dict[str, str], workers: int, ledger_on: bool) -> Server:
     if ledger_on:
         return start_server(data_dir, env, workers)
-    port = free_port()
-    log = data_dir / "server.log"
-    with log.open("wb") as out:
-        proc = subprocess.Popen(
-            [sys.executable, "-c", _WITHOUT_LEDGER, str(port), str(workers)],
-            env={**env, "PYTHONPATH": str(ROOT)}, cwd=data_dir, stdout=out,
-            stderr=subprocess.STDOUT, start_new_session=True,
-        )  # fmt: skip
-    server = Server(proc, port, log)
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"server exited with {proc.returncode}:\n{server.tail()}")
-        with contextlib.suppress(OSError):
-            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
-            try:
-                conn.request("GET", "/readyz")
-                if conn.getresponse().status == 200:
-                    return server
-            finally:
-                conn.close()
-        time.sleep(0.1)
-    stop_server(server)
-    raise RuntimeError(f"server not ready:\n{server.tail()}")
+    return start_server(
+        data_dir, {**env, "PYTHONPATH": str(ROOT)}, workers,
+        argv=lambda port: [sys.executable, "-c", _WITHOUT_LEDGER, str(port), str(workers)],
+    )  # fmt: skip
 
 
 def live_ingest(

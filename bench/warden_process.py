@@ -12,6 +12,7 @@ import sqlite3
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -62,16 +63,20 @@ class Server:
 
 def start_server(
     data_dir: Path, env: dict[str, str] | None = None, workers: int = 1, timeout: float = 60.0,
-    want_key: bool = False,
+    want_key: bool = False, argv: Callable[[int], list[str]] | None = None,
 ) -> Server:  # fmt: skip
-    """`warden serve` with `env` (default: `clean_env(data_dir)`), ready when it returns."""
+    """`warden serve` with `env` (default: `clean_env(data_dir)`), ready when it returns;
+    `argv(port)` runs another server command instead (a variant under measurement)."""
     env = env or clean_env(data_dir)
     port = free_port()
     log = data_dir / "server.log"
+    command = argv(port) if argv else [
+        str(WARDEN), "serve", "--host", "127.0.0.1", "--port", str(port),
+        *(["--workers", str(workers)] if workers != 1 else []),
+    ]  # fmt: skip
     with log.open("wb") as out:
         proc = subprocess.Popen(
-            [str(WARDEN), "serve", "--host", "127.0.0.1", "--port", str(port),
-             *(["--workers", str(workers)] if workers != 1 else [])],
+            command,
             env=env, cwd=data_dir, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
         )  # fmt: skip
     server = Server(proc, port, log)
