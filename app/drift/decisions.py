@@ -136,6 +136,16 @@ class DecisionSample:
     def kinds(self) -> list[str]:
         return [action_kind(label) for label in self.chosen]
 
+    def take(self, rows: npt.ArrayLike) -> DecisionSample:
+        """The decisions at `rows`, in that order."""
+        at = np.asarray(rows, dtype=np.int64)
+        chosen = list(self.chosen)
+        fields = {
+            name: np.asarray(getattr(self, name))[at]
+            for name in (*NUMERIC_FIELDS, "constraints_bound")
+        }
+        return DecisionSample(chosen=[chosen[i] for i in at], **fields)
+
     def values(self, field: str) -> FloatArray:
         """The finite values of a numeric field (NaN and infinities left out)."""
         array = np.asarray(getattr(self, field), dtype=np.float64)

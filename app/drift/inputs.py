@@ -41,9 +41,11 @@ false positives more likely. (Measured on the unchanged data of the table above,
 row: "warn" 0-3.3%, "drift" 0-1.7%.)
 
 Evidently builds every widget while it runs, and the preset computes each column's test three
-times (for its metrics, its dataset summary and its table); `render_html=False` runs the same
-per-column tests without the widgets (two to three times faster) and returns `html=""`.
-Evidently is imported on first use: it takes seconds to import.
+times (for its metrics, its dataset summary and its table). `render_html=False` runs the same
+per-column tests, chosen by Evidently's registry as its `ValueDrift` metric chooses them, with
+no report around them (about five times faster on 100,000 rows) and returns `html=""`; a test
+checks both ways give the same figures. Evidently is imported on first use: it takes seconds
+to import.
 """
 
 from __future__ import annotations
@@ -53,6 +55,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+import numpy as np
 import pandas as pd
 from scipy import stats
 
@@ -146,27 +149,30 @@ def input_drift(
     """
     columns = [*numerical, *categorical]
     _check(reference, current, numerical, categorical, drift_share)
-    # Evidently ships no type information.
-    from evidently import DataDefinition, Dataset, Report  # type: ignore[import-untyped]
-    from evidently.metrics import ValueDrift  # type: ignore[import-untyped]
-    from evidently.presets import DataDriftPreset  # type: ignore[import-untyped]
-
     methods = _methods(numerical, categorical, min(len(reference), len(current)))
-    definition = DataDefinition(
-        numerical_columns=list(numerical), categorical_columns=list(categorical)
-    )
-    metrics: list[Any]
+    snapshot = None
     if render_html:
-        metrics = [
-            DataDriftPreset(columns=columns, drift_share=drift_share, per_column_method=methods)
-        ]
+        # Evidently ships no type information.
+        from evidently import DataDefinition, Dataset, Report  # type: ignore[import-untyped]
+        from evidently.presets import DataDriftPreset  # type: ignore[import-untyped]
+
+        definition = DataDefinition(
+            numerical_columns=list(numerical), categorical_columns=list(categorical)
+        )
+        preset = DataDriftPreset(
+            columns=columns, drift_share=drift_share, per_column_method=methods
+        )
+        snapshot = Report([preset], include_tests=True).run(
+            Dataset.from_pandas(
+                current[columns].reset_index(drop=True), data_definition=definition
+            ),
+            Dataset.from_pandas(
+                reference[columns].reset_index(drop=True), data_definition=definition
+            ),
+        )
+        found = _column_results(snapshot.dict(), set(numerical))
     else:
-        metrics = [ValueDrift(column=column, method=methods.get(column)) for column in columns]
-    snapshot = Report(metrics, include_tests=True).run(
-        Dataset.from_pandas(current[columns].reset_index(drop=True), data_definition=definition),
-        Dataset.from_pandas(reference[columns].reset_index(drop=True), data_definition=definition),
-    )
-    found = _column_results(snapshot.dict(), set(numerical))
+        found = _direct_results(reference, current, numerical, categorical, methods)
     by_name = {column.column: column for column in found}
     ordered = tuple(by_name[name] for name in columns)
     drifted = tuple(column.column for column in ordered if column.drifted)
@@ -194,7 +200,7 @@ def input_drift(
         n_reference=len(reference),
         n_current=len(current),
         verdict=verdict,
-        html=snapshot.get_html_str(as_iframe=False) if render_html else "",
+        html=snapshot.get_html_str(as_iframe=False) if snapshot is not None else "",
     )
 
 
@@ -275,6 +281,48 @@ def _chi2_two_sample(
         return 1.0, False
     p_value = float(stats.chi2_contingency(table, correction=False).pvalue)
     return p_value, p_value < threshold
+
+
+def _direct_results(
+    reference: pd.DataFrame,
+    current: pd.DataFrame,
+    numerical: Sequence[str],
+    categorical: Sequence[str],
+    methods: dict[str, str],
+) -> list[ColumnDrift]:
+    """Each column's test straight from Evidently's registry, chosen and run as its
+    `ValueDrift` metric does (`get_one_column_drift`: infinities and missing values dropped,
+    `get_stattest` picks the test by column type and size unless `methods` names one, the
+    test's default threshold), without the metric's histograms, correlations and widgets,
+    which cost four times the tests on large windows."""
+    registry, column_type = _stattests()
+    numeric = set(numerical)
+    found = []
+    for column in [*numerical, *categorical]:
+        kind = column_type.Numerical if column in numeric else column_type.Categorical
+        sides = []
+        for name, frame in (("reference", reference), ("current", current)):
+            values = frame[column].replace([np.inf, -np.inf], np.nan).dropna()
+            if values.empty:
+                raise ValueError(f"the {name} frame has no values in column {column!r}")
+            if column in numeric and not pd.api.types.is_numeric_dtype(values):
+                raise ValueError(f"column {column!r} of the {name} frame is not numerical")
+            sides.append(values)
+        test = registry.get_stattest(sides[0], sides[1], kind, methods.get(column))
+        result = test(sides[0], sides[1], kind, None)
+        display = str(test.display_name)
+        found.append(
+            ColumnDrift(
+                column=column,
+                column_type="numerical" if column in numeric else "categorical",
+                stattest_name=display,
+                score_type="p_value" if "p_value" in display else "distance",
+                drift_score=float(result.drift_score),
+                threshold=float(result.actual_threshold),
+                drifted=bool(result.drifted),
+            )
+        )
+    return found
 
 
 def _column_results(report: dict[str, Any], numerical: set[str]) -> list[ColumnDrift]:

@@ -28,7 +28,7 @@ from app.drift import reference as references
 from app.drift import settings as drift_settings
 from app.drift import windows
 from app.drift.alerts import post_alert
-from app.drift.decisions import DecisionSample, decision_drift
+from app.drift.decisions import decision_drift
 from app.drift.inputs import input_drift
 from app.drift.latent import LatentReference, latent_drift
 from app.drift.settings import DriftSettings
@@ -47,7 +47,7 @@ ROLE = "world_model"
 SEVERITY = {"none": 0, "warn": 1, "drift": 2}
 Progress = Callable[[str, int, int], None]
 # Rows per side above which Evidently's HTML report is rendered from a sample (see judge_inputs).
-HTML_ROWS = 20_000
+HTML_ROWS = 5_000
 
 
 @dataclass
@@ -148,6 +148,8 @@ class DriftRunner:
         self.log_to_mlflow = log_to_mlflow
         self.datasets = references.DatasetCache(data_dir / "cache" / "datasets")
         self.built = references.Built()
+        # The pinned reference windows themselves (tens of MB each at 100,000 requests).
+        self.reference_windows = references.Built(keep=4)
 
     # -- which versions ---------------------------------------------------------------------
 
@@ -261,7 +263,7 @@ class DriftRunner:
             return result
         cur = windows.load(self.engine, project_id, name, version, current)
         ref = (
-            windows.load(self.engine, project_id, name, version, ref_bounds)
+            self._reference_window(project_id, name, version, ref_bounds)
             if ref_bounds is not None
             else None
         )
@@ -325,6 +327,19 @@ class DriftRunner:
             self._alert(project, config, result)
             clock.lap("alert")
         return result
+
+    def _reference_window(self, project_id: int, name: str, version: str, bounds: Bounds) -> Window:
+        """The reference window, read once: its bounds are pinned, so it is kept and used
+        again while the count of requests in it is unchanged (a late request or retention
+        changes the count, and the window is read anew)."""
+        key = references.reference_key(project_id, name, version, bounds)
+        count = windows.count_in(self.engine, project_id, name, version, bounds)
+        kept = self.reference_windows.get(key)
+        if kept is not None and kept.requests == count:
+            return cast(Window, kept)
+        window = windows.load(self.engine, project_id, name, version, bounds)
+        self.reference_windows.put(key, window)
+        return window
 
     def _inputs(
         self, project_id: int, name: str, version: str, cur: Window, ref: Window | None
@@ -465,9 +480,10 @@ def judge_inputs(
     scores = found.to_json()
     html = found.html
     if render_html and not small:
-        # Evidently builds its charts while it tests, at twice the cost of the tests on
-        # large windows: the verdict and scores above come from every row, the HTML report
-        # from a uniform sample of HTML_ROWS per side (said in the report's scores).
+        # The preset builds its charts while it tests, at several times the cost of the
+        # tests themselves on large windows: the verdict and scores above come from every
+        # row, the HTML report from a uniform sample of HTML_ROWS per side (said in the
+        # report's scores), whose histograms show the same shapes.
         scores["html_sample_rows"] = HTML_ROWS
         html = input_drift(
             _sample(ref_frame), _sample(cur_frame), numerical, categorical, render_html=True
@@ -523,10 +539,7 @@ def judge_decisions(cur: Window, ref: Window, config: DriftSettings) -> KindRepo
     """Decision drift: chosen actions, scores, confidence, margin, entropy, constraints."""
     if min(len(cur.decisions), len(ref.decisions)) < config.min_requests:
         raise Skipped("too few planner decisions in one of the windows")
-    found = decision_drift(
-        decision_sample([d for d, _ in ref.decisions]),
-        decision_sample([d for d, _ in cur.decisions]),
-    )
+    found = decision_drift(ref.decisions, cur.decisions)
     scores = found.to_json()
     share = sum(t.verdict == "drift" for t in found.tests) / max(len(found.tests), 1)
     scores["share_drifted"] = share
@@ -547,28 +560,6 @@ class _Clock:
 
 class Skipped(Exception):
     """A kind that cannot be judged on this data, and why."""
-
-
-def decision_sample(decisions: list[dict[str, Any]]) -> DecisionSample:
-    """Planner decisions (with their ingest-time summaries) as the decision-drift test takes
-    them. The chosen action's category is its label up to the first `@`
-    (`room-07@2026-11-24T15:00` is `room-07`): labels name a choice and its parameters, and
-    the distribution of parameters is the inputs' business."""
-
-    def column(name: str) -> np.ndarray:
-        return np.array(
-            [np.nan if d.get(name) is None else float(d[name]) for d in decisions],
-            dtype=np.float64,
-        )
-
-    return DecisionSample(
-        chosen=[(d.get("chosen") or "(none)").split("@", 1)[0] for d in decisions],
-        score=column("chosen_score"),
-        confidence=column("confidence"),
-        margin=column("margin"),
-        entropy=column("entropy"),
-        constraints_bound=np.array([bool(d.get("constraints_bound")) for d in decisions]),
-    )
 
 
 def _comparable(ref: pd.DataFrame, cur: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:

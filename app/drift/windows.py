@@ -9,15 +9,18 @@ correlated steps of one rollout), and its planner decision.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import orjson
 import pandas as pd
-from sqlalchemy import Engine, Text, and_, cast, func, select
+from sqlalchemy import ClauseElement, Connection, Engine, Text, and_, cast, func, select
+from sqlalchemy.sql.compiler import SQLCompiler
 
 from app.db import read_connection
+from app.drift.decisions import DecisionSample
 from app.ingest.decision_summary import summarise
 from app.models import PlannerDecision, Request, RequestModel, WorldModelState
 
@@ -39,8 +42,9 @@ class Window:
     features: pd.DataFrame
     # layer -> (rows, indices into trace_ids), one mean projection per request that has one.
     latent: dict[str, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)
-    # (decision dict, index into trace_ids)
-    decisions: list[tuple[dict[str, Any], int]] = field(default_factory=list)
+    # The planner decisions, in request order, and the index into trace_ids of each.
+    decisions: DecisionSample = field(default_factory=lambda: decision_columns([]))
+    decision_owners: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
 
     @property
     def requests(self) -> int:
@@ -60,8 +64,23 @@ class Window:
             trace_ids=[t for t, k in zip(self.trace_ids, keep, strict=True) if k],
             features=self.features[keep].reset_index(drop=True),
             latent=latent,
-            decisions=[(d, int(renumber[i])) for d, i in self.decisions if keep[i]],
+            decisions=self.decisions.take(np.flatnonzero(keep[self.decision_owners])),
+            decision_owners=renumber[self.decision_owners[keep[self.decision_owners]]],
         )
+
+
+# The decision columns a window reads: the chosen action and the summaries ingest computes.
+DECISION_COLUMNS = (
+    "chosen",
+    "confidence",
+    "chosen_score",
+    "margin",
+    "entropy",
+    "n_candidates",
+    "constraints_bound",
+)
+_DECISION_KEYS = ("trace_id", *DECISION_COLUMNS)
+_N_CANDIDATES = _DECISION_KEYS.index("n_candidates")  # None: stored before summaries
 
 
 def _model_filter(project_id: int, name: str, version: str) -> Any:
@@ -131,7 +150,7 @@ def load(engine: Engine, project_id: int, name: str, version: str, bounds: Bound
         .order_by(RequestModel.start_time_unix_nano, Request.trace_id)
     )
     states = (
-        # The projection as JSON text: parsed in one call per layer below, not row by row.
+        # The projection as JSON text: parsed in one call for the whole window below.
         select(
             WorldModelState.trace_id,
             WorldModelState.layer,
@@ -147,16 +166,7 @@ def load(engine: Engine, project_id: int, name: str, version: str, bounds: Bound
         .where(in_window, WorldModelState.project_id == project_id)
     )
     decisions = (
-        select(
-            PlannerDecision.trace_id,
-            PlannerDecision.chosen,
-            PlannerDecision.confidence,
-            PlannerDecision.chosen_score,
-            PlannerDecision.margin,
-            PlannerDecision.entropy,
-            PlannerDecision.n_candidates,
-            PlannerDecision.constraints_bound,
-        )
+        select(PlannerDecision.trace_id, *(getattr(PlannerDecision, c) for c in DECISION_COLUMNS))
         .join(
             RequestModel,
             and_(
@@ -167,69 +177,124 @@ def load(engine: Engine, project_id: int, name: str, version: str, bounds: Bound
         .where(in_window, PlannerDecision.project_id == project_id)
     )
     with read_connection(engine) as conn:
-        rows = conn.execute(requests).all()
-        trace_ids = [r.trace_id for r in rows]
+        request_rows = _fetch(conn, requests)
+        trace_ids = [r[0] for r in request_rows]
         index = {t: i for i, t in enumerate(trace_ids)}
-        parsed = orjson.loads("[" + ",".join(r.features or "null" for r in rows) + "]")
+        parsed = orjson.loads("[" + ",".join(r[1] or "null" for r in request_rows) + "]")
+        del request_rows
         features = pd.DataFrame.from_records([f if isinstance(f, dict) else {} for f in parsed])
-        by_layer: dict[str, tuple[list[int], list[list[float]]]] = {}
-        texts: dict[str, tuple[list[int], list[str]]] = {}
-        for trace_id, layer, projection in conn.execute(states).all():
-            owner = index.get(trace_id)
-            if owner is None or not projection or projection == "null":
-                continue
-            owners, raw = texts.setdefault(layer, ([], []))
-            owners.append(owner)
-            raw.append(projection)
-        for layer, (owners, raw) in texts.items():
-            by_layer[layer] = (owners, orjson.loads("[" + ",".join(raw) + "]"))
-        found_decisions = []
-        unsummarised = []
-        for d in conn.execute(decisions).all():
-            owner = index.get(d.trace_id)
-            if owner is None:
-                continue
-            found_decisions.append((dict(d._mapping), owner))
-            if d.n_candidates is None:
-                unsummarised.append(len(found_decisions) - 1)
-        if unsummarised:
-            _summarise_late(conn, project_id, [found_decisions[i][0] for i in unsummarised])
-    latent = {layer: _mean_per_request(*found) for layer, found in by_layer.items()}
-    found_decisions.sort(key=lambda item: item[1])
-    return Window(bounds, trace_ids, features, latent, found_decisions)
+        latent = _latent(_fetch(conn, states), index)
+        found = [(index.get(row[0], -1), row) for row in _fetch(conn, decisions)]
+        found = sorted((item for item in found if item[0] >= 0), key=lambda item: item[0])
+        late = [row[0] for _, row in found if row[_N_CANDIDATES] is None]
+        if late:
+            summaries = _summarise_late(conn, project_id, late)
+            found = [(owner, _with_summary(row, summaries)) for owner, row in found]
+    owners = np.fromiter((owner for owner, _ in found), dtype=np.int64, count=len(found))
+    columns = decision_columns([row for _, row in found])
+    return Window(bounds, trace_ids, features, latent, columns, owners)
+
+
+def decision_columns(rows: Sequence[tuple[Any, ...]]) -> DecisionSample:
+    """Decision rows (`_DECISION_KEYS`) as the decision-drift test takes them. The chosen
+    action's category is its label up to the first `@` (`room-07@2026-11-24T15:00` is
+    `room-07`): labels name a choice and its parameters, and the distribution of parameters
+    is the inputs' business."""
+    at = {key: i for i, key in enumerate(_DECISION_KEYS)}
+
+    def numbers(key: str) -> np.ndarray:
+        i = at[key]
+        return np.array([np.nan if r[i] is None else float(r[i]) for r in rows], dtype=np.float64)
+
+    chosen = at["chosen"]
+    return DecisionSample(
+        chosen=[(r[chosen] or "(none)").split("@", 1)[0] for r in rows],
+        score=numbers("chosen_score"),
+        confidence=numbers("confidence"),
+        margin=numbers("margin"),
+        entropy=numbers("entropy"),
+        constraints_bound=np.array([bool(r[at["constraints_bound"]]) for r in rows], dtype=bool),
+    )
+
+
+def _fetch(conn: Connection, query: ClauseElement) -> list[tuple[Any, ...]]:
+    """All rows of `query` as plain tuples, from the DBAPI cursor: a window is hundreds of
+    thousands of rows, and building a `Row` for each cost a third of the read."""
+    compiled = query.compile(dialect=conn.dialect)
+    assert isinstance(compiled, SQLCompiler)
+    params = compiled.construct_params()
+    args: Any = (
+        tuple(params[name] for name in compiled.positiontup or ())
+        if compiled.positional
+        else params
+    )
+    cursor = conn.connection.cursor()
+    try:
+        cursor.execute(str(compiled), args)
+        return list(cursor.fetchall())
+    finally:
+        cursor.close()
+
+
+def _latent(
+    rows: list[tuple[Any, ...]], index: dict[str, int]
+) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """Per layer, one mean projection per request (see the module docstring), from
+    `(trace_id, layer, projection JSON)` rows."""
+    if not rows:
+        return {}
+    trace_col, layer_col, projection_col = zip(*rows, strict=True)
+    owners = np.fromiter((index.get(t, -1) for t in trace_col), dtype=np.int64, count=len(rows))
+    vectors = orjson.loads("[" + ",".join(p or "null" for p in projection_col) + "]")
+    layers = np.asarray(layer_col, dtype=object)
+    latent = {}
+    for layer in sorted(set(layer_col)):
+        keep = np.flatnonzero((layers == layer) & (owners >= 0))
+        picked = [vectors[i] for i in keep]
+        usable = [j for j, v in enumerate(picked) if isinstance(v, list) and v]
+        if not usable:
+            continue
+        if len(usable) < len(picked):
+            keep, picked = keep[usable], [picked[j] for j in usable]
+        latent[layer] = _mean_per_request(owners[keep], picked)
+    return latent
 
 
 def _mean_per_request(
-    owners: list[int], vectors: list[list[float]]
+    owners: np.ndarray, vectors: list[list[float]]
 ) -> tuple[np.ndarray, np.ndarray]:
     """One vector per request: the mean of its steps' projections, vectorised."""
-    widths = [len(v) for v in vectors]
-    common = max(set(widths), key=widths.count)
-    if any(w != common for w in widths):
+    widths = np.fromiter((len(v) for v in vectors), dtype=np.int64, count=len(vectors))
+    common = int(np.bincount(widths).argmax())
+    if (widths != common).any():
         # A projection width changed mid-window (a new SDK setting): rows of another width
         # cannot be compared with these; the most common width wins.
-        kept = [i for i, w in enumerate(widths) if w == common]
-        owners = [owners[i] for i in kept]
+        kept = np.flatnonzero(widths == common)
+        owners = owners[kept]
         vectors = [vectors[i] for i in kept]
     rows = np.asarray(vectors, dtype=np.float64)
-    unique, position = np.unique(np.asarray(owners, dtype=np.int64), return_inverse=True)
+    unique, position = np.unique(owners, return_inverse=True)
     sums = np.zeros((len(unique), common))
     np.add.at(sums, position, rows)
     counts = np.bincount(position, minlength=len(unique)).astype(np.float64)
     return (sums / counts[:, None]).astype(np.float32), unique
 
 
-def _summarise_late(conn: Any, project_id: int, decisions: list[dict[str, Any]]) -> None:
-    """Decisions stored before summaries were computed at ingest: computed here from the
-    stored candidates."""
-    wanted = {d["trace_id"] for d in decisions}
-    found = {
+def _summarise_late(conn: Any, project_id: int, trace_ids: list[str]) -> dict[str, Any]:
+    """Decisions stored before summaries were computed at ingest: summarised here from the
+    stored candidates, by trace id."""
+    return {
         row.trace_id: summarise(row.candidates or [], row.chosen)
         for row in conn.execute(
             select(PlannerDecision.trace_id, PlannerDecision.chosen, PlannerDecision.candidates)
             .where(PlannerDecision.project_id == project_id)
-            .where(PlannerDecision.trace_id.in_(wanted))
+            .where(PlannerDecision.trace_id.in_(set(trace_ids)))
         )
     }
-    for decision in decisions:
-        decision.update(found.get(decision["trace_id"], {}))
+
+
+def _with_summary(row: tuple[Any, ...], summaries: dict[str, Any]) -> tuple[Any, ...]:
+    summary = summaries.get(row[0])
+    if summary is None or row[_N_CANDIDATES] is not None:
+        return row
+    return tuple(summary.get(key, value) for key, value in zip(_DECISION_KEYS, row, strict=True))
