@@ -5,7 +5,7 @@ model (name, or name and version) and one subject. The bundle (layout in `layout
 
 - the records of the requests in scope (and their spans, world-model states, planner
   decisions, policy evaluations, reviews, model stages; the model versions they name), as
-  JSON Lines and Parquet; each request carries its ledger event;
+  JSON Lines and Parquet; each request names its ledger event (seq and hash);
 - the ledger: in a **full** scope (no model, no subject, a period open at the start) every
   event from seq 1 up to the anchor head, so the verifier replays the chain and recomputes
   the root; in a **partial** scope only the selected events — the requests' own, the
@@ -21,6 +21,10 @@ model (name, or name and version) and one subject. The bundle (layout in `layout
 - drift reports of the period, a report for people (HTML and PDF), and `manifest.json`
   (scope, counts, ledger range, heads, policy sets in force, lineage, the SHA-256 of every
   file) signed with the audit signing key (`manifest.sig`).
+
+The ledger and the request records are written in numbered parts of `layout.PART_EVENTS`
+events (the records of the requests whose events are in events part k make requests part k),
+so a verifier can check the parts in parallel.
 
 Rows are streamed in chunks of ledger events, in seq order: memory holds one chunk, one
 Parquet row group per table, the Merkle tree of the log (~70 bytes an event) and the set of
@@ -54,6 +58,7 @@ from app.audit.records import (
     Column,
     FileInfo,
     HashingWriter,
+    PartWriter,
     TableSink,
     hash_file,
     selected,
@@ -348,6 +353,7 @@ class _Exporter:
         key: Ed25519PrivateKey,
         progress: Progress | None,
         prove_from: Sequence[int],
+        part_events: int = layout.PART_EVENTS,
     ) -> None:
         self.engine = engine
         self.scope = scope
@@ -355,6 +361,8 @@ class _Exporter:
         self.key = key
         self.progress = progress
         self.prove_from = prove_from
+        self.part_events = part_events
+        self.unlinked = 0  # requests written without a ledger event
         self.since_ns = to_unix_nano(scope.since) if scope.since else None
         self.until_ns = to_unix_nano(scope.until) if scope.until else None
         self.pseudonyms: set[str] = set()  # how the ledger names the scope's subject
@@ -396,7 +404,7 @@ class _Exporter:
                 for e in self.policy_sets
             ]
             self._open_sinks()
-            self.events_out = HashingWriter(self.staging, layout.EVENTS)
+            self.events_out = PartWriter(self.staging, layout.events_part)
             if full:
                 self._stream(1, anchor.tree_size, full=True, governance=[])
             else:
@@ -428,7 +436,9 @@ class _Exporter:
         columns = table_columns(Request, raw_json=True)
         self._request_columns = selected(Request, columns)
         extra = [Column("input", "str"), Column("erased", "bool"), Column("ledger", "rawjson")]
-        self.sinks["requests"] = TableSink(self.staging, "requests", [*columns, *extra])
+        self.sinks["requests"] = TableSink(
+            self.staging, "requests", [*columns, *extra], layout.requests_part
+        )
         for table, model, _ in _RELATED:
             self.sinks[table] = TableSink(self.staging, table, table_columns(model, raw_json=True))
             has_rows = self.conn.execute(
@@ -595,9 +605,14 @@ class _Exporter:
         return canonical, body
 
     def _write_event(self, row: Any, canonical: bytes) -> bytes:
-        """One line of `ledger/events.jsonl` (returned), and the run it extends."""
-        line = layout.event_line(canonical, bytes(row.hash), bytes(row.prev_hash))
-        self.events_out.write_line(line)
+        """One line of the ledger's parts, and the run it extends; returns the reference a
+        request record names it by. A full part starts the next, and the next requests part
+        with it."""
+        if self.events_out.lines == self.part_events:
+            self.events_out.next_part()
+            self.sinks["requests"].next_part()
+        event_hash = bytes(row.hash)
+        self.events_out.write_line(layout.event_line(canonical, event_hash, bytes(row.prev_hash)))
         facts = self.facts
         facts.events += 1
         if facts.first_seq is None:
@@ -611,7 +626,7 @@ class _Exporter:
                 runs[-1] = (runs[-1][0], row.seq)
             else:
                 runs.append((row.seq, row.seq))
-        return line
+        return layout.ledger_reference(row.seq, event_hash)
 
     def _stream(self, lo: int, hi: int, *, full: bool, governance: list[Any]) -> None:
         total = max(hi - lo + 1, 0)
@@ -636,11 +651,11 @@ class _Exporter:
                         )
                     prev = bytes(row.hash)
                 if full or request is not None:
-                    line = self._write_event(row, self._canonical(row)[0])
+                    reference = self._write_event(row, self._canonical(row)[0])
                     self.facts.chain_checked += full
                 if request is not None:
                     state = inputs.get(request.trace_id, "absent")
-                    self._write_request(request, (row, line), state)
+                    self._write_request(request, (row, reference), state)
             self._write_related(traces)
             done += len(part)
             if self.progress is not None:
@@ -738,8 +753,13 @@ class _Exporter:
     def _write_request(
         self, request: Any, event: tuple[Any, bytes] | None, input_state: str
     ) -> None:
-        """One request record; `event` is its ledger row and its line of events.jsonl, which
-        the record ends with (`"ledger": {"event": ..., "hash": ..., "prev_hash": ...}`)."""
+        """One request record; `event` is its ledger row and the reference the record ends
+        with (`"ledger": {"hash": ..., "seq": ...}`). Records without an event go to the
+        requests parts after the ledger's."""
+        if event is None:
+            if self.unlinked % self.part_events == 0:
+                self.sinks["requests"].next_part()
+            self.unlinked += 1
         self.covered.add(request.trace_id)
         erased = event is not None and event[0].subject in self.erased
         self.sinks["requests"].add((*request, input_state, erased, event and event[1]))
@@ -875,7 +895,7 @@ class _Exporter:
 
     def _ledger_files(self) -> None:
         facts = self.facts
-        facts.files.append(self.events_out.close(facts.events))
+        facts.files.extend(self.events_out.close())
         facts.counts["ledger_events"] = facts.events
         anchor = self.log.anchor
         tree = self.log.tree
@@ -952,12 +972,14 @@ def export_bundle(
     progress: Progress | None = None,
     prove_from: Iterable[int] = (),
     compresslevel: int | None = 1,
+    part_events: int = layout.PART_EVENTS,
 ) -> ExportResult:
     """Write the bundle of `scope` to `out` (a zip), signed with `key`.
 
     `prove_from` adds consistency proofs from these tree sizes to the anchor, besides those
     from every stored head. `compresslevel` None stores the JSON files uncompressed (bigger,
-    faster to verify); otherwise deflate at that level.
+    faster to verify); otherwise deflate at that level. `part_events`: events per part of
+    the ledger (the format's `layout.PART_EVENTS`; smaller only to test bundles of many parts).
 
     >>> result = export_bundle(engine, Scope("shop"), Path("shop.zip"), key)  # doctest: +SKIP
     """
@@ -968,7 +990,9 @@ def export_bundle(
     out.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=".export-", dir=out.parent))
     try:
-        exporter = _Exporter(engine, scope, staging, key, progress, list(prove_from))
+        exporter = _Exporter(
+            engine, scope, staging, key, progress, list(prove_from), part_events
+        )
         facts = exporter.run()
         facts.created_at = chain.format_time(datetime.now(UTC))
         facts.key_id = heads.key_id(key.public_key())

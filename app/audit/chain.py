@@ -36,7 +36,7 @@ from enum import StrEnum
 from json.encoder import encode_basestring
 from typing import Any
 
-from app.audit import jcs, merkle
+from app.audit import fastjcs, jcs, merkle
 
 GENESIS = bytes(32)
 FIELDS = frozenset({"seq", "project", "kind", "created_at", "payload"})
@@ -115,20 +115,20 @@ def canonical(event: Event) -> bytes:
     payload = event["payload"]
     if not isinstance(payload, Mapping):
         raise ValueError(f"payload must be a JSON object (a mapping), not {type(payload).__name__}")
-    # The members in JCS order, written out: the same bytes as jcs.dumps of the five fields.
-    return jcs.utf8(
+    # The members in JCS order, written out: the same bytes as jcs.dumps of the five fields
+    # (the payload through fastjcs, which gives jcs's bytes at orjson's speed).
+    head = jcs.utf8(
         '{"created_at":'
         + encode_basestring(_created_at(event["created_at"]))
         + ',"kind":'
         + encode_basestring(_label(event, "kind"))
         + ',"payload":'
-        + jcs.text(payload)
-        + ',"project":'
-        + encode_basestring(_label(event, "project"))
-        + ',"seq":'
-        + str(seq)
-        + "}"
     )
+    tail = jcs.utf8(',"project":' + encode_basestring(_label(event, "project")) + ',"seq":')
+    body = fastjcs.dumps(payload)
+    if b"null" in body:  # orjson writes NaN and infinities as null, which JCS refuses
+        body = jcs.dumps(payload)
+    return b"".join((head, body, tail, str(seq).encode(), b"}"))
 
 
 def event_hash(prev_hash: bytes, event: Event) -> bytes:

@@ -135,7 +135,11 @@ def verify(
         typer.Option(help="On success, write the bundle's anchor head here (pin it next time)"),
     ] = None,
     workers: Annotated[
-        int | None, typer.Option(help="Worker processes [default: 2 for large bundles]")
+        int | None,
+        typer.Option(
+            help="Worker processes, each checking a part of the ledger at a time; 0: none "
+            "(default: one per CPU, up to 8, for bundles above 64 MB)"
+        ),
     ] = None,
 ) -> None:
     """Check a bundle offline (no database, no network) against the key you trust.

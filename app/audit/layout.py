@@ -7,28 +7,46 @@ A bundle is a zip:
     manifest.sig               Ed25519 signature of manifest.json's exact bytes (64 raw bytes)
     public-key.pem             the signer's public key, for convenience only: verify with
                                the key you trust (`warden verify --public-key`)
-    records/<table>.jsonl      one JSON object per line, and the same rows as
-    records/<table>.parquet    Parquet (row groups of `PARQUET_ROW_GROUP` rows)
-    ledger/events.jsonl        the ledger events, one `event_line` each, in seq order
+    ledger/events-00001.jsonl  the ledger events, one `event_line` each, in seq order, in
+    ledger/events-00002.jsonl  numbered parts of at most `PART_EVENTS` events (at least one
+    ...                        part, maybe empty)
+    records/requests-00001.jsonl  the request records whose events are in events part 1, in
+    ...                        the same order; one requests part per events part (maybe
+                               empty), then parts of at most `PART_EVENTS` requests stored
+                               before the ledger began (`ledger` null)
+    records/requests.parquet   all request records as Parquet
+    records/<table>.jsonl      the other tables, one JSON object per line, and the same rows
+    records/<table>.parquet    as Parquet (row groups of `PARQUET_ROW_GROUP` rows)
     ledger/proofs.jsonl        partial scope only: one inclusion proof per run of events
     ledger/heads.jsonl         earlier signed heads, each with a consistency proof to the anchor
     drift/reports.jsonl        drift reports in the period
     report.html, report.pdf    the human-readable report
 
-An event line is itself canonical JSON (members sorted, no whitespace) and carries the
-event's canonical bytes verbatim, so a verifier hashes exactly the bytes it reads:
+The parts let a verifier check a large bundle in parallel, a part per process: a deflated
+member can only be read from its start. An event line is itself canonical JSON (members
+sorted, no whitespace) and carries the event's canonical bytes verbatim, so a verifier hashes
+exactly the bytes it reads:
 
     {"event":<canonical(event)>,"hash":"<64 hex>","prev_hash":"<64 hex>"}
+
+A request record ends with a reference to its event, `ledger_reference`:
+
+    ...,"ledger":{"hash":"<64 hex>","seq":<seq>}}
 """
 
 from __future__ import annotations
 
-FORMAT = "warden-export-v1"
+import re
+
+FORMAT = "warden-export-v2"
+# Events per part of the ledger (and request records per part of those without an event). Small
+# enough that a verifier's processes share a large bundle evenly (a million records: 31 parts);
+# a power of two, so that in a full bundle each whole part is one subtree of the Merkle tree.
+PART_EVENTS = 32_768
 
 MANIFEST = "manifest.json"
 SIGNATURE = "manifest.sig"
 PUBLIC_KEY = "public-key.pem"
-EVENTS = "ledger/events.jsonl"
 PROOFS = "ledger/proofs.jsonl"
 HEADS = "ledger/heads.jsonl"
 DRIFT = "drift/reports.jsonl"
@@ -47,7 +65,6 @@ RECORD_TABLES = (
     "reviews",
     "model_versions",
 )
-REQUESTS = "records/requests.jsonl"
 PARQUET_ROW_GROUP = 65_536
 
 FULL = "full"
@@ -66,6 +83,7 @@ REQUEST_MEMBERS = (
     "root_span_id", "fingerprint", "fingerprint_key_id", "outcome", "status", "models"
 )  # fmt: skip
 
+_PART = re.compile(r"(ledger/events|records/requests)-(\d{5,})\.jsonl")
 _EVENT_HEAD = b'{"event":'
 _HASH_TAG = b',"hash":"'
 _PREV_TAG = b'","prev_hash":"'
@@ -88,12 +106,49 @@ def erased_pseudonym(kind: str, payload: object) -> str | None:
 
 
 def records_path(table: str, extension: str = "jsonl") -> str:
-    """`records/requests.jsonl` and the like."""
+    """`records/spans.jsonl` and the like (the request records are in parts)."""
     return f"records/{table}.{extension}"
 
 
+def events_part(number: int) -> str:
+    """The name of the `number`th part of the ledger (from 1).
+
+    >>> events_part(1)
+    'ledger/events-00001.jsonl'
+    """
+    return f"ledger/events-{number:05d}.jsonl"
+
+
+def requests_part(number: int) -> str:
+    """The name of the `number`th part of the request records (from 1)."""
+    return f"records/requests-{number:05d}.jsonl"
+
+
+def part_number(name: str) -> tuple[str, int] | None:
+    """("events", n) or ("requests", n) for the name of a part, else None.
+
+    >>> part_number("records/requests-00012.jsonl"), part_number("records/requests.jsonl")
+    (('requests', 12), None)
+    """
+    found = _PART.fullmatch(name)
+    if found is None:
+        return None
+    kind, number = ("events" if found[1] == "ledger/events" else "requests"), int(found[2])
+    canonical = events_part(number) if kind == "events" else requests_part(number)
+    return (kind, number) if number and name == canonical else None
+
+
+def ledger_reference(seq: int, event_hash: bytes) -> bytes:
+    """A request record's `ledger` member: the seq and hash of its event.
+
+    >>> ledger_reference(7, bytes(32))[:20]
+    b'{"hash":"00000000000'
+    """
+    return b'{"hash":"%s","seq":%d}' % (event_hash.hex().encode(), seq)
+
+
 def event_line(canonical: bytes, event_hash: bytes, prev_hash: bytes) -> bytes:
-    """The line of `ledger/events.jsonl` for one event, without the newline.
+    """The line of an events part for one event, without the newline.
 
     >>> event_line(b'{"seq":1}', bytes(32), bytes(32))[:22]
     b'{"event":{"seq":1},"ha'

@@ -11,7 +11,9 @@ returned) and writes each as one JSON object per line and, in row groups, as Par
 | bytes             | lower-case hex                      | string (hex)             |
 | JSON              | nested                              | string (the JSON text)   |
 
-Rows are streamed: memory holds one row group per table, never the whole export.
+Rows are streamed: memory holds one row group per table, never the whole export. A table
+whose JSON Lines are split into numbered parts (the request records, one part per part of the
+ledger) takes a `part_name`; `next_part` closes one part and starts the next.
 """
 
 from __future__ import annotations
@@ -67,14 +69,46 @@ class HashingWriter:
         self._digest.update(data)
         self._size += len(data)
 
-    def write_line(self, line: bytes) -> None:
-        """`line` and a newline."""
-        self.write(line + b"\n")
+    def write_line(self, line: bytes, *, ended: bool = False) -> None:
+        """`line` and a newline (`ended`: `line` ends with its newline already)."""
+        self.write(line if ended else line + b"\n")
         self.lines += 1
 
     def close(self, records: int | None = None) -> FileInfo:
         self._file.close()
         return FileInfo(self.relative, self._digest.hexdigest(), self._size, records)
+
+
+class PartWriter:
+    """Lines written to numbered files, `part_name(1)`, `part_name(2)`, ..., each hashed.
+
+    The first part is opened at once, so there is always one, maybe empty.
+    """
+
+    def __init__(self, root: Path, part_name: Callable[[int], str]) -> None:
+        self._root = root
+        self._part_name = part_name
+        self._closed: list[FileInfo] = []
+        self._current = HashingWriter(root, part_name(1))
+
+    @property
+    def lines(self) -> int:
+        """Lines in the current part."""
+        return self._current.lines
+
+    @property
+    def parts(self) -> int:
+        return len(self._closed) + 1
+
+    def write_line(self, line: bytes, *, ended: bool = False) -> None:
+        self._current.write_line(line, ended=ended)
+
+    def next_part(self) -> None:
+        self._closed.append(self._current.close(self._current.lines))
+        self._current = HashingWriter(self._root, self._part_name(self.parts))
+
+    def close(self) -> list[FileInfo]:
+        return [*self._closed, self._current.close(self._current.lines)]
 
 
 def hash_file(root: Path, relative: str, records: int | None = None) -> FileInfo:
@@ -182,7 +216,13 @@ def selected(model: Any, columns: Sequence[Column]) -> list[Any]:
 class TableSink:
     """`records/<table>.jsonl` and `records/<table>.parquet`, written row by row."""
 
-    def __init__(self, root: Path, table: str, columns: Sequence[Column]) -> None:
+    def __init__(
+        self,
+        root: Path,
+        table: str,
+        columns: Sequence[Column],
+        part_name: Callable[[int], str] | None = None,
+    ) -> None:
         self.root = root
         self.table = table
         self.columns = list(columns)
@@ -197,7 +237,11 @@ class TableSink:
             if _KINDS[c.kind][1] is not _same
         ]  # fmt: skip
         self._schema = pa.schema([(c.name, _KINDS[c.kind][2]) for c in self.columns])
-        self._jsonl = HashingWriter(root, records_path(table))
+        self._jsonl: HashingWriter | PartWriter = (
+            HashingWriter(root, records_path(table))
+            if part_name is None
+            else PartWriter(root, part_name)
+        )
         self._parquet_path = records_path(table, "parquet")
         (root / self._parquet_path).parent.mkdir(parents=True, exist_ok=True)
         self._parquet = pq.ParquetWriter(
@@ -214,11 +258,17 @@ class TableSink:
         for i, convert in self._to_json:
             values[i] = convert(values[i])
         record = dict(zip(self._names, values, strict=True))
-        self._jsonl.write(orjson.dumps(record, option=_JSON_LINE))
+        self._jsonl.write_line(orjson.dumps(record, option=_JSON_LINE), ended=True)
         self.count += 1
         if len(self._rows) >= PARQUET_ROW_GROUP:
             self._flush()
         return record
+
+    def next_part(self) -> None:
+        """Close this part of the JSON Lines and start the next (`part_name` only)."""
+        if not isinstance(self._jsonl, PartWriter):
+            raise TypeError(f"records/{self.table}.jsonl is one file, not parts")
+        self._jsonl.next_part()
 
     def _flush(self) -> None:
         if not self._rows:
@@ -236,7 +286,9 @@ class TableSink:
     def close(self) -> list[FileInfo]:
         self._flush()
         self._parquet.close()
-        return [
-            self._jsonl.close(self.count),
-            hash_file(self.root, self._parquet_path, self.count),
-        ]
+        jsonl = (
+            self._jsonl.close()
+            if isinstance(self._jsonl, PartWriter)
+            else [self._jsonl.close(self.count)]
+        )
+        return [*jsonl, hash_file(self.root, self._parquet_path, self.count)]

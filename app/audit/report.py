@@ -73,7 +73,7 @@ def duties(facts: Facts) -> list[dict[str, str]]:
     return [
         {
             "duty": "Art. 12(1) — automatic recording of events over the system's lifetime",
-            "where": f"{layout.EVENTS}, {layout.HEADS}, manifest.json > ledger",
+            "where": f"ledger/events-*.jsonl, {layout.HEADS}, manifest.json > ledger",
             "holds": (
                 f"{facts.events} ledger events (seq {facts.first_seq or '—'}-"
                 f"{facts.last_seq or '—'}), {facts.mode} scope, anchored in a head of "
@@ -82,7 +82,9 @@ def duties(facts: Facts) -> list[dict[str, str]]:
         },
         {
             "duty": "Art. 12(3)(a) — period of each use (start and end date and time)",
-            "where": "records/requests.* > start_time_unix_nano, end_time_unix_nano",
+            "where": (
+                "records/requests-*.jsonl, .parquet > start_time_unix_nano, end_time_unix_nano"
+            ),
             "holds": (
                 f"{facts.requests} uses from {_iso(facts.first_start)} to "
                 f"{_iso(facts.last_start)}{erased}"
@@ -99,8 +101,8 @@ def duties(facts: Facts) -> list[dict[str, str]]:
         {
             "duty": "Art. 12(3)(c) — input data for which the search led to a match",
             "where": (
-                "records/requests.* > fingerprint, outcome; records/planner_decisions.*; "
-                "records/policy_evaluations.*"
+                "records/requests-*.jsonl, .parquet > fingerprint, outcome; "
+                "records/planner_decisions.*; records/policy_evaluations.*"
             ),
             "holds": (
                 f"{facts.requests} input fingerprints (HMAC-SHA256 of the input), outcomes "
@@ -237,7 +239,7 @@ erased</span> (their subject's personal data was erased: the rows stay, marked, 
 still verifies){% endif %}.
 Outcomes: {% for k, v in f.outcomes.most_common() %}{{ k }} {{ v }}{% if not loop.last %},
 {% endif %}{% endfor %}.{% if f.requests > f.sample|length %} The first {{ f.sample|length }}
-are listed; all are in <code>records/requests.jsonl</code>.{% endif %}</p>
+are listed; all are in <code>records/requests-*.jsonl</code>.{% endif %}</p>
 <table><tr><th>trace</th><th>start</th><th>end</th><th>outcome</th><th>input fingerprint</th>
 <th>models</th><th>ledger seq</th><th></th></tr>
 {% for r in requests %}<tr><td><code>{{ r.trace_id }}</code></td><td>{{ r.start }}</td>
@@ -288,7 +290,7 @@ if retention.high_risk %} (high-risk system: at least six months){% endif %};
 
 {% if f.erased_ids %}<h2>Erased</h2>
 <p>Requests whose subject was erased (an <code>erasure</code> event in the ledger names the
-subject's digest); marked <code>"erased": true</code> in <code>records/requests.*</code>:</p>
+subject's digest); marked <code>"erased": true</code> in <code>records/requests-*.jsonl</code>:</p>
 <p>{% for t in f.erased_ids %}<code>{{ t }}</code> <span class="erased">erased</span>{% if not
 loop.last %}, {% endif %}{% endfor %}</p>{% endif %}
 
@@ -384,7 +386,7 @@ def render_pdf(facts: Facts) -> bytes:
     paragraph(
         f"{facts.requests} requests ({facts.uncovered} without a ledger event, "
         f"{facts.erased} erased). Outcomes: {dict(facts.outcomes.most_common())}. "
-        f"Up to {_PDF_ROWS} are listed; all are in records/requests.jsonl."
+        f"Up to {_PDF_ROWS} are listed; all are in records/requests-*.jsonl."
     )
     table(["trace", "start", "end", "outcome", "fingerprint", "models", "seq", ""],
           [[r["trace_id"], r["start"], r["end"], r["outcome"], r["fingerprint"], r["models"],

@@ -3,51 +3,68 @@
 `verify_bundle(bundle, [public_key], pin=None)` checks, in this order:
 
 1. the manifest's Ed25519 signature under a key you trust (`manifest.sig`; the bundle's own
-   `public-key.pem` is never used to decide) .......................... exit 10
+   `public-key.pem` is never used to decide), and that it is a `layout.FORMAT` manifest .. exit 10
 2. every signed head the bundle names: key id and signature ............. exit 15
-3. the zip holds exactly the manifest's files, each with its SHA-256 ..... exit 11
+3. the zip holds exactly the manifest's files, each with its SHA-256 and size; the parts of
+   the ledger and of the request records are numbered 1, 2, 3 ... without a gap .. exit 11
 4. each ledger event: its line carries the canonical bytes of an event of this project
    (RFC 8785, re-encoded and compared byte for byte), and SHA-256(prev_hash || those bytes)
-   is its hash; each request record ends with its event's line (byte for byte) and agrees
-   with it (trace, fingerprint, models, outcome, ...); the `erased` markers are those the
-   ledger's `erasure` events imply ...................................... exit 12
-5. the chain: full scope — seq 1, 2, 3 ... each linked to the one before, up to the anchor
-   head's size; partial scope — increasing seqs, each run of consecutive ones linked .. 13
+   is its hash; each request record names its event (seq and hash: `layout.ledger_reference`),
+   is in the requests part of its event's part, in ledger order, and agrees with the event
+   (trace, fingerprint, models, outcome, ...); the `erased` markers are those the ledger's
+   `erasure` events imply ................................................ exit 12
+5. the chain: full scope — seq 1, 2, 3 ... each linked to the one before, across the parts,
+   up to the anchor head's size; partial scope — increasing seqs, each run of consecutive
+   ones linked ............................................................ exit 13
 6. the Merkle tree: full scope — the events give the anchor's root; partial scope — the last
    event of each run has an RFC 6962 inclusion proof against the anchor ... exit 14
 7. the manifest's counts: records per file (lines, Parquet rows), events, erased ... exit 16
 8. consistency: every earlier head's proof to the anchor; with `pin` (a head you kept from
    an earlier export), that the log you saw then is a prefix of this one ... exit 17
 
-The first failure decides the exit code; its message names the file, line and seq. A file
-whose digest differs is reported as such (11), with the first bad record found in it, if any.
+The first failure decides the exit code; its message names the file, line and seq. "First"
+is in file order, whichever process found it: events before records, then by part, then by
+line (a bad hash before a bad link on the same line). A file whose digest differs is reported
+as such (11), with the first bad record found in it, if any.
 
 What passing means. Without a pin: the bundle is what the holder of the signing key signed,
 and internally consistent — not that the log was never rewritten, since the holder of the
 key can rewrite it and sign again. With a pin: additionally, everything recorded up to the
 pinned head is in this log unchanged.
 
-Large bundles are checked with worker processes: this process reads the files, frames the
-event lines, checks the order and links of the chain and pairs each record with its event;
-the workers hash and parse, a batch of lines at a time (`_check_batch`).
+How the work is split. A part of the ledger and its part of the request records are one unit
+of work (`_check_part`), done whole by one process, which opens the zip itself: it inflates
+and hashes both members, frames every event line, checks every hash and canonical form, the
+chain inside the part and each record against its event, and hands back a small summary —
+the seqs and hashes at the part's ends, the roots of the Merkle subtrees the part fills, the
+erasure facts, its first problem. This process then links the parts' chains end to end,
+builds the root from the subtrees, matches erasures with the records they mark across parts,
+and checks the proofs, heads, counts and pin. Bundles above `PARALLEL_BYTES` are checked by
+worker processes this way, one unit at a time; smaller ones in this process, the same way.
 """
 
 from __future__ import annotations
 
+import binascii
 import contextlib
 import hashlib
 import io
 import json
+import operator
 import os
 import re
+import struct
+import sys
+import threading
 import time
 import zipfile
 import zlib
-from collections.abc import Iterator, Sequence
-from concurrent.futures import ProcessPoolExecutor
+from collections.abc import Iterable, Iterator, Sequence
+from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass, field
 from enum import IntEnum
 from multiprocessing import get_context
+from multiprocessing.context import BaseContext
 from pathlib import Path
 from typing import IO, Any
 
@@ -59,9 +76,10 @@ from app.audit import chain, fastjcs, heads, layout, merkle
 from app.audit.heads import TreeHead
 
 _sha256 = hashlib.sha256
-_TIME = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{6}Z")
+# ASCII digits only: `\d` would take any script's digits for a time's.
+_TIME = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}\.[0-9]{6}Z")
 _HEX64 = re.compile(r"[0-9a-f]{64}")
-# Bundles above this size are checked by worker processes, one per group of files.
+# Bundles above this size are checked by worker processes, one part of the ledger at a time.
 PARALLEL_BYTES = 64 * 1024 * 1024
 
 
@@ -101,7 +119,7 @@ class Problem:
     seq: int | None = None
 
     def message(self) -> str:
-        """One line: `[13 chain] ledger/events.jsonl line 42 (seq 42): ...`."""
+        """One line: `[13 chain] ledger/events-00001.jsonl line 42 (seq 42): ...`."""
         where = self.file or ""
         if self.line is not None:
             where += f" line {self.line}"
@@ -132,6 +150,8 @@ class Verdict:
     erased: int = 0
     uncovered: int = 0
     seconds: float = 0.0
+    parts: int = 0  # of the ledger
+    workers: int = 0  # processes that checked them (0: this one)
     warnings: list[str] = field(default_factory=list)
 
     @property
@@ -196,7 +216,7 @@ def _lines(member: IO[bytes], digest: Any, counter: list[int]) -> Iterator[bytes
 
 @dataclass(frozen=True)
 class _Context:
-    """What every group needs, picklable for worker processes."""
+    """What this process's checks need, picklable for worker processes."""
 
     source: str | bytes
     project: str
@@ -211,9 +231,9 @@ def _open(source: str | bytes) -> zipfile.ZipFile:
     return zipfile.ZipFile(io.BytesIO(source) if isinstance(source, bytes) else source)
 
 
-def _opened(ctx: _Context, bundle: zipfile.ZipFile | None) -> Any:
+def _opened(source: str | bytes, bundle: zipfile.ZipFile | None) -> Any:
     """The bundle already open in this process, or the bundle opened anew (a worker)."""
-    return contextlib.nullcontext(bundle) if bundle is not None else _open(ctx.source)
+    return contextlib.nullcontext(bundle) if bundle is not None else _open(source)
 
 
 @dataclass
@@ -225,6 +245,13 @@ class _FileCheck:
     digest_ok: bool = True
     problem: Problem | None = None
     unreadable: str = ""
+
+
+_READ_ERRORS = (zipfile.BadZipFile, zlib.error, EOFError, OSError, ValueError, KeyError)
+
+
+def _digest_ok(expected: dict[str, Any], digest: Any, size: int) -> bool:
+    return digest.hexdigest() == expected.get("sha256") and size == expected.get("bytes")
 
 
 def _read_member(
@@ -243,70 +270,505 @@ def _read_member(
                 result.problem = stop.problem
             for _ in lines:  # the rest still counts for the digest
                 pass
-    except (zipfile.BadZipFile, zlib.error, EOFError, OSError, ValueError) as error:
+    except _READ_ERRORS as error:
         result.unreadable = str(error) or type(error).__name__
         result.digest_ok = False
         return result
-    expected = ctx.files[name]
-    result.digest_ok = digest.hexdigest() == expected.get("sha256") and size[0] == expected.get(
-        "bytes"
-    )
+    result.digest_ok = _digest_ok(ctx.files[name], digest, size[0])
     return result
 
 
-def _count_lines(lines: Iterator[bytes]) -> int:
-    count = 0
-    for count, _ in enumerate(lines, 1):  # noqa: B007
-        pass
-    return count
+# Compressed bytes read at a time: a block of some 300 KB once inflated, small enough that it
+# and its lines stay in the CPU's cache while they are worked on. Stored members: `_BLOCK`.
+_INFLATE_IN = 64 * 1024
+_BLOCK = 256 * 1024
+_LOCAL_HEADER = struct.Struct("<4s22xHH")  # signature, ..., name length, extra field length
 
 
-# --- the ledger: events, proofs, heads ----------------------------------------------------
+def _inflated(source: str | bytes, info: zipfile.ZipInfo) -> Iterator[bytes]:
+    """A member's bytes, a block at a time, read from its own file handle.
+
+    Not zipfile's reader: it computes zip's CRC-32 of every byte and copies its buffers, a
+    sixth of a verifier's time, when the SHA-256 the signed manifest gives for the member
+    covers every byte already. A member that does not inflate whole is unreadable.
+    """
+    if info.flag_bits & 0x21:  # encrypted, or compressed patched data
+        raise zipfile.BadZipFile(f"{info.filename}: encrypted or patched data")
+    if info.compress_type not in (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED):
+        raise zipfile.BadZipFile(f"{info.filename}: compression method {info.compress_type}")
+    inflate = zlib.decompressobj(-zlib.MAX_WBITS) if info.compress_type else None
+    with open(source, "rb") if isinstance(source, str) else io.BytesIO(source) as file:
+        file.seek(info.header_offset)
+        header = file.read(_LOCAL_HEADER.size)
+        if len(header) != _LOCAL_HEADER.size:
+            raise EOFError(f"{info.filename}: no local header")
+        magic, name_size, extra_size = _LOCAL_HEADER.unpack(header)
+        name = file.read(name_size).decode("utf-8" if info.flag_bits & 0x800 else "cp437")
+        if magic != b"PK\x03\x04" or name != info.orig_filename:
+            raise zipfile.BadZipFile(f"{info.filename}: the local header is not the directory's")
+        file.seek(extra_size, os.SEEK_CUR)
+        left = info.compress_size
+        while left:
+            data = file.read(min(left, _INFLATE_IN if inflate is not None else _BLOCK))
+            if not data:
+                raise EOFError(f"{info.filename} is cut short")
+            left -= len(data)
+            if inflate is not None:
+                data = inflate.decompress(data)
+            if data:
+                yield data
+        if inflate is not None:
+            if not inflate.eof or inflate.unused_data:
+                raise zlib.error(f"{info.filename}: the deflate stream does not end with it")
+            if data := inflate.flush():
+                yield data
 
 
 class _Stream:
-    """A member read line by line, hashed as it is read; a read error ends it (noted)."""
+    """A member read a block at a time and split into lines, hashed and counted as it is read,
+    whatever the reader makes of the lines; a read error ends it (noted)."""
 
-    def __init__(self, bundle: zipfile.ZipFile, name: str) -> None:
+    def __init__(self, bundle: zipfile.ZipFile, source: str | bytes, name: str) -> None:
         self.name = name
         self.digest = _sha256()
         self.size = 0
         self.lines = 0
         self.error = ""
-        self._member = bundle.open(name)
+        self._pieces = self._read(bundle, source)
 
-    def __iter__(self) -> Iterator[bytes]:
+    def _read(
+        self, bundle: zipfile.ZipFile, source: str | bytes
+    ) -> Iterator[tuple[bytes, list[bytes], bool]]:
+        """(a block as read, the lines it ends, whether the first of them began in an earlier
+        block); the file's last line comes alone, as its own block, if no newline ends it."""
         rest = b""
         digest = self.digest
         try:
-            while chunk := self._member.read(1 << 20):
-                digest.update(chunk)
-                self.size += len(chunk)
-                if rest:
-                    chunk = rest + chunk
-                parts = chunk.split(b"\n")
-                rest = parts.pop()
-                self.lines += len(parts)
-                yield from parts
-        except (zipfile.BadZipFile, zlib.error, EOFError, OSError, ValueError) as error:
+            for block in _inflated(source, bundle.getinfo(self.name)):
+                digest.update(block)
+                self.size += len(block)
+                lines = block.split(b"\n")
+                joined = bool(rest)
+                if joined:  # no copy of the block to join a line across two
+                    lines[0] = rest + lines[0]
+                rest = lines.pop()
+                if lines:
+                    self.lines += len(lines)
+                    yield block, lines, joined
+        except _READ_ERRORS as error:
             self.error = str(error) or type(error).__name__
             return
-        finally:
-            self._member.close()
         if rest:
             self.lines += 1
-            yield rest
+            yield rest, [rest], False
 
-    def check(self, ctx: _Context, problem: Problem | None) -> _FileCheck:
+    def pieces(self) -> Iterator[tuple[bytes, list[bytes], bool]]:
+        return self._pieces
+
+    def each_line(self) -> Iterator[bytes]:
+        for _, lines, _ in self._pieces:
+            yield from lines
+
+    def check(self, expected: dict[str, Any], problem: Problem | None) -> _FileCheck:
         """Drained (for the digest), compared with the manifest."""
-        result = _FileCheck(self.name, lines=self.lines, problem=problem, unreadable=self.error)
-        expected = ctx.files[self.name]
-        result.digest_ok = (
-            not self.error
-            and self.digest.hexdigest() == expected.get("sha256")
-            and self.size == expected.get("bytes")
+        for _ in self._pieces:
+            pass
+        return _FileCheck(
+            self.name,
+            lines=self.lines,
+            problem=problem if problem is not None and problem.file == self.name else None,
+            unreadable=self.error,
+            digest_ok=not self.error and _digest_ok(expected, self.digest, self.size),
         )
+
+
+# --- one part: events part k and requests part k, checked whole ---------------------------
+
+
+@dataclass(frozen=True)
+class _Part:
+    """A unit of work: events part `number` and its requests part, or (`events` None) a
+    requests part of records without a ledger event. Picklable, for worker processes."""
+
+    source: str | bytes
+    number: int
+    events: str | None
+    requests: str
+    project: str
+    full: bool
+    expected: dict[str, dict[str, Any]]  # the manifest's entries of the two files
+    pin_size: int | None  # full scope: the part holding this seq returns its hashes
+
+
+@dataclass
+class _PartResult:
+    """What a part holds and how it ends, for this process to join the parts together."""
+
+    number: int
+    requests: str
+    events_name: str | None = None
+    files: list[_FileCheck] = field(default_factory=list)
+    problem: Problem | None = None  # the part's first, events before records
+    events: int = 0
+    first_seq: int | None = None  # of its first event line, once that line checked out
+    first_prev: str = ""  # that line's prev_hash
+    last_seq: int | None = None  # of its last event, if every line checked out
+    last_hash: bytes = b""
+    # Full scope: the part's leaves as aligned perfect subtrees, (first leaf, height, root).
+    subtrees: list[tuple[int, int, bytes]] = field(default_factory=list)
+    hashes: bytes = b""  # full scope, the part holding the pinned size: its event hashes
+    # Partial scope: each run of consecutive seqs, (first, last, hash of the last).
+    runs: list[tuple[int, int, bytes]] = field(default_factory=list)
+    erased: list[str] = field(default_factory=list)  # pseudonyms erasure events name
+    claims: list[tuple[int, int, str | None]] = field(default_factory=list)  # marked erased
+    subjects: dict[str, tuple[int, int]] = field(default_factory=dict)  # first of each
+    uncovered: int = 0
+    erased_records: int = 0
+
+
+_FRAME_HEAD = b'{"event":'
+_FRAME_TAIL = 154  # ,"hash":"<64 hex>","prev_hash":"<64 hex>"}
+_HASH_TAG = b',"hash":"'
+_PREV_TAG = b'","prev_hash":"'
+_FRAME_END = b'"}'
+_HEX64_BYTES = re.compile(rb"[0-9a-f]{64}")
+_NO_LEDGER = b',"ledger":null}'
+_REFERENCE = b',"ledger":{"hash":"%s","seq":%d}}'  # `layout.ledger_reference`, as it ends a line
+_SHARED = operator.itemgetter("trace_id", *layout.REQUEST_MEMBERS)  # compared in one go
+_START = "start_time_unix_nano"
+
+
+def _check_part(part: _Part, bundle: zipfile.ZipFile | None = None) -> _PartResult:
+    """Everything about one part that needs no other part (see the module docstring)."""
+    with _opened(part.source, bundle) as opened:
+        return _PartCheck(part).run(opened)
+
+
+class _PartCheck:
+    """One part's check, in one process: `run` reads both files through and fills `result`."""
+
+    def __init__(self, part: _Part) -> None:
+        self.part = part
+        self.result = _PartResult(part.number, part.requests, part.events)
+        self.record_problem: Problem | None = None
+
+    def run(self, bundle: zipfile.ZipFile) -> _PartResult:
+        part, result = self.part, self.result
+        events = _Stream(bundle, part.source, part.events) if part.events is not None else None
+        records = _Stream(bundle, part.source, part.requests)
+        problem: Problem | None = None
+        try:
+            if events is not None:
+                self._events(events, records.each_line())
+            else:
+                self._unlinked(records.each_line())
+        except _Stop as stop:
+            problem = stop.problem
+        # An event's problem comes first: records are checked against the events.
+        result.problem = problem or self.record_problem
+        if events is not None:
+            result.files.append(events.check(part.expected[events.name], result.problem))
+        result.files.append(records.check(part.expected[records.name], result.problem))
         return result
+
+    def _events(self, events: _Stream, records: Iterator[bytes]) -> None:
+        """The hot loop: every event line of the part, and each record with its event.
+
+        Records are in the order of their events and end with their reference, so pairing is
+        comparing bytes; the first record that pairs with no event is a problem. A record's
+        problem stops the records, not the events: an event's problem would come first. What
+        passes is checked once, inline; what does not is checked again, slowly, to say why.
+        """
+        part, result = self.part, self.result
+        name, project, full = events.name, part.project, part.full
+        sha256, hexlify, fromhex = _sha256, binascii.hexlify, bytes.fromhex
+        loads, dumps, options, doubts = orjson.loads, orjson.dumps, fastjcs.OPTIONS, fastjcs.doubts
+        decode_errors = (orjson.JSONDecodeError, orjson.JSONEncodeError)
+        record_errors = (orjson.JSONDecodeError, KeyError, TypeError)
+        time_ok, shared, start_member = _TIME.fullmatch, _SHARED, _START
+        field_count = len(chain.FIELDS)
+        request_kind, erasure_kind = layout.REQUEST_KIND, layout.ERASURE_KIND
+        erased_member, subject_member = layout.ERASED_MEMBER, layout.SUBJECT_MEMBER
+        reference = _REFERENCE
+        claims, subjects, erased_by = result.claims, result.subjects, result.erased
+        erased_records = 0
+        hashes: list[bytes] = []
+        record = next(records, None)
+        record_number = 1
+        number = last_seq = run_first = 0
+        last_stored = last_digest = b""
+        for block, lines, joined in events.pieces():
+            # Lines where orjson's bytes might not be JCS's get the slow check (`fastjcs`).
+            doubtful = {number + 1 + block.count(b"\n", 0, at) for at in doubts(block)}
+            if joined and doubts(lines[0]):
+                doubtful.add(number + 1)
+            for line in lines:
+                number += 1
+                # {"event":<canonical>,"hash":"<64 hex>","prev_hash":"<64 hex>"}, offsets from
+                # the end (the cheapest way to look at them, as measured)
+                if (
+                    line[-154:-145] != _HASH_TAG
+                    or line[-81:-66] != _PREV_TAG
+                    or not line.endswith(_FRAME_END)
+                    or not line.startswith(_FRAME_HEAD)
+                    or len(line) <= len(_FRAME_HEAD) + _FRAME_TAIL
+                ):
+                    raise _Stop(Problem(Failure.RECORD_HASH, "not an event line of the "
+                                        "bundle's form", name, number))  # fmt: skip
+                stored, link = line[-145:-81], line[-66:-2]
+                canonical = line[9:-_FRAME_TAIL]
+                linked = link == last_stored
+                if linked:
+                    prev = last_digest
+                else:  # the part's first line, a run's, or a broken link (found below)
+                    try:
+                        prev = fromhex(link.decode("ascii"))
+                    except ValueError:
+                        prev = b""
+                    if len(prev) != 32:
+                        raise _Stop(Problem(Failure.RECORD_HASH, "the event does not hash to "
+                                            "its hash", name, number))  # fmt: skip
+                digest = sha256(prev + canonical).digest()
+                if hexlify(digest) != stored:
+                    raise _Stop(Problem(Failure.RECORD_HASH, "the event does not hash to its "
+                                        "hash", name, number))  # fmt: skip
+                try:
+                    event = loads(canonical)
+                    fast: bytes | None = dumps(event, option=options)
+                except decode_errors:
+                    fast = None
+                if fast != canonical or number in doubtful:
+                    event = _canonical_event(canonical, name, number)
+                try:  # five members, each of them there: exactly `chain.FIELDS`
+                    if len(event) != field_count:
+                        raise KeyError("members")
+                    seq, kind, payload = event["seq"], event["kind"], event["payload"]
+                    created, owner = event["created_at"], event["project"]
+                    well_formed = (
+                        type(seq) is int
+                        and seq >= 1
+                        and type(kind) is str
+                        and kind
+                        and time_ok(created)  # TypeError unless a string
+                        and type(payload) is dict
+                    )
+                except (KeyError, TypeError):
+                    well_formed = False
+                if not well_formed:
+                    raise _not_an_event(event, name, number)
+                if owner != project:
+                    raise _Stop(Problem(Failure.RECORD_HASH, "the event belongs to project "
+                                        f"{owner!r}", name, number, seq))  # fmt: skip
+                if not last_seq:  # the part's first event
+                    result.first_seq, result.first_prev = seq, link.decode("ascii", "replace")
+                    run_first = seq
+                elif full:
+                    if seq != last_seq + 1:
+                        what = "is missing" if seq > last_seq + 1 else "comes again"
+                        raise _Stop(Problem(Failure.CHAIN, f"seq {last_seq + 1} {what} (found "
+                                            f"seq {seq})", name, number, seq))  # fmt: skip
+                    if not linked:
+                        raise _Stop(Problem(Failure.CHAIN, "the event does not link to the one "
+                                            "before", name, number, seq))  # fmt: skip
+                elif seq <= last_seq:
+                    raise _Stop(Problem(Failure.CHAIN, f"seq {seq} comes after seq {last_seq}",
+                                        name, number, seq))  # fmt: skip
+                elif seq == last_seq + 1:
+                    if not linked:
+                        raise _Stop(Problem(Failure.CHAIN, "the event does not link to the one "
+                                            "before", name, number, seq))  # fmt: skip
+                else:  # a new run: its link is to an event not in the bundle
+                    if not _HEX64_BYTES.fullmatch(link):
+                        raise _Stop(Problem(Failure.RECORD_HASH, "not an event line of the "
+                                            "bundle's form", name, number, seq))  # fmt: skip
+                    result.runs.append((run_first, last_seq, last_digest))
+                    run_first = seq
+                if full:
+                    hashes.append(digest)
+                if kind == erasure_kind:
+                    pseudonym = payload.get(erased_member)
+                    if type(pseudonym) is str and pseudonym:
+                        erased_by.append(pseudonym)
+                if record is not None:
+                    suffix = reference % (stored, seq)
+                    if record.endswith(suffix):
+                        body = record[: -len(suffix)] + b"}"
+                        try:  # `_record`'s checks, as they go when they pass
+                            found = loads(body)
+                            erased = found["erased"]
+                            fine = (
+                                type(erased) is bool
+                                and "ledger" not in found
+                                and kind == request_kind
+                                and shared(payload) == shared(found)
+                                and payload[start_member] == str(found[start_member])
+                            )
+                        except record_errors:
+                            fine = False
+                        if fine:
+                            subject = payload.get(subject_member)
+                            if erased:
+                                erased_records += 1
+                                if type(subject) is not str or not subject:
+                                    subject = None
+                                claims.append((record_number, seq, subject))
+                            elif type(subject) is str and subject and subject not in subjects:
+                                subjects[subject] = (record_number, seq)
+                            record = next(records, None)
+                            record_number += 1
+                        else:
+                            problem = self._record(body, record_number, seq, kind, payload)
+                            if problem is None:
+                                record = next(records, None)
+                                record_number += 1
+                            else:
+                                self.record_problem, record = problem, None
+                last_seq, last_stored, last_digest = seq, stored, digest
+        result.events = number
+        result.erased_records += erased_records
+        if number:
+            result.last_seq, result.last_hash = last_seq, last_digest
+            if full:
+                result.subtrees = _subtrees(run_first - 1, hashes)
+                if part.pin_size is not None and run_first <= part.pin_size <= last_seq:
+                    result.hashes = b"".join(hashes)
+            else:
+                result.runs.append((run_first, last_seq, last_digest))
+        if record is not None:
+            self.record_problem = Problem(
+                Failure.RECORD_HASH,
+                f"its ledger event is not in {name} (or the records are not in ledger order)",
+                part.requests, record_number,
+            )  # fmt: skip
+
+    def _record(
+        self, body: bytes, number: int, seq: int, kind: str, payload: dict[str, Any]
+    ) -> Problem | None:
+        """A request record (without its reference) against its event's payload."""
+        result = self.result
+        record = _record_of(body, self.part.requests, number)
+        if isinstance(record, Problem):
+            return record
+
+        def bad(detail: str) -> Problem:
+            return Problem(Failure.RECORD_HASH, detail, self.part.requests, number, seq)
+
+        if "ledger" in record:
+            return bad("the record names its ledger event twice")
+        if kind != layout.REQUEST_KIND:
+            return bad("its ledger event is not a request event")
+        if payload.get("trace_id") != record.get("trace_id"):
+            return bad("its ledger event names another request")
+        member = _disagreement(record, payload)
+        if member is not None:
+            return bad(f"its {member} is not the one its ledger event records")
+        subject = payload.get(layout.SUBJECT_MEMBER)
+        if type(subject) is not str or not subject:
+            subject = None
+        if record["erased"]:
+            result.erased_records += 1
+            result.claims.append((number, seq, subject))
+        elif subject is not None and subject not in result.subjects:
+            result.subjects[subject] = (number, seq)
+        return None
+
+    def _unlinked(self, records: Iterator[bytes]) -> None:
+        """A part of records stored before the ledger began: each `ledger` null."""
+        name = self.part.requests
+        for number, line in enumerate(records, 1):
+            if not line.endswith(_NO_LEDGER):
+                raise _Stop(Problem(Failure.RECORD_HASH, "its ledger event is not in the "
+                                    "bundle's ledger (or the records are not in ledger order)",
+                                    name, number))  # fmt: skip
+            record = _record_of(line[: -len(_NO_LEDGER)] + b"}", name, number)
+            if isinstance(record, Problem):
+                raise _Stop(record)
+            if "ledger" in record or record["erased"]:
+                raise _Stop(Problem(Failure.RECORD_HASH, "its ledger event is not in the "
+                                    "bundle's ledger", name, number))  # fmt: skip
+            self.result.uncovered += 1
+
+
+def _record_of(body: bytes, name: str, number: int) -> dict[str, Any] | Problem:
+    try:
+        record = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return Problem(Failure.RECORD_HASH, "not a JSON record", name, number)
+    if type(record) is not dict or type(record.get("erased")) is not bool:
+        return Problem(Failure.RECORD_HASH, "not a request record", name, number)
+    return record
+
+
+def _canonical_event(canonical: bytes, name: str, line: int) -> Any:
+    """The value of bytes the fast check could not pass: `fastjcs` decides."""
+    try:
+        return fastjcs.loads_canonical(canonical)
+    except ValueError as error:
+        raise _Stop(
+            Problem(Failure.RECORD_HASH, f"the event is not canonical JSON ({error})", name, line)
+        ) from None
+
+
+def _not_an_event(value: Any, name: str, line: int) -> _Stop:
+    seq = value.get("seq") if isinstance(value, dict) else None
+    return _Stop(
+        Problem(Failure.RECORD_HASH, "the line is not an event of the ledger's form", name,
+                line, seq if type(seq) is int else None)
+    )  # fmt: skip
+
+
+def _disagreement(record: dict[str, Any], payload: dict[str, Any]) -> str | None:
+    """The first member a request record and its ledger event give differently (a member
+    one of them lacks is not compared)."""
+    for member in layout.REQUEST_MEMBERS:
+        if member in payload and member in record and payload[member] != record[member]:
+            return member
+    start = payload.get(_START)
+    if start is not None and start != str(record.get(_START)):
+        return _START
+    return None
+
+
+# --- the Merkle tree, from the parts' subtrees ----------------------------------------------
+
+
+def _subtrees(first: int, hashes: Sequence[bytes]) -> list[tuple[int, int, bytes]]:
+    """Leaves [first, first + len(hashes)) of the log's tree as the aligned perfect subtrees
+    they fill, largest first where alignment allows: (first leaf, height, root).
+
+    A subtree of 2^h leaves starting at a multiple of 2^h is a node of RFC 6962's tree of any
+    size that holds it whole, so the parts' subtrees, in order, give the root (`_root`).
+    """
+    sha256, leaf = _sha256, b"\x00"  # `merkle.leaf_hash`, without a call per leaf
+    leaves = [sha256(leaf + h).digest() for h in hashes]
+    found = []
+    done = 0
+    while done < len(leaves):
+        at = first + done
+        height = (len(leaves) - done).bit_length() - 1
+        if at:
+            height = min(height, (at & -at).bit_length() - 1)
+        found.append((at, height, merkle.root(leaves[done : done + (1 << height)])))
+        done += 1 << height
+    return found
+
+
+def _root(subtrees: Iterable[tuple[int, int, bytes]]) -> bytes:
+    """The root of the tree over leaves [0, n) given as consecutive aligned subtrees."""
+    stack: list[tuple[int, bytes]] = []  # the compact range so far: heights decreasing
+    size = 0
+    for at, height, root in subtrees:
+        if at != size:
+            raise ValueError(f"subtrees from leaf {size} expected, not {at}")
+        size += 1 << height
+        while stack and stack[-1][0] == height:
+            root = merkle.node_hash(stack.pop()[1], root)
+            height += 1
+        stack.append((height, root))
+    return merkle.MerkleAccumulator.restore(size, [root for _, root in stack]).root()
+
+
+# --- joining the parts --------------------------------------------------------------------
 
 
 @dataclass
@@ -316,9 +778,8 @@ class _LedgerResult:
     events: int = 0
     first_seq: int | None = None
     last_seq: int | None = None
-    hashes: bytes = b""  # full scope: 32 bytes per event from seq 1
-    by_seq: dict[int, bytes] = field(default_factory=dict)  # partial scope
-    erased: set[str] = field(default_factory=set)
+    # Partial scope: (first, last, hash of the last, the events part it starts in) of each run.
+    runs: list[tuple[int, int, bytes, str]] = field(default_factory=list)
     records: int = 0
     uncovered: int = 0
     erased_records: int = 0
@@ -328,393 +789,134 @@ class _LedgerResult:
     head_problem: Problem | None = None
 
 
-def _event_value(canonical: bytes, project: str, name: str, line: int) -> dict[str, Any]:
-    """The event a line's canonical bytes encode, checked to be canonical and well formed."""
-    try:
-        value = fastjcs.loads_canonical(canonical)
-    except ValueError as error:
-        raise _Stop(
-            Problem(Failure.RECORD_HASH, f"the event is not canonical JSON ({error})", name, line)
-        ) from None
-    seq = value.get("seq") if isinstance(value, dict) else None
-    if not isinstance(value, dict) or value.keys() != chain.FIELDS or not _well_formed(value):
-        raise _Stop(
-            Problem(Failure.RECORD_HASH, "the line is not an event of the ledger's form", name,
-                    line, seq if isinstance(seq, int) else None)
-        )  # fmt: skip
-    if value["project"] != project:
-        raise _Stop(
-            Problem(Failure.RECORD_HASH, f"the event belongs to project {value['project']!r}",
-                    name, line, seq)
-        )  # fmt: skip
-    return value
-
-
-def _well_formed(event: dict[str, Any]) -> bool:
-    seq, kind, created_at = event["seq"], event["kind"], event["created_at"]
+def _position(problem: Problem) -> tuple[int, int, int, int]:
+    """Sort key, file order: events before records, then by part and line; on one line a bad
+    hash before a bad link."""
+    part = layout.part_number(problem.file or "")
+    kind, number = part if part is not None else ("", 0)
     return (
-        isinstance(seq, int)
-        and not isinstance(seq, bool)
-        and seq >= 1
-        and isinstance(kind, str)
-        and bool(kind)
-        and isinstance(created_at, str)
-        and _TIME.fullmatch(created_at) is not None
-        and isinstance(event["payload"], dict)
-    )
-
-
-def _disagreement(record: dict[str, Any], payload: dict[str, Any]) -> str | None:
-    """The first member a request record and its ledger event give differently."""
-    for member in layout.REQUEST_MEMBERS:
-        if member in payload and member in record and payload[member] != record[member]:
-            return member
-    start = payload.get("start_time_unix_nano")
-    if start is not None and start != str(record.get("start_time_unix_nano")):
-        return "start_time_unix_nano"
-    return None
-
-
-_FRAME_HEAD = b'{"event":'
-_FRAME_TAIL = 154  # ,"hash":"<64 hex>","prev_hash":"<64 hex>"}
-_SEQ_TAG = b',"seq":'
-_LEDGER_TAG = b',"ledger":'
-_NO_LEDGER = b',"ledger":null}'
-_GENESIS_HEX = chain.GENESIS.hex()
-BATCH = 2000  # events (with their records) per unit of work
-
-
-# An item of work: (event line number, event line, record line number, record line).
-# No event (0, b""): a record stored before the ledger began. No record (0, None).
-_Item = tuple[int, bytes, int, bytes | None]
-
-
-@dataclass
-class _BatchResult:
-    """What `_check_batch` found; `problem` is the first bad line of the batch."""
-
-    problem: Problem | None = None
-    erased: list[str] = field(default_factory=list)  # pseudonyms erasure events name
-    claims: list[tuple[int, int, str | None]] = field(default_factory=list)  # marked erased
-    subjects: dict[str, tuple[int, int]] = field(default_factory=dict)  # first of each
-    uncovered: int = 0
-    erased_records: int = 0
-
-
-def _bad_record(line: int, detail: str, seq: int | None = None) -> _Stop:
-    return _Stop(Problem(Failure.RECORD_HASH, detail, layout.REQUESTS, line, seq))
-
-
-def _check_batch(project: str, items: Sequence[_Item]) -> _BatchResult:
-    """The expensive, independent checks of a run of lines (a worker process's share).
-
-    For each event: SHA-256(prev_hash || bytes) is its hash, and the bytes are the canonical
-    JSON of a well-formed event of this project. For each request record: it is the record
-    of its event's request (its trace and the members the event records agree), and says
-    whether it is erased. The chain's links, the order and the pairing are checked by the
-    caller, which reads the files.
-    """
-    result = _BatchResult()
-    sha256, fromhex = _sha256, bytes.fromhex
-    name = layout.EVENTS
-    try:
-        for number, line, record_number, record_line in items:
-            if not number:  # a record without a ledger event
-                assert record_line is not None
-                record = _record_of(record_line, record_number)
-                if record.get("ledger", 0) is not None or record["erased"]:
-                    raise _bad_record(record_number, "its ledger event is not in the bundle's "
-                                      "ledger")  # fmt: skip
-                result.uncovered += 1
-                continue
-            canonical, tail = line[9:-_FRAME_TAIL], line[-_FRAME_TAIL:]
-            try:
-                digest = sha256(fromhex(tail[88:152].decode()) + canonical).hexdigest()
-            except ValueError:
-                digest = ""
-            if digest != tail[9:73].decode():
-                raise _Stop(Problem(Failure.RECORD_HASH, "the event does not hash to its hash",
-                                    name, number))  # fmt: skip
-            event = _event_value(canonical, project, name, number)
-            seq, payload = event["seq"], event["payload"]
-            pseudonym = layout.erased_pseudonym(event["kind"], payload)
-            if pseudonym is not None:
-                result.erased.append(pseudonym)
-            if record_line is None:
-                continue
-            record = _record_of(record_line[: -len(line) - 11] + b"}", record_number)
-            if "ledger" in record:
-                raise _bad_record(record_number, "the record names its ledger event twice", seq)
-            if event["kind"] != layout.REQUEST_KIND:
-                raise _bad_record(record_number, "its ledger event is not a request event", seq)
-            if payload.get("trace_id") != record.get("trace_id"):
-                raise _bad_record(record_number, "its ledger event names another request", seq)
-            member = _disagreement(record, payload)
-            if member is not None:
-                raise _bad_record(record_number, f"its {member} is not the one its ledger "
-                                  "event records", seq)  # fmt: skip
-            subject = layout.subject_pseudonym(payload)
-            if record["erased"]:
-                result.erased_records += 1
-                result.claims.append((record_number, seq, subject))
-            elif subject is not None and subject not in result.subjects:
-                result.subjects[subject] = (record_number, seq)
-    except _Stop as stop:
-        result.problem = stop.problem
-    return result
-
-
-def _record_of(line: bytes, number: int) -> dict[str, Any]:
-    try:
-        record = orjson.loads(line)
-    except orjson.JSONDecodeError:
-        raise _bad_record(number, "not a JSON record") from None
-    if not isinstance(record, dict) or not isinstance(record.get("erased"), bool):
-        raise _bad_record(number, "not a request record")
-    return record
-
-
-class _Pass:
-    """One pass over `ledger/events.jsonl` and `records/requests.jsonl` together.
-
-    This side reads: it frames each event line, checks the chain's order and links (their
-    hashes as written; `_check_batch` checks each hash against its bytes) and pairs each
-    request record with its event — records are in seq order and end with their event's
-    line, so pairing is comparing bytes. The rest goes out in batches to `_check_batch`, run
-    here or in worker processes.
-    """
-
-    def __init__(self, ctx: _Context, result: _LedgerResult, pool: Any) -> None:
-        self.ctx = ctx
-        self.result = result
-        self.pool = pool
-        self.full = ctx.mode == layout.FULL
-        self.runs: list[tuple[int, int]] = []
-        self.hashes = bytearray()
-        self.claims: list[tuple[int, int, str | None]] = []
-        self.subjects: dict[str, tuple[int, int]] = {}
-        self.problems: list[Problem] = []
-        self._pending: list[Any] = []
-
-    def _submit(self, batch: list[_Item]) -> None:
-        project = self.ctx.project
-        if self.pool is None:
-            self._merge(_check_batch(project, batch))
-            return
-        self._pending.append(self.pool.submit(_check_batch, project, batch))
-        while len(self._pending) > 4 * max(getattr(self.pool, "_max_workers", 1), 1):
-            self._merge(self._pending.pop(0).result())
-
-    def _merge(self, found: _BatchResult) -> None:
-        if found.problem is not None:
-            self.problems.append(found.problem)
-        self.result.erased.update(found.erased)
-        self.claims += found.claims
-        for subject, where in found.subjects.items():
-            self.subjects.setdefault(subject, where)
-        self.result.uncovered += found.uncovered
-        self.result.erased_records += found.erased_records
-
-    def run(self, events: Iterator[bytes], records: Iterator[bytes]) -> None:
-        """Read both files; raise the first problem of the reading side (the workers' are
-        collected in `problems`)."""
-        name = layout.EVENTS
-        full = self.full
-        hashes, runs, by_seq = self.hashes, self.runs, self.result.by_seq
-        fromhex = bytes.fromhex
-        next_records = enumerate(records, 1)
-        record_number, record_line = next(next_records, (0, None))
-        last_seq, last_hash = 0, _GENESIS_HEX
-        batch: list[_Item] = []
-        number = 0
-        for number, line in enumerate(events, 1):
-            tail = line[-_FRAME_TAIL:]
-            # The hashes' hex is checked where it is used: a stored hash must equal the hex
-            # digest the worker computes; a link must equal the hash before it (or, at the
-            # start of a run, be hex).
-            if (
-                len(line) <= len(_FRAME_HEAD) + _FRAME_TAIL
-                or not line.startswith(_FRAME_HEAD)
-                or tail[:9] != b',"hash":"'
-                or tail[73:88] != b'","prev_hash":"'
-                or tail[152:] != b'"}'
-                or not tail.isascii()
-            ):
-                raise _Stop(Problem(Failure.RECORD_HASH, "not an event line of the bundle's "
-                                    "form", name, number))  # fmt: skip
-            stored, prev = tail[9:73].decode(), tail[88:152].decode()
-            try:
-                stored_bytes = fromhex(stored)
-            except ValueError:
-                raise _Stop(Problem(Failure.RECORD_HASH, "the event does not hash to its hash",
-                                    name, number)) from None  # fmt: skip
-            at = line.rfind(_SEQ_TAG, 0, -_FRAME_TAIL)
-            digits = line[at + 7 : -_FRAME_TAIL - 1] if at > 0 else b""
-            seq = int(digits) if digits.isdigit() and digits[:1] != b"0" else 0
-            if not seq:
-                raise _Stop(Problem(Failure.RECORD_HASH, "the line is not an event of the "
-                                    "ledger's form", name, number))  # fmt: skip
-            if full:
-                if seq != number:
-                    what = "is missing" if seq > number else "comes again"
-                    raise _Stop(Problem(Failure.CHAIN, f"seq {number} {what} (found seq {seq})",
-                                        name, number, seq))  # fmt: skip
-                if prev != last_hash:
-                    raise _Stop(Problem(Failure.CHAIN, "the event does not link to the one "
-                                        "before", name, number, seq))  # fmt: skip
-                hashes += stored_bytes
-            else:
-                if seq <= last_seq:
-                    raise _Stop(Problem(Failure.CHAIN, f"seq {seq} comes after seq {last_seq}",
-                                        name, number, seq))  # fmt: skip
-                if runs and seq == last_seq + 1:
-                    if prev != last_hash:
-                        raise _Stop(Problem(Failure.CHAIN, "the event does not link to the one "
-                                            "before", name, number, seq))  # fmt: skip
-                    runs[-1] = (runs[-1][0], seq)
-                else:
-                    if not _HEX64.fullmatch(prev):
-                        raise _Stop(Problem(Failure.RECORD_HASH, "not an event line of the "
-                                            "bundle's form", name, number, seq))  # fmt: skip
-                    runs.append((seq, seq))
-                by_seq[seq] = stored_bytes
-            last_seq, last_hash = seq, stored
-            if (
-                record_line is not None
-                and record_line.endswith(b"}")
-                and record_line[-len(line) - 1 : -1] == line
-                and record_line[-len(line) - 11 : -len(line) - 1] == _LEDGER_TAG
-            ):
-                batch.append((number, line, record_number, record_line))
-                record_number, record_line = next(next_records, (0, None))
-            else:
-                batch.append((number, line, 0, None))
-            if len(batch) >= BATCH:
-                self._submit(batch)
-                batch = []
-        self.result.events = number
-        # What is left are the records stored before the ledger began, or strays.
-        while record_line is not None:
-            if not record_line.endswith(_NO_LEDGER):
-                self._submit(batch)
-                self._drain()
-                raise _bad_record(record_number, "its ledger event is not in the bundle's ledger "
-                                  "(or the records are not in ledger order)")  # fmt: skip
-            batch.append((0, b"", record_number, record_line))
-            if len(batch) >= BATCH:
-                self._submit(batch)
-                batch = []
-            record_number, record_line = next(next_records, (0, None))
-        self._submit(batch)
-        self._drain()
-        self.result.hashes = bytes(hashes)
-
-    def _drain(self) -> None:
-        while self._pending:
-            self._merge(self._pending.pop(0).result())
-
-    def erasures(self) -> None:
-        """The records marked erased are those whose subject an erasure event names."""
-        erased = self.result.erased
-        for line, seq, pseudonym in self.claims:
-            if pseudonym not in erased:
-                raise _bad_record(line, "marked erased, but no erasure event in the ledger "
-                                  "names its subject", seq)  # fmt: skip
-        for pseudonym in erased:
-            found = self.subjects.get(pseudonym)
-            if found is not None:
-                detail = "its subject was erased (an erasure event names it) but the record "
-                raise _bad_record(found[0], detail + "is not marked erased", found[1])
-
-
-def _check_ledger(
-    ctx: _Context, opened: zipfile.ZipFile | None = None, workers: int = 0
-) -> _LedgerResult:
-    """The ledger and the request records (events, records, proofs, heads); `workers`
-    processes share the per-line checks (0: all in this process)."""
-    result = _LedgerResult(files=[])
-    anchor = ctx.anchor
-    with contextlib.ExitStack() as stack:
-        pool = None
-        if workers:
-            pool = stack.enter_context(
-                ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn"))
-            )
-        checker = _Pass(ctx, result, pool)
-        bundle = stack.enter_context(_opened(ctx, opened))
-        events, records = _Stream(bundle, layout.EVENTS), _Stream(bundle, layout.REQUESTS)
-        event_lines, record_lines = iter(events), iter(records)
-        problem: Problem | None = None
-        try:
-            checker.run(event_lines, record_lines)
-            checker.erasures()
-        except _Stop as stop:
-            problem = stop.problem
-        checker._drain()
-        # The first bad line: the reader's, or a worker's at an earlier line of the file.
-        found = [p for p in [problem, *checker.problems] if p is not None]
-        if found:
-            problem = min(found, key=_position)
-        for _ in event_lines:  # the rest still counts for the digests
-            pass
-        for _ in record_lines:
-            pass
-        result.problem = problem
-        in_events = problem is not None and problem.file == layout.EVENTS
-        result.files.append(events.check(ctx, problem if in_events else None))
-        result.files.append(records.check(ctx, problem if problem and not in_events else None))
-        result.records = records.lines
-        if result.problem is None and not events.error and not records.error:
-            result.problem = _tree_problem(ctx, result, checker, bundle)
-        heads_file = _read_member(
-            bundle, ctx, layout.HEADS, lambda lines: _check_heads(ctx, result, lines)
-        )
-        result.files.append(heads_file)
-    if anchor.tree_size and ctx.pin_size and ctx.mode == layout.FULL and result.problem is None:
-        size = ctx.pin_size
-        if 0 < size <= len(result.hashes) // 32:
-            leaves = [
-                merkle.leaf_hash(result.hashes[i : i + 32]) for i in range(0, size * 32, 32)
-            ]
-            result.root_at_pin = merkle.root(leaves)
-    return result
-
-
-def _position(problem: Problem) -> tuple[int, int, int]:
-    """Sort key: events before records, then by line; a bad hash before a bad link."""
-    return (
-        0 if problem.file == layout.EVENTS else 1,
+        0 if kind == "events" else 1 if kind == "requests" else 2,
+        number,
         problem.line or 0,
         0 if problem.failure == Failure.RECORD_HASH else 1,
     )
 
 
+def _link(ctx: _Context, parts: list[_PartResult], result: _LedgerResult) -> Problem | None:
+    """Each part's first event against the last event of the part before it: the chain
+    across parts (full scope: from seq 1 and GENESIS), and the runs of a partial bundle."""
+    full = ctx.mode == layout.FULL
+    expected, last_hash = 1, chain.GENESIS  # full scope
+    last_seq = 0
+    for part in parts:
+        name, first = part.events_name, part.first_seq
+        if name is None:
+            continue
+        if first is None:
+            if part.problem is not None and part.problem.file == name:
+                return None  # its first line is bad: its own problem says so
+            continue  # an empty part
+        if full:
+            if first != expected:
+                what = "is missing" if first > expected else "comes again"
+                return Problem(Failure.CHAIN, f"seq {expected} {what} (found seq {first})",
+                               name, 1, first)  # fmt: skip
+            if part.first_prev != last_hash.hex():
+                return Problem(Failure.CHAIN, "the event does not link to the one before",
+                               name, 1, first)  # fmt: skip
+        elif first <= last_seq:
+            return Problem(Failure.CHAIN, f"seq {first} comes after seq {last_seq}",
+                           name, 1, first)  # fmt: skip
+        elif last_seq and first == last_seq + 1:  # the run before goes on
+            if part.first_prev != last_hash.hex():
+                return Problem(Failure.CHAIN, "the event does not link to the one before",
+                               name, 1, first)  # fmt: skip
+        elif not _HEX64.fullmatch(part.first_prev):  # a run starts: its link must be a hash
+            return Problem(Failure.RECORD_HASH, "not an event line of the bundle's form",
+                           name, 1, first)  # fmt: skip
+        if part.last_seq is None:
+            return None  # a problem inside it: its own problem says so
+        if not full:
+            runs = [(a, b, h, name) for a, b, h in part.runs]
+            if last_seq and first == last_seq + 1:
+                joined = result.runs.pop()
+                runs[0] = (joined[0], runs[0][1], runs[0][2], joined[3])
+            result.runs += runs
+        expected, last_seq, last_hash = part.last_seq + 1, part.last_seq, part.last_hash
+    return None
+
+
+def _erasure_problem(parts: list[_PartResult]) -> Problem | None:
+    """The records marked erased are those whose subject an erasure event names: the first
+    record, across the parts, that says otherwise."""
+    erased = {pseudonym for part in parts for pseudonym in part.erased}
+    found = []
+    for part in parts:
+        for line, seq, pseudonym in part.claims:
+            if pseudonym not in erased:
+                found.append(Problem(Failure.RECORD_HASH, "marked erased, but no erasure event "
+                                     "in the ledger names its subject", part.requests, line,
+                                     seq))  # fmt: skip
+                break
+    for pseudonym in erased:
+        first = next((part for part in parts if pseudonym in part.subjects), None)
+        if first is not None:
+            line, seq = first.subjects[pseudonym]
+            found.append(Problem(Failure.RECORD_HASH, "its subject was erased (an erasure event "
+                                 "names it) but the record is not marked erased",
+                                 first.requests, line, seq))  # fmt: skip
+    return min(found, key=_position) if found else None
+
+
+def _join(ctx: _Context, parts: list[_PartResult], result: _LedgerResult) -> None:
+    """The first problem of the ledger and the request records, and what they hold."""
+    for part in parts:
+        result.files += part.files
+        result.records += part.files[-1].lines
+        result.events += part.events
+        result.uncovered += part.uncovered
+        result.erased_records += part.erased_records
+    found = [part.problem for part in parts if part.problem is not None]
+    linked = _link(ctx, parts, result)
+    if linked is not None:
+        found.append(linked)
+    if not found:
+        erasure = _erasure_problem(parts)
+        if erasure is not None:
+            found.append(erasure)
+    result.problem = min(found, key=_position) if found else None
+
+
 def _tree_problem(
-    ctx: _Context, result: _LedgerResult, checker: _Pass, bundle: zipfile.ZipFile
+    ctx: _Context, result: _LedgerResult, parts: list[_PartResult], bundle: zipfile.ZipFile
 ) -> Problem | None:
     """Full scope: the events are the whole log the anchor signed. Partial: the proofs."""
     anchor = ctx.anchor
     if ctx.mode == layout.FULL:
-        count = len(result.hashes) // 32
+        count = result.events
         result.first_seq, result.last_seq = (1, count) if count else (None, None)
         if count != anchor.tree_size:
+            end = next((p for p in reversed(parts) if p.events), parts[0])
             return Problem(
                 Failure.CHAIN,
                 f"the ledger has {count} events but the signed head covers {anchor.tree_size}: "
                 + ("events were cut off" if count < anchor.tree_size else "events were added"),
-                layout.EVENTS, count or None, count + 1 if count < anchor.tree_size else None,
+                end.events_name, end.events or None,
+                count + 1 if count < anchor.tree_size else None,
             )  # fmt: skip
-        leaves = [merkle.leaf_hash(result.hashes[i : i + 32]) for i in range(0, count * 32, 32)]
-        if merkle.root(leaves) != anchor.root_hash:
+        subtrees = [subtree for part in parts for subtree in part.subtrees]
+        if _root(subtrees) != anchor.root_hash:
             return Problem(
                 Failure.INCLUSION,
                 "the events do not give the root of the signed head: the log is not the one "
                 "that was signed",
-                layout.EVENTS,
+                layout.events_part(1) if len(parts) == 1 else "ledger/events-*.jsonl",
             )
+        if ctx.pin_size and 0 < ctx.pin_size < count:
+            result.root_at_pin = _root_at(ctx.pin_size, parts)
         return None
-    if checker.runs:
-        result.first_seq, result.last_seq = checker.runs[0][0], checker.runs[-1][1]
+    if result.runs:
+        result.first_seq, result.last_seq = result.runs[0][0], result.runs[-1][1]
     if layout.PROOFS not in ctx.files:
         return Problem(Failure.INCLUSION, "a partial bundle needs ledger/proofs.jsonl")
     proofs: dict[tuple[int, int], Any] = {}
@@ -735,11 +937,11 @@ def _tree_problem(
     result.files.append(proofs_file)
     if proofs_file.problem is not None:
         return proofs_file.problem
-    for first, last in checker.runs:
+    for first, last, last_hash, name in result.runs:
         found = proofs.pop((first, last), None)
         if found is None:
             problem.append(Problem(Failure.INCLUSION, f"no inclusion proof covers seq {first}-"
-                                   f"{last}", layout.EVENTS, None, first))  # fmt: skip
+                                   f"{last}", name, None, first))  # fmt: skip
             break
         number, proof = found
         path = proof.get("path")
@@ -749,7 +951,7 @@ def _tree_problem(
             and isinstance(path, list)
             and all(isinstance(p, str) and _HEX64.fullmatch(p) for p in path)
             and merkle.verify_inclusion(
-                merkle.leaf_hash(result.by_seq[last]), last - 1, anchor.tree_size,
+                merkle.leaf_hash(last_hash), last - 1, anchor.tree_size,
                 [bytes.fromhex(p) for p in path], anchor.root_hash,
             )
         )  # fmt: skip
@@ -763,6 +965,19 @@ def _tree_problem(
         problem.append(Problem(Failure.INCLUSION, "a proof for events the bundle does not hold",
                                layout.PROOFS, number, proof.get("last_seq")))  # fmt: skip
     return problem[0] if problem else None
+
+
+def _root_at(size: int, parts: list[_PartResult]) -> bytes:
+    """Full scope: the root of the first `size` events, for a pin: the subtrees below `size`,
+    and the leaves of the one it cuts (from the part that returned its hashes)."""
+    below = [s for part in parts for s in part.subtrees if s[0] + (1 << s[1]) <= size]
+    done = below[-1][0] + (1 << below[-1][1]) if below else 0
+    if done < size:
+        holder = next(p for p in parts if p.hashes)
+        offset = (holder.first_seq or 1) - 1
+        hashes = holder.hashes[(done - offset) * 32 : (size - offset) * 32]
+        below += _subtrees(done, [hashes[i : i + 32] for i in range(0, len(hashes), 32)])
+    return _root(below)
 
 
 def _check_heads(ctx: _Context, result: _LedgerResult, lines: Iterator[bytes]) -> int:
@@ -801,7 +1016,76 @@ def _check_heads(ctx: _Context, result: _LedgerResult, lines: Iterator[bytes]) -
     return count
 
 
-# --- request records ----------------------------------------------------------------------
+def _check_ledger(
+    ctx: _Context, parts: list[_Part], plain: list[str], workers: int, bundle: zipfile.ZipFile
+) -> tuple[_LedgerResult, list[_FileCheck]]:
+    """Every part and every other file, by `workers` processes (0: this one); then the
+    parts joined, the tree, the heads."""
+    result = _LedgerResult(files=[])
+    if workers:
+        pool = ProcessPoolExecutor(max_workers=workers, mp_context=_start_method())
+        try:
+            # The largest first (the bytes to read are about what a unit costs), so that the
+            # workers run out of work at about the same time.
+            jobs: list[tuple[int, Any, tuple[Any, ...]]] = [
+                (_listed_bytes(ctx, [*_names(part)]), _check_part, (part,)) for part in parts
+            ]
+            groups = _plain_groups(ctx, plain)
+            jobs += [(_listed_bytes(ctx, group), _check_plain, (ctx, group)) for group in groups]
+            largest_first = sorted(range(len(jobs)), key=lambda i: -jobs[i][0])
+            futures: dict[int, Future[Any]] = {
+                i: pool.submit(jobs[i][1], *jobs[i][2]) for i in largest_first
+            }
+            heads_file = _read_member(
+                bundle, ctx, layout.HEADS, lambda lines: _check_heads(ctx, result, lines)
+            )
+            answers = [futures[i].result() for i in range(len(jobs))]
+            found = answers[: len(parts)]
+            plain_checks = [check for checks in answers[len(parts) :] for check in checks]
+        finally:
+            # With every answer in, there is nothing to wait for: the workers end on their own
+            # (a quarter of a second of interpreter teardown, measured, for a million records).
+            pool.shutdown(wait=False, cancel_futures=True)
+    else:
+        found = [_check_part(part, bundle) for part in parts]
+        plain_checks = _check_plain(ctx, plain, bundle)
+        heads_file = _read_member(
+            bundle, ctx, layout.HEADS, lambda lines: _check_heads(ctx, result, lines)
+        )
+    _join(ctx, found, result)
+    readable = all(not check.unreadable for check in result.files)
+    if result.problem is None and readable:
+        result.problem = _tree_problem(ctx, result, found, bundle)
+    result.files.append(heads_file)
+    return result, plain_checks
+
+
+def _start_method() -> BaseContext:
+    """How worker processes start: forked where this process runs no other Python thread
+    (Linux), at once and with nothing to import; else spawned, each importing the program's
+    main module again first (over a second for `warden`, whose imports are many)."""
+    if sys.platform == "linux" and threading.active_count() == 1:
+        return get_context("fork")
+    return get_context("spawn")
+
+
+def _plain_groups(ctx: _Context, names: Sequence[str]) -> list[list[str]]:
+    """The other files as units of work: each big one alone, the small ones together."""
+    big = [name for name in names if _listed_bytes(ctx, [name]) > _BLOCK * 8]
+    small = [name for name in names if name not in big]
+    return [[name] for name in big] + ([small] if small else [])
+
+
+def _names(part: _Part) -> Iterator[str]:
+    if part.events is not None:
+        yield part.events
+    yield part.requests
+
+
+def _listed_bytes(ctx: _Context, names: Iterable[str]) -> int:
+    """The size the manifest gives for these files (what is not a size counts as nothing)."""
+    sizes = (ctx.files[name].get("bytes") for name in names)
+    return sum(size for size in sizes if type(size) is int and size > 0)
 
 
 # --- every other file: digest and count -------------------------------------------------
@@ -810,17 +1094,22 @@ def _check_heads(ctx: _Context, result: _LedgerResult, lines: Iterator[bytes]) -
 def _check_plain(
     ctx: _Context, names: Sequence[str], opened: zipfile.ZipFile | None = None
 ) -> list[_FileCheck]:
-    """Group 3: digests of the other files, and their record counts (lines, Parquet rows)."""
+    """The other files: their digests, and their record counts (lines, Parquet rows)."""
     checks = []
-    with _opened(ctx, opened) as bundle:
+    with _opened(ctx.source, opened) as bundle:
         for name in names:
-            if int(ctx.files[name].get("bytes") or 0) <= _IN_MEMORY:
+            if _listed_bytes(ctx, [name]) <= _IN_MEMORY:
                 check = _read_small(bundle, ctx, name)
             else:
-                check = _read_member(bundle, ctx, name, _count_lines)
+                check, tail = _read_big(bundle, ctx, name)
                 if name.endswith(".parquet") and check.digest_ok:
-                    with bundle.open(name) as member:
-                        check.lines = _parquet_rows(member)
+                    # The row count is in the footer: from the end already read, if it is
+                    # there (zipfile's reader would read the whole file again to seek to it).
+                    if _footer_within(tail):
+                        check.lines = _parquet_rows(tail)
+                    else:
+                        with bundle.open(name) as member:
+                            check.lines = _parquet_rows(member)
             checks.append(check)
     return checks
 
@@ -828,11 +1117,36 @@ def _check_plain(
 _IN_MEMORY = 32 * 1024 * 1024
 
 
+def _read_big(bundle: zipfile.ZipFile, ctx: _Context, name: str) -> tuple[_FileCheck, bytes]:
+    """A big file's digest and lines, a block at a time (its lines are not looked at), and
+    its last bytes (two blocks)."""
+    check = _FileCheck(name)
+    digest, size, before, last = _sha256(), 0, b"", b""
+    try:
+        for block in _inflated(ctx.source, bundle.getinfo(name)):
+            digest.update(block)
+            size += len(block)
+            check.lines += block.count(b"\n")
+            before, last = last, block
+    except _READ_ERRORS as error:
+        check.unreadable = str(error) or type(error).__name__
+        check.digest_ok = False
+        return check, b""
+    check.lines += bool(last) and not last.endswith(b"\n")  # a last line without newline
+    check.digest_ok = _digest_ok(ctx.files[name], digest, size)
+    return check, before + last
+
+
+def _footer_within(tail: bytes) -> bool:
+    """Whether a Parquet file's footer (its metadata, its length, `PAR1`) ends `tail`."""
+    return len(tail) >= 8 and int.from_bytes(tail[-8:-4], "little") + 8 <= len(tail)
+
+
 def _read_small(bundle: zipfile.ZipFile, ctx: _Context, name: str) -> _FileCheck:
     check = _FileCheck(name)
     try:
         data = bundle.read(name)
-    except (zipfile.BadZipFile, zlib.error, EOFError, OSError, ValueError) as error:
+    except _READ_ERRORS as error:
         check.unreadable = str(error) or type(error).__name__
         check.digest_ok = False
         return check
@@ -921,11 +1235,16 @@ def _manifest(
                             "manifest.json by a key you trust", layout.MANIFEST))  # fmt: skip
     try:
         manifest = json.loads(data, object_pairs_hook=_no_duplicates)
-        if not isinstance(manifest, dict) or manifest.get("format") != layout.FORMAT:
+        if not isinstance(manifest, dict):
             raise ValueError(f"not a {layout.FORMAT} manifest")
+        if manifest.get("format") != layout.FORMAT:
+            raise ValueError(f"not a {layout.FORMAT} manifest (its format is "
+                             f"{manifest.get('format')!r})")  # fmt: skip
         for part in ("scope", "ledger", "counts", "files"):
             if not isinstance(manifest.get(part), dict):
                 raise ValueError(f"the manifest has no {part}")
+        if not all(isinstance(entry, dict) for entry in manifest["files"].values()):
+            raise ValueError("the manifest lists a file without its digest and size")
     except ValueError as error:
         raise _Stop(Problem(Failure.MANIFEST_SIGNATURE, f"signed, but unusable: {error}",
                             layout.MANIFEST)) from None  # fmt: skip
@@ -998,9 +1317,9 @@ def _verify(
             missing, extra = sorted(listed - present), sorted(present - listed)
             detail = f"missing {missing}" if missing else f"not in the manifest: {extra}"
             raise _Stop(Problem(Failure.FILE_DIGEST, f"the files are not the manifest's: {detail}"))
-        for required in (layout.EVENTS, layout.HEADS, layout.REQUESTS):
-            if required not in files:
-                raise _Stop(Problem(Failure.FILE_DIGEST, f"the bundle has no {required}"))
+        if layout.HEADS not in files:
+            raise _Stop(Problem(Failure.FILE_DIGEST, f"the bundle has no {layout.HEADS}"))
+        events_parts, requests_parts = _part_names(files)
         bundle_bytes = len(source) if isinstance(source, bytes) else Path(source).stat().st_size
         if isinstance(source, str):
             with bundle.open(layout.PUBLIC_KEY) as pem_file:
@@ -1020,19 +1339,57 @@ def _verify(
         keys=tuple(_raw(k) for k in keys.values()),
         pin_size=pin.tree_size if pin is not None else None,
     )
-    plain = sorted(set(files) - {layout.EVENTS, layout.PROOFS, layout.HEADS, layout.REQUESTS})
+    parts = [
+        _Part(
+            source=source,
+            number=number,
+            events=events_parts[number - 1] if number <= len(events_parts) else None,
+            requests=requests,
+            project=verdict.project,
+            full=verdict.mode == layout.FULL,
+            expected={
+                name: files[name]
+                for name in [*events_parts[number - 1 : number], requests]
+            },
+            pin_size=ctx.pin_size,
+        )
+        for number, requests in enumerate(requests_parts, 1)
+    ]
+    special = {*events_parts, *requests_parts, layout.PROOFS, layout.HEADS}
+    plain = sorted(set(files) - special)
     cores = os.cpu_count() or 1
     parallel = workers if workers is not None else (
         min(cores, 8) if bundle_bytes > PARALLEL_BYTES and cores > 1 else 0
     )
-    if parallel and isinstance(source, str):
-        ledger_result = _check_ledger(ctx, workers=parallel)
-        plain_checks = _check_plain(ctx, plain)
-    else:
-        with _open(source) as opened:
-            ledger_result = _check_ledger(ctx, opened)
-            plain_checks = _check_plain(ctx, plain, opened)
+    parallel = min(parallel, len(parts) + len(plain)) if isinstance(source, str) else 0
+    verdict.parts, verdict.workers = len(events_parts), parallel
+    with _open(source) as opened:
+        ledger_result, plain_checks = _check_ledger(ctx, parts, plain, parallel, opened)
     _conclude(ctx, manifest, pin, ledger_result, plain_checks, verdict)
+
+
+def _part_names(files: dict[str, Any]) -> tuple[list[str], list[str]]:
+    """The parts of the ledger and of the request records, in order: each kind numbered 1,
+    2, 3 ... without a gap, at least one of each, and a requests part for each events part."""
+    found: dict[str, set[int]] = {"events": set(), "requests": set()}
+    for name in files:
+        part = layout.part_number(name)
+        if part is not None:
+            found[part[0]].add(part[1])
+    events = max(len(found["events"]), 1)
+    requests = max(len(found["requests"]), events)
+    for kind, count, name_of in (
+        ("events", events, layout.events_part),
+        ("requests", requests, layout.requests_part),
+    ):
+        missing = sorted(set(range(1, count + 1)) - found[kind])
+        if missing:  # as many numbers as parts, or more: any gap leaves one out
+            raise _Stop(Problem(Failure.FILE_DIGEST, f"the bundle has no {name_of(missing[0])} "
+                                f"(its {kind} parts are numbered 1, 2, 3 ...)"))  # fmt: skip
+    return (
+        [layout.events_part(n) for n in range(1, events + 1)],
+        [layout.requests_part(n) for n in range(1, requests + 1)],
+    )
 
 
 def _pem_key_id(pem: bytes) -> str | None:

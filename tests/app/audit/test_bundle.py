@@ -24,6 +24,21 @@ def _jsonl(files: dict[str, bytes], name: str) -> list[dict[str, object]]:
     return [orjson.loads(line) for line in files[name].splitlines()]
 
 
+def _parts(files: dict[str, bytes], kind: str) -> list[str]:
+    """The names of the bundle's events or requests parts, in order."""
+    found = sorted((layout.part_number(name), name) for name in files if layout.part_number(name))
+    return [name for part, name in found if part is not None and part[0] == kind]
+
+
+def _events(files: dict[str, bytes]) -> list[dict[str, object]]:
+    """Every event line of the bundle's ledger, across its parts."""
+    return [e for name in _parts(files, "events") for e in _jsonl(files, name)]
+
+
+def _requests(files: dict[str, bytes]) -> list[dict[str, object]]:
+    return [r for name in _parts(files, "requests") for r in _jsonl(files, name)]
+
+
 @pytest.fixture
 def store(engine: Engine) -> Store:
     return bundle_data.fill(engine, heads.generate_key())
@@ -37,25 +52,29 @@ def test_a_full_export_holds_the_whole_log_and_every_record(store: Store, tmp_pa
     assert manifest["scope"]["mode"] == layout.FULL
     assert heads.verify_head(anchor, store.key.public_key())
     # Every event from seq 1 to the anchor, each line its canonical bytes and hashes.
-    events = _jsonl(files, layout.EVENTS)
+    assert _parts(files, "events") == [layout.events_part(1)]
+    assert _parts(files, "requests") == [layout.requests_part(1)]
+    events = _events(files)
     assert [e["event"]["seq"] for e in events] == list(range(1, anchor.tree_size + 1))  # type: ignore[index]
     kinds = [e["event"]["kind"] for e in events]  # type: ignore[index]
     assert kinds.count("request") == 12 and "erasure" in kinds and "policy_set.changed" in kinds
-    # The records: every request with its ledger event, as JSON Lines and as Parquet.
-    requests = _jsonl(files, "records/requests.jsonl")
+    # The records: every request naming its ledger event, as JSON Lines and as Parquet.
+    requests = _requests(files)
     assert sorted(r["trace_id"] for r in requests) == sorted(store.trace_ids)  # type: ignore[type-var]
     table = pq.read_table(io.BytesIO(files["records/requests.parquet"]))
     assert table.column("trace_id").to_pylist() == [r["trace_id"] for r in requests]
-    lines = files[layout.EVENTS].splitlines()
-    for record, line in zip(requests, files["records/requests.jsonl"].splitlines(), strict=True):
-        # Each record ends with its event's line of ledger/events.jsonl, byte for byte.
+    by_seq = {e["event"]["seq"]: e for e in events}  # type: ignore[index]
+    for record, line in zip(requests, files[layout.requests_part(1)].splitlines(), strict=True):
+        # Each record ends with the seq and hash of its event: `layout.ledger_reference`.
         ledger = record["ledger"]
-        assert isinstance(ledger, dict)
-        event = ledger["event"]
-        assert event["kind"] == "request" and event["payload"]["trace_id"] == record["trace_id"]
-        assert line.endswith(b',"ledger":' + lines[event["seq"] - 1] + b"}")
-        digest = chain.event_hash(bytes.fromhex(ledger["prev_hash"]), event)
-        assert digest.hex() == ledger["hash"]
+        assert isinstance(ledger, dict) and set(ledger) == {"hash", "seq"}
+        found = by_seq[ledger["seq"]]
+        event = found["event"]
+        assert event["kind"] == "request" and event["payload"]["trace_id"] == record["trace_id"]  # type: ignore[index]
+        reference = layout.ledger_reference(ledger["seq"], bytes.fromhex(found["hash"]))  # type: ignore[arg-type]
+        assert line.endswith(b',"ledger":' + reference + b"}")
+        digest = chain.event_hash(bytes.fromhex(found["prev_hash"]), event)  # type: ignore[arg-type]
+        assert digest.hex() == found["hash"] == ledger["hash"]
     for table_name in ("spans", "world_model_states", "planner_decisions", "policy_evaluations"):
         rows = _jsonl(files, f"records/{table_name}.jsonl")
         assert rows and {r["trace_id"] for r in rows} == set(store.trace_ids)
@@ -84,7 +103,7 @@ def test_erased_subjects_are_marked_in_the_records_and_the_report(
     store: Store, tmp_path: Path
 ) -> None:
     files = members(store.export(tmp_path / "full.zip").path.read_bytes())
-    for record in _jsonl(files, "records/requests.jsonl"):
+    for record in _requests(files):
         erased = store.subjects[str(record["trace_id"])] == "bob"
         assert record["erased"] is erased
         assert record["subject"] == (None if erased else store.subjects[str(record["trace_id"])])
@@ -104,8 +123,7 @@ def test_erased_subjects_are_marked_in_the_records_and_the_report(
     by_pseudonym = store.export(tmp_path / "p.zip", Scope("shop", subject=pseudonym))
     assert by_pseudonym.manifest["counts"]["requests"] == 4
     assert by_pseudonym.manifest["counts"]["erased_requests"] == 4
-    kinds = [e["event"]["kind"] for e in _jsonl(members(by_pseudonym.path.read_bytes()),
-                                                 layout.EVENTS)]  # type: ignore[index]
+    kinds = [e["event"]["kind"] for e in _events(members(by_pseudonym.path.read_bytes()))]  # type: ignore[index]
     assert "erasure" in kinds
     assert verify_bundle(by_pseudonym.path, [store.key.public_key()]).ok
 
@@ -122,9 +140,9 @@ def test_a_subjects_export_verifies_with_proofs_against_the_heads_of_the_full_lo
     assert manifest["scope"]["mode"] == layout.PARTIAL
     assert anchor.tree_size == log_size  # a head of the whole log, not of the selection
     alice = [t for t, s in store.subjects.items() if s == "alice"]
-    records = _jsonl(files, "records/requests.jsonl")
+    records = _requests(files)
     assert sorted(r["trace_id"] for r in records) == sorted(alice)  # type: ignore[type-var]
-    events = {e["event"]["seq"]: e for e in _jsonl(files, layout.EVENTS)}  # type: ignore[index]
+    events = {e["event"]["seq"]: e for e in _events(files)}  # type: ignore[index]
     assert len(events) < log_size
     # Each event is in the signed tree: its run's last event has an RFC 6962 audit path.
     proofs = _jsonl(files, layout.PROOFS)
@@ -155,7 +173,7 @@ def test_periods_and_models(store: Store, tmp_path: Path) -> None:
     erasure = next(r for r in rows if r.kind == "erasure")
     late = store.export(tmp_path / "late.zip", Scope("shop", since=erasure.created_at))
     assert late.manifest["scope"]["mode"] == layout.PARTIAL
-    seqs = [e["event"]["seq"] for e in _jsonl(members(late.path.read_bytes()), layout.EVENTS)]  # type: ignore[index]
+    seqs = [e["event"]["seq"] for e in _events(members(late.path.read_bytes()))]  # type: ignore[index]
     assert seqs == [1, erasure.seq]  # the policy set in force when it began, the erasure
     assert late.manifest["counts"]["requests"] == 0
     assert verify_bundle(late.path, [store.key.public_key()]).ok
@@ -163,7 +181,7 @@ def test_periods_and_models(store: Store, tmp_path: Path) -> None:
     model = store.export(
         tmp_path / "m.zip", Scope("shop", model_name=name, model_version=version)
     )
-    records = _jsonl(members(model.path.read_bytes()), "records/requests.jsonl")
+    records = _requests(members(model.path.read_bytes()))
     assert len(records) == 3  # every fourth request
     assert {(v["name"], v["version"]) for v in model.manifest["lineage"]} == {
         ("booking-world-model", "4")
@@ -185,8 +203,10 @@ def test_requests_stored_before_the_ledger_began_are_exported_without_an_event(
         )  # fmt: skip
     result = store.export(tmp_path / "old.zip")
     assert result.manifest["counts"]["requests_without_ledger_event"] == 1
-    records = _jsonl(members(result.path.read_bytes()), "records/requests.jsonl")
-    assert records[-1]["ledger"] is None
+    files = members(result.path.read_bytes())
+    # After the requests part of each events part, the parts of requests without an event.
+    assert _parts(files, "requests") == [layout.requests_part(1), layout.requests_part(2)]
+    assert [r["ledger"] for r in _jsonl(files, layout.requests_part(2))] == [None]
     verdict = verify_bundle(result.path, [store.key.public_key()])
     assert verdict.ok and verdict.uncovered == 1
 
@@ -291,3 +311,113 @@ def test_a_pin_of_a_size_with_no_stored_head_needs_prove_from(
     assert verdict.exit_code == Failure.CONSISTENCY and "--prove-from 5" in verdict.summary()
     proved = export_bundle(store.engine, scope, tmp_path / "b.zip", store.key, prove_from=[5])
     assert verify_bundle(proved.path, [store.key.public_key()], pin).ok
+
+
+def _old_request(store: Store) -> None:
+    """A request stored before the ledger began: exported without a ledger event."""
+    with write_transaction(store.engine) as conn:
+        conn.execute(
+            insert(Request).values(
+                project_id=store.project_id, trace_id="0" * 31 + "2", root_span_id="2" * 16,
+                name="request", start_time_unix_nano=bundle_data.T0 + 31 * bundle_data.SECOND,
+                end_time_unix_nano=bundle_data.T0 + 32 * bundle_data.SECOND, duration_ms=1.0,
+                status="ok", models={}, ingested_at=at(-10**8),
+            )
+        )  # fmt: skip
+
+
+def test_a_bundle_in_many_parts_pairs_each_part_of_records_with_its_part_of_events(
+    store: Store, tmp_path: Path
+) -> None:
+    _old_request(store)
+    result = store.export(tmp_path / "parts.zip", part_events=4)
+    files = members(result.path.read_bytes())
+    size = result.manifest["ledger"]["anchor"]["tree_size"]
+    events, requests = _parts(files, "events"), _parts(files, "requests")
+    assert events == [layout.events_part(k) for k in range(1, (size + 3) // 4 + 1)]
+    # Full scope: events part k holds seqs 4k-3 .. 4k; requests part k the records of those
+    # events, in their order; one more requests part holds the request without an event.
+    assert requests == [layout.requests_part(k) for k in range(1, len(events) + 2)]
+    pairs = zip(events, requests[: len(events)], strict=True)
+    for k, (events_name, requests_name) in enumerate(pairs, 1):
+        seqs = [e["event"]["seq"] for e in _jsonl(files, events_name)]  # type: ignore[index]
+        assert seqs == list(range(4 * k - 3, min(4 * k, size) + 1))
+        named = [r["ledger"]["seq"] for r in _jsonl(files, requests_name)]  # type: ignore[index]
+        assert named == sorted(named) and set(named) <= set(seqs)
+        for name, count in ((events_name, len(seqs)), (requests_name, len(named))):
+            assert result.manifest["files"][name]["records"] == count
+    assert [r["ledger"] for r in _jsonl(files, requests[-1])] == [None]
+    assert len(_requests(files)) == result.manifest["counts"]["requests"] == 13
+    key = [store.key.public_key()]
+    here, workers = verify_bundle(result.path, key), verify_bundle(result.path, key, workers=2)
+    assert here.ok and workers.ok, (here.summary(), workers.summary())
+    assert (here.parts, here.workers, workers.workers) == (len(events), 0, 2)
+    for verdict in (here, workers):
+        assert (verdict.records, verdict.events, verdict.erased, verdict.uncovered) == (
+            13, size, 4, 1,
+        )  # fmt: skip
+    partial = store.export(tmp_path / "alice.zip", Scope("shop", subject="alice"), part_events=2)
+    assert len(_parts(members(partial.path.read_bytes()), "events")) > 1
+    assert verify_bundle(partial.path, key).ok
+    assert verify_bundle(partial.path, key, workers=2).ok
+
+
+def test_a_pin_inside_a_part_is_checked_against_the_events(store: Store, tmp_path: Path) -> None:
+    """The root of a pinned size is rebuilt from the parts' subtrees and one part's leaves."""
+    with store.engine.connect() as conn:
+        rows = list(ledger.iter_events(conn, store.project_id))
+    tree = merkle.MerkleTree(merkle.leaf_hash(bytes(r.hash)) for r in rows)
+    bundle = store.export(tmp_path / "parts.zip", part_events=4).path
+    key = [store.key.public_key()]
+    for size in range(1, len(rows) + 1):
+        pin = heads.sign_head(store.key, store.project, size, tree.root(size), at(0))
+        assert verify_bundle(bundle, key, pin).ok, size
+        forged = heads.sign_head(store.key, store.project, size, tree.root(size - 1), at(0))
+        assert verify_bundle(bundle, key, forged).exit_code == Failure.CONSISTENCY, size
+
+
+def test_the_first_bad_record_is_the_same_with_workers(store: Store, tmp_path: Path) -> None:
+    """Problems in two parts: the earlier part's is reported, whichever process finds first."""
+    files = members(store.export(tmp_path / "parts.zip", part_events=4).path.read_bytes())
+    second, third = layout.events_part(2), layout.events_part(3)
+    rows = bundle_data.lines(files[third])
+    rows[1] = rows[1].replace(b'"kind":"request"', b'"kind":"requesT"', 1)
+    files[third] = b"".join(rows)
+    rows = bundle_data.lines(files[second])
+    files[second] = b"".join(rows[:2] + rows[3:])
+    tampered = tmp_path / "tampered.zip"
+    tampered.write_bytes(bundle_data.repack(bundle_data.resign(files, store.key)))
+    key = [store.key.public_key()]
+    here, workers = verify_bundle(tampered, key), verify_bundle(tampered, key, workers=2)
+    assert here.summary() == workers.summary() == (
+        f"FAILED [13 chain] {second} line 3 (seq 8): seq 7 is missing (found seq 8)"
+    )
+
+
+def test_big_files_are_read_a_block_at_a_time(
+    store: Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The way the files of a bundle of millions of records are read, on a small one: every
+    file streamed, in blocks small enough that lines span them and that a Parquet footer is
+    not in the last two read, and large enough that it is."""
+    from app.audit import verify
+
+    key = [store.key.public_key()]
+    files = members(store.export(tmp_path / "parts.zip", part_events=4).path.read_bytes())
+    monkeypatch.setattr(verify, "_IN_MEMORY", 0)
+    for block in (64, 1 << 20):
+        monkeypatch.setattr(verify, "_BLOCK", block)
+        monkeypatch.setattr(verify, "_INFLATE_IN", block)
+        for level in (0, 1):
+            verdict = verify_bundle(bundle_data.repack(files, level=level), key)
+            assert verdict.ok, (block, level, verdict.summary())
+            assert verdict.records == 12
+
+        def miscount(manifest: dict[str, object]) -> None:
+            manifest["files"]["records/requests.parquet"]["records"] = 11  # type: ignore[index]
+
+        wrong = bundle_data.repack(bundle_data.resign(files, store.key, miscount))
+        assert verify_bundle(wrong, key).summary() == (
+            "FAILED [16 counts] records/requests.parquet: the manifest says 11 records, the file "
+            "holds 12"
+        )

@@ -74,7 +74,7 @@ def test_export_then_verify_then_pin_as_an_auditor_would(
     assert pinned.returncode == 0, pinned.stderr
     assert pinned.stdout.startswith("OK: signed by key ")
     files = members((tmp_path / "alice.zip").read_bytes())
-    kinds = [orjson.loads(x)["event"]["kind"] for x in files[layout.EVENTS].splitlines()]
+    kinds = [orjson.loads(x)["event"]["kind"] for x in files[layout.events_part(1)].splitlines()]
     assert "export.produced" not in kinds  # not the subject's, not in a subject's export
     full = members((tmp_path / "q.zip").read_bytes())
     assert orjson.loads(full[layout.MANIFEST])["counts"]["requests"] == 12
@@ -95,7 +95,8 @@ def test_each_failure_has_its_exit_status_and_one_line(
     store, full, partial, public = signed
     runner = CliRunner()
     files, parts = members(full), members(partial)
-    events = lines(files[layout.EVENTS])
+    events_name = layout.events_part(1)
+    events = lines(files[events_name])
     other = heads.generate_key()
 
     def forged_head(manifest: dict[str, object]) -> None:
@@ -120,21 +121,22 @@ def test_each_failure_has_its_exit_status_and_one_line(
             "FAILED [10 manifest signature] manifest.json: manifest.sig is not a signature",
         ),
         "digest": (
-            repack({**files, layout.EVENTS: b"".join([*events[:4], edited, *events[5:]])}),
+            repack({**files, events_name: b"".join([*events[:4], edited, *events[5:]])}),
             Failure.FILE_DIGEST,
-            "FAILED [11 file digest] ledger/events.jsonl line 5: its SHA-256 is not the "
+            "FAILED [11 file digest] ledger/events-00001.jsonl line 5: its SHA-256 is not the "
             "manifest's; first bad record: the event does not hash to its hash",
         ),
         "record": (
-            repack(resign({**files, layout.EVENTS: b"".join([*events[:4], edited, *events[5:]])},
+            repack(resign({**files, events_name: b"".join([*events[:4], edited, *events[5:]])},
                           store.key)),
             Failure.RECORD_HASH,
-            "FAILED [12 record hash] ledger/events.jsonl line 5: the event does not hash",
+            "FAILED [12 record hash] ledger/events-00001.jsonl line 5: the event does not hash",
         ),
         "chain": (
-            repack(resign({**files, layout.EVENTS: b"".join(events[:4] + events[5:])}, store.key)),
+            repack(resign({**files, events_name: b"".join(events[:4] + events[5:])}, store.key)),
             Failure.CHAIN,
-            "FAILED [13 chain] ledger/events.jsonl line 5 (seq 6): seq 5 is missing (found seq 6)",
+            "FAILED [13 chain] ledger/events-00001.jsonl line 5 (seq 6): seq 5 is missing (found "
+            "seq 6)",
         ),
         "inclusion": (
             repack(bad_proof()), Failure.INCLUSION,

@@ -6,7 +6,8 @@ gives it away. One with the key (the operator) edits the ledger's events and sig
 manifest again: the events' hashes, the chain, the proofs or the heads give it away. Each
 kind of change by an outsider is tried 1,000 times on a small bundle, in memory (each kind
 by the operator 200 times on each of two bundles); an untouched bundle, repacked any which
-way, always passes.
+way, always passes. The bundles are written in parts of a few events, so that changes fall
+inside parts and across them.
 """
 
 from __future__ import annotations
@@ -31,6 +32,8 @@ from tests.app.audit.bundle_data import lines, members, repack, resign
 TRIALS = 1000
 # The operator's edits of the ledger: five kinds, on two bundles.
 OPERATOR_TRIALS = 200
+# Events per part of the test bundles (`layout.PART_EVENTS` in real ones): several parts each.
+FULL_PART, PARTIAL_PART = 4, 2
 UNSIGNED = {Failure.MANIFEST_SIGNATURE, Failure.FILE_DIGEST}
 # What an operator's rewrite of the ledger's events can show up as.
 LEDGER = {Failure.RECORD_HASH, Failure.CHAIN, Failure.INCLUSION, Failure.COUNTS}
@@ -50,7 +53,8 @@ class Bundles:
 
 @pytest.fixture(scope="module")
 def bundles(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Bundles]:
-    """A full bundle of a small store (6 requests, one subject erased), and a partial one."""
+    """A full bundle of a small store (6 requests, one subject erased), and a partial one,
+    each in several parts."""
     root = tmp_path_factory.mktemp("tamper")
     settings = Settings(
         data_dir=root / "data", database_url=f"sqlite:///{root / 'warden.db'}",
@@ -60,10 +64,19 @@ def bundles(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Bundles]:
     schema.upgrade(engine)
     key = heads.generate_key()
     store = bundle_data.fill(engine, key, requests=6)
-    full = store.export(root / "full.zip").path.read_bytes()
-    partial = store.export(root / "alice.zip", Scope("shop", subject="alice")).path.read_bytes()
+    full = store.export(root / "full.zip", part_events=FULL_PART).path.read_bytes()
+    partial = store.export(
+        root / "alice.zip", Scope("shop", subject="alice"), part_events=PARTIAL_PART
+    ).path.read_bytes()
     engine.dispose()
+    for bundle in (full, partial):
+        assert len(_events_parts(members(bundle))) > 1
     yield Bundles(key, full, partial)
+
+
+def _events_parts(files: dict[str, bytes]) -> list[str]:
+    found = sorted((layout.part_number(name), name) for name in files if layout.part_number(name))
+    return [name for part, name in found if part is not None and part[0] == "events"]
 
 
 def _jsonl(files: dict[str, bytes], rng: random.Random, at_least: int = 1) -> str:
@@ -208,20 +221,35 @@ def _resigned_event_tamper(
     bundles: Bundles, source: bytes, seed: int,
     change: Callable[[list[bytes], random.Random], list[bytes] | None],
 ) -> None:  # fmt: skip
-    """The key's holder edits ledger/events.jsonl (and then the request records' copies must
-    still match: they are left alone) and signs the manifest again, counts and all."""
+    """The key's holder edits the ledger's events (and then the request records' references
+    must still match: they are left alone) and signs the manifest again, counts and all.
+
+    The change is made to the events of all parts in a row, and the result put back into the
+    parts, each as long as it was (the last one takes what is left)."""
     original = members(source)
+    names = _events_parts(original)
+    sizes = [len(lines(original[name])) for name in names]
+    events = [row for name in names for row in lines(original[name])]
     rng = random.Random(seed)
     tried = 0
     for _ in range(OPERATOR_TRIALS):
-        rows = change(lines(original[layout.EVENTS]), rng)
-        if rows is None or b"".join(rows) == original[layout.EVENTS]:
+        rows = change(list(events), rng)
+        if rows is None or rows == events:
             continue
-        files = {**original, layout.EVENTS: b"".join(rows)}
+        parts: dict[str, list[bytes]] = {}
+        start = 0
+        for i, name in enumerate(names):
+            end = start + sizes[i] if i < len(names) - 1 else len(rows)
+            parts[name] = rows[start:end]
+            start = end
+        files = {**original, **{name: b"".join(part) for name, part in parts.items()}}
 
-        def recount(manifest: dict[str, object], n: int = len(rows)) -> None:
+        def recount(
+            manifest: dict[str, object], n: int = len(rows), parts: dict[str, list[bytes]] = parts
+        ) -> None:
             if rng.random() < 0.5:
-                manifest["files"][layout.EVENTS]["records"] = n  # type: ignore[index]
+                for name, part in parts.items():
+                    manifest["files"][name]["records"] = len(part)  # type: ignore[index]
                 manifest["counts"]["ledger_events"] = n  # type: ignore[index]
                 manifest["ledger"]["events"] = n  # type: ignore[index]
 
@@ -279,17 +307,71 @@ def test_an_operator_rewriting_a_proof_is_caught(bundles: Bundles) -> None:
 
 def test_tampering_reports_the_first_bad_record(bundles: Bundles, tmp_path: Path) -> None:
     files = members(bundles.full)
-    rows = lines(files[layout.EVENTS])
+    first, second = layout.events_part(1), layout.events_part(2)
+    rows = lines(files[first])
     del rows[2]
-    resigned = resign({**files, layout.EVENTS: b"".join(rows)}, bundles.key)
+    resigned = resign({**files, first: b"".join(rows)}, bundles.key)
     verdict = verify_bundle(repack(resigned), bundles.trusted)
     assert verdict.problem is not None
     assert verdict.summary() == (
-        "FAILED [13 chain] ledger/events.jsonl line 3 (seq 4): seq 3 is missing (found seq 4)"
+        f"FAILED [13 chain] {first} line 3 (seq 4): seq 3 is missing (found seq 4)"
     )
-    unsigned = {**files, layout.EVENTS: b"".join(rows)}
+    unsigned = {**files, first: b"".join(rows)}
     verdict = verify_bundle(repack(unsigned), bundles.trusted)
     assert verdict.summary().startswith(
-        "FAILED [11 file digest] ledger/events.jsonl line 3 (seq 4): its SHA-256 is not the "
+        f"FAILED [11 file digest] {first} line 3 (seq 4): its SHA-256 is not the "
         "manifest's; first bad record: seq 3 is missing"
     )
+    # Across parts: the first event of a part must follow the last of the part before.
+    rows = lines(files[second])
+    resigned = resign({**files, second: b"".join(rows[1:])}, bundles.key)
+    assert verify_bundle(repack(resigned), bundles.trusted).summary() == (
+        f"FAILED [13 chain] {second} line 1 (seq {FULL_PART + 2}): seq {FULL_PART + 1} is "
+        f"missing (found seq {FULL_PART + 2})"
+    )
+    # And a record named by its event's seq and hash in its part of the records.
+    records = lines(files[layout.requests_part(1)])
+    edited = records[0].replace(b'"seq":', b'"seq":1', 1)
+    resigned = resign({**files, layout.requests_part(1): b"".join([edited, *records[1:]])},
+                      bundles.key)  # fmt: skip
+    assert verify_bundle(repack(resigned), bundles.trusted).summary().startswith(
+        f"FAILED [12 record hash] {layout.requests_part(1)} line 1: its ledger event is not in "
+        f"{first} (or the records are not in ledger order)"
+    )
+
+
+def test_a_bundle_of_another_format_or_with_a_part_missing_is_refused(bundles: Bundles) -> None:
+    files = members(bundles.full)
+
+    def older(manifest: dict[str, object]) -> None:
+        manifest["format"] = "warden-export-v1"
+
+    verdict = verify_bundle(repack(resign(files, bundles.key, older)), bundles.trusted)
+    assert verdict.summary() == (
+        f"FAILED [10 manifest signature] manifest.json: signed, but unusable: not a "
+        f"{layout.FORMAT} manifest (its format is 'warden-export-v1')"
+    )
+    # A part taken out of the zip and of the signed manifest: the numbering gives it away.
+    for name in (layout.events_part(1), layout.requests_part(1)):
+        kept = {n: data for n, data in files.items() if n != name}
+
+        def unlist(manifest: dict[str, object], name: str = name) -> None:
+            del manifest["files"][name]  # type: ignore[attr-defined]
+
+        verdict = verify_bundle(repack(resign(kept, bundles.key, unlist)), bundles.trusted)
+        assert verdict.summary().startswith(f"FAILED [11 file digest] the bundle has no {name}")
+
+
+def test_a_bad_event_inside_any_part_is_named_in_a_partial_bundle(bundles: Bundles) -> None:
+    """Every line of every part of the ledger, changed by the key's holder: the verdict names
+    that part and line, whether the part goes on with the run before it or not."""
+    files = members(bundles.partial)
+    for name in _events_parts(files):
+        rows = lines(files[name])
+        for i, row in enumerate(rows):
+            edited = row.replace(b'"kind":"', b'"kind":"x', 1)
+            changed = {**files, name: b"".join([*rows[:i], edited, *rows[i + 1 :]])}
+            verdict = verify_bundle(repack(resign(changed, bundles.key)), bundles.trusted)
+            assert verdict.summary().startswith(
+                f"FAILED [12 record hash] {name} line {i + 1}: the event does not hash"
+            ), verdict.summary()

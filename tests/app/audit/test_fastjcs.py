@@ -6,6 +6,7 @@ import math
 import random
 import struct
 
+import orjson
 import pytest
 
 from app.audit import fastjcs, jcs
@@ -48,28 +49,28 @@ def test_members_are_sorted_by_utf16_code_units() -> None:
     assert fastjcs.loads_canonical(jcs.dumps(value)) == value
 
 
+def _document(rng: random.Random, depth: int = 0) -> object:
+    kind = rng.randrange(7 if depth < 4 else 4)
+    if kind == 0:
+        return rng.randint(-(2**53) + 1, 2**53 - 1)
+    if kind == 1:
+        return _double(rng)
+    if kind == 2:
+        return "".join(chr(rng.choice([rng.randrange(0x20, 0x7F), rng.randrange(0x110000)]))
+                       for _ in range(rng.randrange(6))).encode("utf-8", "replace").decode(
+                           "utf-8", "replace")  # fmt: skip
+    if kind == 3:
+        return rng.choice([None, True, False])
+    if kind in (4, 5):
+        return {str(rng.randrange(1000)) + chr(rng.randrange(0x20, 0x3000)):
+                _document(rng, depth + 1) for _ in range(rng.randrange(5))}  # fmt: skip
+    return [_document(rng, depth + 1) for _ in range(rng.randrange(5))]
+
+
 def test_random_documents_match_jcs() -> None:
     rng = random.Random(1)
-
-    def document(depth: int) -> object:
-        kind = rng.randrange(7 if depth < 4 else 4)
-        if kind == 0:
-            return rng.randint(-(2**53) + 1, 2**53 - 1)
-        if kind == 1:
-            return _double(rng)
-        if kind == 2:
-            return "".join(chr(rng.choice([rng.randrange(0x20, 0x7F), rng.randrange(0x110000)]))
-                           for _ in range(rng.randrange(6))).encode("utf-8", "replace").decode(
-                               "utf-8", "replace")  # fmt: skip
-        if kind == 3:
-            return rng.choice([None, True, False])
-        if kind in (4, 5):
-            return {str(rng.randrange(1000)) + chr(rng.randrange(0x20, 0x3000)): document(depth + 1)
-                    for _ in range(rng.randrange(5))}  # fmt: skip
-        return [document(depth + 1) for _ in range(rng.randrange(5))]
-
     for _ in range(20_000):
-        value = document(0)
+        value = _document(rng)
         try:
             expected = jcs.dumps(value)
         except ValueError:
@@ -105,3 +106,39 @@ def test_canonical_encodings_that_orjson_writes_otherwise_are_accepted() -> None
     for value in (0.000001, 1e21, 1e16, 5.0, -0.0, 9007199254740991, 1.5e-7):
         text = jcs.dumps({"a": value})
         assert fastjcs.loads_canonical(text) == {"a": value}
+
+
+def test_doubts_cover_every_value_orjson_writes_otherwise_than_jcs() -> None:
+    """Alone, or among many values a line each (a verifier's block), every value whose orjson
+    bytes are not its JCS bytes has a doubt inside it: only those need the slow check."""
+    rng = random.Random(2)
+    awkward: list[object] = [5.0, -0.0, 1e16, 1e-6, 1e-7, 1e21, 2.5e-300, "\U0001f600",
+                             {"\U0001f600": 1, "\ufb33": 2}]  # fmt: skip
+    values = [rng.choice(awkward) if rng.random() < 0.1 else _document(rng) for _ in range(20_000)]
+    lines: list[bytes] = []
+    differ: list[bool] = []
+    for value in values:
+        try:
+            canonical = jcs.dumps(value)
+            line = orjson.dumps(value, option=fastjcs.OPTIONS)
+        except (ValueError, TypeError):
+            continue
+        differ.append(line != canonical)
+        lines.append(line)
+        assert fastjcs.doubts(line) or line == canonical, value
+    assert sum(differ) > 1000
+    block = b"\n".join(lines) + b"\n"
+    flagged = {block.count(b"\n", 0, at) for at in fastjcs.doubts(block)}
+    assert {i for i, d in enumerate(differ) if d} <= flagged
+
+
+@pytest.mark.parametrize(
+    "value", [float("nan"), float("inf"), {"a": [None, -float("inf")]}, [{"b": float("nan")}]]
+)
+def test_nan_and_the_infinities_are_refused_as_jcs_refuses_them(value: object) -> None:
+    """orjson writes them as `null`: that is not their JCS form, there is none."""
+    with pytest.raises(ValueError):
+        jcs.dumps(value)
+    with pytest.raises(ValueError):
+        fastjcs.dumps(value)
+    assert fastjcs.dumps({"a": [None, 0.5]}) == jcs.dumps({"a": [None, 0.5]}) == b'{"a":[null,0.5]}'
