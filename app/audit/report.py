@@ -12,6 +12,7 @@ verify.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -51,6 +52,16 @@ def _retention(facts: Facts) -> dict[str, Any]:
         "kept": days,
         "six_months": days is not None and days >= _SIX_MONTHS_DAYS,
     }
+
+
+def counts(tally: Mapping[str, int]) -> str:
+    """A tally for people, largest first: `booked 171,428; denied 28,572`.
+
+    >>> counts({"denied": 3, "booked": 1200})
+    'booked 1,200; denied 3'
+    """
+    ordered = sorted(tally.items(), key=lambda item: (-item[1], item[0]))
+    return "; ".join(f"{name} {count:,}" for name, count in ordered) or "none"
 
 
 def _kept(retention: dict[str, Any]) -> str:
@@ -105,8 +116,8 @@ def duties(facts: Facts) -> list[dict[str, str]]:
                 "records/planner_decisions.*; records/policy_evaluations.*"
             ),
             "holds": (
-                f"{facts.requests} input fingerprints (HMAC-SHA256 of the input), outcomes "
-                f"{dict(facts.outcomes.most_common(6))}, "
+                f"{facts.requests} input fingerprints (HMAC-SHA256 of the input); outcomes "
+                f"{counts(dict(facts.outcomes.most_common(6)))}; "
                 f"{facts.counts.get('planner_decisions', 0)} decisions, "
                 f"{facts.counts.get('policy_evaluations', 0)} policy evaluations"
             ),
@@ -172,14 +183,13 @@ def _context(facts: Facts) -> dict[str, Any]:
         "duties": duties(facts),
         "retention": _retention(facts),
         "requests": [_request_row(r) for r in facts.sample],
-        "policies": facts.policy_rows(),
-        "lineage": [
-            {**v, "datasets": _datasets(v)} for v in facts.lineage
-        ],
+        "policies": [{**row, "outcomes": counts(row["outcomes"])} for row in facts.policy_rows()],
+        "outcomes": counts(facts.outcomes),
+        "lineage": [{**v, "datasets": _datasets(v)} for v in facts.lineage],
         "files": sorted(facts.files, key=lambda f: f.path),
         "period": (
-            f"{chain.format_time(scope.since) if scope.since else 'the beginning'} — "
-            f"{chain.format_time(scope.until) if scope.until else 'the export'}"
+            f"from {chain.format_time(scope.since) if scope.since else 'the first record'} "
+            f"to {chain.format_time(scope.until) if scope.until else 'the time of export'}"
         ),
         "model": (
             (scope.model_name or "all")
@@ -237,11 +247,10 @@ appended to since; without, it proves the bundle is what the key's holder signed
 the ledger began (no ledger event){% endif %}{% if f.erased %}; <span class="erased">{{ f.erased }}
 erased</span> (their subject's personal data was erased: the rows stay, marked, and the ledger
 still verifies){% endif %}.
-Outcomes: {% for k, v in f.outcomes.most_common() %}{{ k }} {{ v }}{% if not loop.last %},
-{% endif %}{% endfor %}.{% if f.requests > f.sample|length %} The first {{ f.sample|length }}
+Outcomes: {{ outcomes }}.{% if f.requests > f.sample|length %} The first {{ f.sample|length }}
 are listed; all are in <code>records/requests-*.jsonl</code>.{% endif %}</p>
 <table><tr><th>trace</th><th>start</th><th>end</th><th>outcome</th><th>input fingerprint</th>
-<th>models</th><th>ledger seq</th><th></th></tr>
+<th>models</th><th>ledger seq</th><th>erased</th></tr>
 {% for r in requests %}<tr><td><code>{{ r.trace_id }}</code></td><td>{{ r.start }}</td>
 <td>{{ r.end }}</td><td>{{ r.outcome or "—" }}</td><td><code>{{ r.fingerprint }}</code></td>
 <td>{{ r.models }}</td><td>{{ r.seq or "—" }}</td>
@@ -348,7 +357,7 @@ def render_pdf(facts: Facts) -> bytes:
         if not rows:
             paragraph("None in scope.")
             return
-        with pdf.table(col_widths=widths, text_align="LEFT", wrapmode=WrapMode.CHAR,
+        with pdf.table(col_widths=widths, text_align="LEFT", wrapmode=WrapMode.WORD,
                        line_height=4) as grid:  # fmt: skip
             grid.row([text(h) for h in header])
             for row in rows:
@@ -385,10 +394,10 @@ def render_pdf(facts: Facts) -> bytes:
     heading("Uses (requests)")
     paragraph(
         f"{facts.requests} requests ({facts.uncovered} without a ledger event, "
-        f"{facts.erased} erased). Outcomes: {dict(facts.outcomes.most_common())}. "
+        f"{facts.erased} erased). Outcomes: {context['outcomes']}. "
         f"Up to {_PDF_ROWS} are listed; all are in records/requests-*.jsonl."
     )
-    table(["trace", "start", "end", "outcome", "fingerprint", "models", "seq", ""],
+    table(["trace", "start", "end", "outcome", "fingerprint", "models", "seq", "erased"],
           [[r["trace_id"], r["start"], r["end"], r["outcome"], r["fingerprint"], r["models"],
             r["seq"], "erased" if r["erased"] else ""] for r in context["requests"][:_PDF_ROWS]],
           [30, 24, 24, 12, 18, 40, 8, 8])  # fmt: skip
