@@ -25,7 +25,9 @@ What it measures, in one run:
    warden_process.py) fed OTLP batches of bench/ingest.py's synthetic traces by concurrent
    clients -> requests/s, that is ledger appends/s, checked against the events stored; and the
    same traffic to a server whose ingest skips the ledger step (`record_requests` replaced by a
-   no-op in that process only) -> ingest with and without the ledger.
+   no-op in that process only) -> ingest with and without the ledger, in `--rounds` rounds
+   of both (the order flipped each round), compared by their medians, and the ledger's cost:
+   1 - with / without.
 
 It prints figures; it asserts nothing about time. A bundle that does not verify, or rows that
 did not land, fail the run (exit status 1).
@@ -40,6 +42,7 @@ import os
 import platform
 import secrets
 import shutil
+import statistics
 import sys
 import tempfile
 import time
@@ -72,6 +75,7 @@ from bench.warden_process import (
 CHUNK = 20_000
 SUBJECTS = 10_000
 TARGET_VERIFY = 100_000  # records/s
+TARGET_LEDGER_COST = 0.15  # of ingest throughput
 
 
 def say(message: str) -> None:
@@ -194,11 +198,17 @@ def _start(data_dir: Path, env: dict[str, str], workers: int, ledger_on: bool) -
 
 
 def live_ingest(
-    tmp: Path, batches: int, clients: int, workers: int, ledger_on: bool, failures: list[str]
+    tmp: Path,
+    batches: int,
+    clients: int,
+    workers: int,
+    ledger_on: bool,
+    failures: list[str],
+    run: int = 0,
 ) -> dict[str, float]:
     from bench.ingest import SPANS_PER_TRACE, make_batches, send_all
 
-    data_dir = tmp / ("with-ledger" if ledger_on else "without-ledger")
+    data_dir = tmp / f"{'with' if ledger_on else 'without'}-ledger-{run}"
     data_dir.mkdir()
     env = clean_env(data_dir)
     env.update(WARDEN_LINEAGE_INTERVAL="0", WARDEN_DRIFT_TICK="0",
@@ -250,6 +260,8 @@ def main() -> int:
     parser.add_argument("--batches", type=int, default=200,
                         help="measured OTLP batches of 512 spans for the live ingest part")
     parser.add_argument("--clients", type=int, default=4, help="concurrent ingest clients")
+    parser.add_argument("--rounds", type=int, default=3,
+                        help="live ingest rounds, each with and without the ledger")
     parser.add_argument("--server-workers", type=int, default=os.cpu_count() or 1,
                         help="`warden serve --workers N` for the live ingest part")
     parser.add_argument("--json", action="store_true", help="also print one JSON line")
@@ -302,14 +314,21 @@ def main() -> int:
         figures["canonical_mb"] = size / 1e6
 
         if args.ingest:
-            for ledger_on in (True, False):
-                side = "with_ledger" if ledger_on else "without_ledger"
-                say(f"live ingest {side.replace('_', ' ')}: {args.batches} batches, "
-                    f"{args.clients} clients ...")  # fmt: skip
-                live = live_ingest(tmp, args.batches, args.clients, args.server_workers,
-                                   ledger_on, failures)  # fmt: skip
-                for name, value in live.items():
-                    figures[f"ingest_{side}_{name}"] = value
+            # Rounds of both sides, the order flipped each round, compared by their medians:
+            # one run of each is at the mercy of whatever else the machine does meanwhile.
+            runs: dict[str, list[dict[str, float]]] = {"with_ledger": [], "without_ledger": []}
+            for r in range(args.rounds):
+                for ledger_on in (True, False) if r % 2 == 0 else (False, True):
+                    side = "with_ledger" if ledger_on else "without_ledger"
+                    say(f"live ingest {side.replace('_', ' ')} (round {r + 1} of {args.rounds}):"
+                        f" {args.batches} batches, {args.clients} clients ...")  # fmt: skip
+                    live = live_ingest(tmp, args.batches, args.clients, args.server_workers,
+                                       ledger_on, failures, r)  # fmt: skip
+                    runs[side].append(live)
+            for side, found in runs.items():
+                for name in found[0]:
+                    figures[f"ingest_{side}_{name}"] = statistics.median(x[name] for x in found)
+                figures[f"ingest_{side}_each_spans_per_s"] = [x["spans_per_s"] for x in found]
     finally:
         if args.keep:
             say(f"kept {tmp}")
@@ -344,11 +363,17 @@ def main() -> int:
     if args.ingest:
         for side in ("with_ledger", "without_ledger"):
             requests = f[f"ingest_{side}_requests_per_s"]
-            row(f"live ingest {side.replace('_', ' ')}", f[f"ingest_{side}_spans_per_s"],
-                "spans/s", f"   ({requests:,.0f} requests/s)")  # fmt: skip
+            each = ", ".join(f"{x / 1000:.1f}k" for x in f[f"ingest_{side}_each_spans_per_s"])
+            row(f"live ingest {side.replace('_', ' ')} (median)", f[f"ingest_{side}_spans_per_s"],
+                "spans/s", f"   ({requests:,.0f} requests/s; each run {each})")  # fmt: skip
         appends = f["ingest_with_ledger_ledger_events_per_s"]
         row("ledger appends under concurrent ingest", appends, "events/s",
             f"   ({args.clients} clients, {args.server_workers} server workers)")  # fmt: skip
+        cost = 1 - f["ingest_with_ledger_spans_per_s"] / f["ingest_without_ledger_spans_per_s"]
+        figures["ledger_cost_to_ingest"] = cost
+        met = "met" if cost <= TARGET_LEDGER_COST else "NOT met"
+        print(f"  {'ledger cost to ingest (1 - with / without)':<44}{cost:>12.1%}"
+              f"   (target at most {TARGET_LEDGER_COST:.0%}: {met})")
     if args.json:
         print(json.dumps(figures))
     for failure in failures:

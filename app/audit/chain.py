@@ -125,10 +125,7 @@ def canonical(event: Event) -> bytes:
         + ',"payload":'
     )
     tail = jcs.utf8(',"project":' + encode_basestring(_label(event, "project")) + ',"seq":')
-    body = fastjcs.dumps(payload)
-    if b"null" in body:  # orjson writes NaN and infinities as null, which JCS refuses
-        body = jcs.dumps(payload)
-    return b"".join((head, body, tail, str(seq).encode(), b"}"))
+    return b"".join((head, fastjcs.dumps(payload), tail, str(seq).encode(), b"}"))
 
 
 def event_hash(prev_hash: bytes, event: Event) -> bytes:

@@ -64,6 +64,22 @@ def counts(tally: Mapping[str, int]) -> str:
     return "; ".join(f"{name} {count:,}" for name, count in ordered) or "none"
 
 
+def policy_set(payload: Mapping[str, Any]) -> str:
+    """A `policy_set.changed` event's payload for people: its hash, the one it replaced and
+    its policies.
+
+    >>> policy_set({"new": "9c0f", "old": None, "policies": [{"id": "risk-cap", "version": "1"}]})
+    'set 9c0f (replacing none); 1 policy: risk-cap v1'
+    """
+    policies = payload.get("policies") or []
+    names = ", ".join(f"{p.get('id')} v{p.get('version')}" for p in policies)
+    noun = "policy" if len(policies) == 1 else "policies"
+    return (
+        f"set {payload.get('new')} (replacing {payload.get('old') or 'none'}); "
+        f"{len(policies)} {noun}: {names or '—'}"
+    )
+
+
 def _kept(retention: dict[str, Any]) -> str:
     days = retention.get("days")
     what = "for ever" if days is None else f"{days} days"
@@ -185,6 +201,7 @@ def _context(facts: Facts) -> dict[str, Any]:
         "requests": [_request_row(r) for r in facts.sample],
         "policies": [{**row, "outcomes": counts(row["outcomes"])} for row in facts.policy_rows()],
         "outcomes": counts(facts.outcomes),
+        "policy_set": policy_set,
         "lineage": [{**v, "datasets": _datasets(v)} for v in facts.lineage],
         "files": sorted(facts.files, key=lambda f: f.path),
         "period": (
@@ -267,7 +284,7 @@ are listed; all are in <code>records/requests-*.jsonl</code>.{% endif %}</p>
 {% if f.policy_sets %}<p>Policy set changes recorded in the ledger:</p>
 <table><tr><th>seq</th><th>at</th><th>policy set</th></tr>
 {% for p in f.policy_sets %}<tr><td>{{ p.seq }}</td><td>{{ p.created_at }}</td>
-<td><code>{{ p.payload }}</code></td></tr>{% endfor %}</table>{% endif %}
+<td>{{ policy_set(p.payload) }}</td></tr>{% endfor %}</table>{% endif %}
 {% if policies %}<table>
 <tr><th>policy</th><th>version</th><th>content hash</th><th>outcomes</th></tr>
 {% for p in policies %}<tr><td>{{ p.policy_id }}</td><td>{{ p.version or "—" }}</td>
@@ -407,7 +424,7 @@ def render_pdf(facts: Facts) -> bytes:
            for r in facts.reviews[:_PDF_ROWS]], [30, 20, 12, 25, 25])  # fmt: skip
     heading("Policies in force")
     table(["seq", "at", "policy set"],
-          [[p["seq"], p["created_at"], p["payload"]] for p in facts.policy_sets],
+          [[p["seq"], p["created_at"], policy_set(p["payload"])] for p in facts.policy_sets],
           [10, 25, 80])  # fmt: skip
     table(["policy", "version", "content hash", "outcomes"],
           [[p["policy_id"], p["version"], p["hash"], p["outcomes"]] for p in context["policies"]],

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+from collections import Counter
 from pathlib import Path
 
 import orjson
@@ -112,6 +113,11 @@ def test_erased_subjects_are_marked_in_the_records_and_the_report(
     for duty in ("Art. 12(3)(a)", "Art. 12(3)(b)", "Art. 12(3)(c)", "Art. 12(3)(d)", "26(6)"):
         assert duty in html
     assert "key:wdn_reviewer" in html
+    # Tallies and the policy set read as words, not as a program's dictionaries.
+    outcomes = Counter(str(r["outcome"]) for r in _requests(files))
+    assert "Outcomes: " + "; ".join(f"{k} {v}" for k, v in sorted(
+        outcomes.items(), key=lambda kv: (-kv[1], kv[0]))) + "." in html  # fmt: skip
+    assert "(replacing none); " in html and "risk-cap v1" in html and "{&#39;" not in html
     assert files[layout.REPORT_PDF].startswith(b"%PDF-")
     # An erased subject is found by its pseudonym only: its name leads nowhere any more.
     with store.engine.connect() as conn:
