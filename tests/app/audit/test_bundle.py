@@ -198,15 +198,7 @@ def test_periods_and_models(store: Store, tmp_path: Path) -> None:
 def test_requests_stored_before_the_ledger_began_are_exported_without_an_event(
     store: Store, tmp_path: Path
 ) -> None:
-    with write_transaction(store.engine) as conn:
-        conn.execute(
-            insert(Request).values(
-                project_id=store.project_id, trace_id="0" * 31 + "1", root_span_id="1" * 16,
-                name="request", start_time_unix_nano=bundle_data.T0 + 30 * bundle_data.SECOND,
-                end_time_unix_nano=bundle_data.T0 + 31 * bundle_data.SECOND, duration_ms=1.0,
-                status="ok", models={}, ingested_at=at(-10**8),
-            )
-        )  # fmt: skip
+    _old_request(store, 1)
     result = store.export(tmp_path / "old.zip")
     assert result.manifest["counts"]["requests_without_ledger_event"] == 1
     files = members(result.path.read_bytes())
@@ -319,14 +311,16 @@ def test_a_pin_of_a_size_with_no_stored_head_needs_prove_from(
     assert verify_bundle(proved.path, [store.key.public_key()], pin).ok
 
 
-def _old_request(store: Store) -> None:
-    """A request stored before the ledger began: exported without a ledger event."""
+def _old_request(store: Store, n: int) -> None:
+    """A request stored before the ledger began (exported without a ledger event): trace
+    `0...0n`, starting 29 + n seconds into the store's traffic."""
+    start = bundle_data.T0 + (29 + n) * bundle_data.SECOND
     with write_transaction(store.engine) as conn:
         conn.execute(
             insert(Request).values(
-                project_id=store.project_id, trace_id="0" * 31 + "2", root_span_id="2" * 16,
-                name="request", start_time_unix_nano=bundle_data.T0 + 31 * bundle_data.SECOND,
-                end_time_unix_nano=bundle_data.T0 + 32 * bundle_data.SECOND, duration_ms=1.0,
+                project_id=store.project_id, trace_id="0" * 31 + str(n), root_span_id=str(n) * 16,
+                name="request", start_time_unix_nano=start,
+                end_time_unix_nano=start + bundle_data.SECOND, duration_ms=1.0,
                 status="ok", models={}, ingested_at=at(-10**8),
             )
         )  # fmt: skip
@@ -335,7 +329,7 @@ def _old_request(store: Store) -> None:
 def test_a_bundle_in_many_parts_pairs_each_part_of_records_with_its_part_of_events(
     store: Store, tmp_path: Path
 ) -> None:
-    _old_request(store)
+    _old_request(store, 2)
     result = store.export(tmp_path / "parts.zip", part_events=4)
     files = members(result.path.read_bytes())
     size = result.manifest["ledger"]["anchor"]["tree_size"]
