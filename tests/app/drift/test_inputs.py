@@ -105,9 +105,10 @@ def test_small_samples_get_p_value_tests_and_large_ones_evidently_distances() ->
     assert all(c.threshold == 0.1 and c.score_type == "distance" for c in large.columns)
 
 
-def test_the_html_report_matches_the_fast_path() -> None:
+@pytest.mark.parametrize("rows", [300, 2500])  # our small-sample tests; Evidently's distances
+def test_the_html_report_matches_the_fast_path(rows: int) -> None:
     rng = np.random.default_rng(6)
-    reference, current = intents(rng, 300), intents(rng, 300, ("num_2",))
+    reference, current = intents(rng, rows), intents(rng, rows, ("num_2",))
     numerical, categorical = NUMERICAL[:4], CATEGORICAL[:2]
     fast = input_drift(reference, current, numerical, categorical, render_html=False)
     full = input_drift(reference, current, numerical, categorical)
