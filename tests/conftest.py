@@ -24,6 +24,7 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 import psycopg
@@ -193,6 +194,20 @@ def live(settings: Settings, engine: Engine) -> Iterator[LiveService]:
     """The service on a free port of 127.0.0.1, served by uvicorn in a thread of this process."""
     with running(settings, engine) as service:
         yield service
+
+
+def embedded_settings(root: Path, **overrides: Any) -> Settings:
+    """A service on the embedded stores under `root` (SQLite, MLflow's SQLite store), with
+    lineage resolution and the drift schedule off unless `overrides` say otherwise."""
+    values: dict[str, Any] = {
+        "data_dir": root / "data",
+        "database_url": f"sqlite:///{root / 'warden.db'}",
+        "mlflow_tracking_uri": f"sqlite:///{root / 'mlflow.db'}",
+        "secret_key": TEST_SECRET,
+        "lineage_interval": 0,
+        "drift_tick": 0,
+    }
+    return Settings(**(values | overrides))
 
 
 @contextlib.contextmanager

@@ -157,13 +157,18 @@ def sign_now(engine: Engine, key: Ed25519PrivateKey, project_id: int) -> TreeHea
 def latest_head(engine: Engine, project_id: int) -> TreeHead | None:
     with read_connection(engine) as conn:
         name = _name(conn, project_id)
-        row = conn.execute(
-            _checkpoint_query()
-            .where(CHECKPOINTS.c.project_id == project_id)
-            .order_by(CHECKPOINTS.c.tree_size.desc(), CHECKPOINTS.c.id.desc())
-            .limit(1)
-        ).one_or_none()
+        row = _newest_row(conn, project_id)
     return head_from_row(name, row) if row is not None else None
+
+
+def _newest_row(conn: Connection, project_id: int) -> Any:
+    """The row of the project's largest signed head (the last signed, among equals)."""
+    return conn.execute(
+        _checkpoint_query()
+        .where(CHECKPOINTS.c.project_id == project_id)
+        .order_by(CHECKPOINTS.c.tree_size.desc(), CHECKPOINTS.c.id.desc())
+        .limit(1)
+    ).one_or_none()
 
 
 def list_heads(
@@ -275,12 +280,7 @@ def inclusion(
 def _signed(conn: Connection, project_id: int, name: str, size: int | None) -> TreeHead:
     if size is not None:
         return _head_of_size(conn, project_id, name, size)
-    row = conn.execute(
-        _checkpoint_query()
-        .where(CHECKPOINTS.c.project_id == project_id)
-        .order_by(CHECKPOINTS.c.tree_size.desc(), CHECKPOINTS.c.id.desc())
-        .limit(1)
-    ).one_or_none()
+    row = _newest_row(conn, project_id)
     if row is None:
         raise NotFound("no signed head yet: POST /v1/audit/heads signs one now")
     return head_from_row(name, row)

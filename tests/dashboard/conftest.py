@@ -27,7 +27,6 @@ from sqlalchemy import insert
 
 from app import lineage, projects, schema
 from app.audit import checkpoints
-from app.config import Settings
 from app.db import create_db_engine, write_transaction
 from app.drift import settings as drift_settings
 from app.drift.job import DriftRunner
@@ -36,7 +35,7 @@ from examples.booking import demo
 from examples.booking.registry import TrainingSpec
 from examples.booking.world_model import TrainConfig
 from policies import BUILTIN, PolicySet
-from tests.conftest import TEST_SECRET, LiveService, running
+from tests.conftest import LiveService, embedded_settings, running
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
@@ -169,17 +168,8 @@ def _big_trace(live: LiveService, spans: int = BIG_TRACE_SPANS) -> str:
 @pytest.fixture(scope="package")
 def filled(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Filled]:
     root = tmp_path_factory.mktemp("dashboard")
-    tracking_uri = f"sqlite:///{root / 'mlflow.db'}"
-    settings = Settings(
-        data_dir=root / "data",
-        database_url=f"sqlite:///{root / 'warden.db'}",
-        mlflow_tracking_uri=tracking_uri,
-        secret_key=TEST_SECRET,
-        lineage_interval=0,
-        drift_tick=0,
-        audit_checkpoint_interval=0,
-        dashboard_rollup_interval=1,
-    )
+    settings = embedded_settings(root, audit_checkpoint_interval=0, dashboard_rollup_interval=1)
+    tracking_uri = settings.mlflow_tracking_uri
     engine = create_db_engine(settings)
     schema.upgrade(engine)
     with contextlib.ExitStack() as stack, running(settings, engine) as live:

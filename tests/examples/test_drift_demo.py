@@ -20,13 +20,12 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from app import lineage, projects, schema
-from app.config import Settings
 from app.db import create_db_engine
 from app.drift import settings as drift_settings
 from examples.booking import demo
 from examples.booking.registry import TrainingSpec
 from examples.booking.world_model import TrainConfig
-from tests.conftest import TEST_SECRET, LiveService, free_port, running
+from tests.conftest import LiveService, embedded_settings, free_port, running
 
 REFERENCE, CURRENT = 300, 200
 SPEC = TrainingSpec(n_samples=3000, train=TrainConfig(epochs=2))
@@ -78,15 +77,8 @@ def judge(live: LiveService, key: str) -> dict[str, Any]:
 @pytest.fixture(scope="module")
 def scenario(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Scenario]:
     root = tmp_path_factory.mktemp("drift")
-    tracking_uri = f"sqlite:///{root / 'mlflow.db'}"
-    settings = Settings(
-        data_dir=root / "data",
-        database_url=f"sqlite:///{root / 'warden.db'}",
-        mlflow_tracking_uri=tracking_uri,
-        secret_key=TEST_SECRET,
-        lineage_interval=0,
-        drift_tick=0,
-    )
+    settings = embedded_settings(root)
+    tracking_uri = settings.mlflow_tracking_uri
     engine = create_db_engine(settings)
     schema.upgrade(engine)
     webhook = Webhook()

@@ -26,6 +26,14 @@ def _jobs(request: Request) -> ExportJobs | None:
     return getattr(request.app.state, "exports", None)
 
 
+def _export_jobs(request: Request) -> ExportJobs:
+    """The service's export jobs, or a clear error where it runs none."""
+    jobs = _jobs(request)
+    if jobs is None:
+        raise WardenError("exports are not available in this service")
+    return jobs
+
+
 def _page(request: Request, viewer: Viewer, status_code: int = 200, **extra: Any) -> Response:
     viewer.principal.require(Scope.AUDIT)
     engine = request.app.state.engine
@@ -74,10 +82,8 @@ async def sign_head(request: Request) -> Response:
 @router.post("/audit/exports")
 async def start_export(request: Request) -> Response:
     viewer, form = await acting(request)
-    jobs = _jobs(request)
     try:
-        if jobs is None:
-            raise WardenError("exports are not available in this service")
+        jobs = _export_jobs(request)
         model = form.get("model", "").strip()
         name, _, version = model.partition("@")
         scope = ExportScope(
@@ -96,9 +102,7 @@ async def start_export(request: Request) -> Response:
 def export_status(request: Request, export_id: str, viewer: ViewerDep) -> Response:
     """One export's row (loaded again every second while it runs)."""
     viewer.principal.require(Scope.AUDIT)
-    jobs = _jobs(request)
-    if jobs is None:
-        raise WardenError("exports are not available in this service")
+    jobs = _export_jobs(request)
     job = jobs.get(viewer.principal.project, export_id)
     return render(request, "partials/export_status.html", viewer, title="Export", job=job)
 
@@ -106,9 +110,7 @@ def export_status(request: Request, export_id: str, viewer: ViewerDep) -> Respon
 @router.get("/audit/exports/{export_id}/download")
 def download(request: Request, export_id: str, viewer: ViewerDep) -> Response:
     viewer.principal.require(Scope.AUDIT)
-    jobs = _jobs(request)
-    if jobs is None:
-        raise WardenError("exports are not available in this service")
+    jobs = _export_jobs(request)
     path = jobs.bundle(viewer.principal.project, export_id)
     return FileResponse(
         path, media_type="application/zip",
