@@ -15,14 +15,14 @@ import uvicorn
 from rich.table import Table
 from sqlalchemy import Engine
 
-from app import projects
 from app.audit import cli as audit_cli
 from app.audit import erasure, export_cli
 from app.cli_common import database, err, out, policy_set
 from app.config import Settings
 from app.drift.cli import drift_app
 from app.errors import WardenError
-from app.keys import Scope
+from app.tenancy import projects
+from app.tenancy.keys import Scope
 from policies import PolicyLoadError, PolicySet, run_tests
 
 app = typer.Typer(
@@ -233,7 +233,8 @@ def promote(
 
     Example: [bold]warden promote booking-world-model 4 --alias champion[/bold]
     """
-    from app import deploy, lineage
+    from app.governance import deploy
+    from app.registry import lineage
 
     settings = Settings()
     with database() as engine:
@@ -260,7 +261,8 @@ def rollback(
 
     Example: [bold]warden rollback booking-world-model --alias champion --reason "drift"[/bold]
     """
-    from app import deploy, lineage
+    from app.governance import deploy
+    from app.registry import lineage
 
     settings = Settings()
     with database() as engine:
@@ -428,7 +430,7 @@ def policy_explain(
 
     Example: [bold]warden policy explain 5b8efff798038103d269b633813fc60c --project booking[/bold]
     """
-    from app import queries
+    from app.store import queries
 
     settings = Settings()
     current = {p.id: p.hash for p in policy_set(settings).policies}
@@ -462,7 +464,7 @@ def lineage_tree(
     """
     from rich.tree import Tree
 
-    from app import lineage
+    from app.registry import lineage
 
     settings = Settings()
     with database() as engine:
@@ -509,7 +511,7 @@ def replay(
     """
     import json
 
-    from app import queries
+    from app.store import queries
     from collectors import fingerprint
     from examples.booking.replay import replay as run_replay
 

@@ -10,10 +10,10 @@ from rich.console import Console
 from sqlalchemy import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
-from app import schema
 from app.config import Settings
-from app.db import create_db_engine
 from app.errors import WardenError
+from app.store import schema
+from app.store.engine import create_db_engine
 from policies import BUILTIN, PolicyLoadError, PolicySet
 
 out = Console()

@@ -25,18 +25,18 @@ from app.api.routes import (
     reviews,
     tensors,
 )
-from app.audit import checkpoints as audit_checkpoints
 from app.audit import erasure
 from app.audit.exports import ExportJobs
+from app.audit.ledger import checkpoints as audit_checkpoints
 from app.config import Settings
 from app.dashboard import install as install_dashboard
 from app.dashboard.rollups import Roller
-from app.db import create_db_engine
 from app.drift.schedule import DriftRunners, Scheduler
 from app.errors import WardenError
 from app.ingest import otlp
-from app.lineage import Resolver
 from app.metrics import Metrics, MetricsMiddleware
+from app.registry.lineage import Resolver
+from app.store.engine import create_db_engine
 from policies import BUILTIN, PolicySet
 
 log = logging.getLogger("warden")
@@ -87,7 +87,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             scheduler = Scheduler(runners, settings.drift_tick, settings.data_dir / "drift.lock")
             scheduler.start()
         if settings.stack:
-            from app.gateway import Gateway
+            from app.governance.gateway import Gateway
 
             app.state.gateway = Gateway(settings, app.state.engine, metrics, app.state.policies)
         # Ingest allocates many short-lived objects per batch; with the default threshold the

@@ -56,13 +56,15 @@ sys.path[:] = [str(ROOT)] + [p for p in sys.path if Path(p or ".").resolve() != 
 
 from sqlalchemy import insert
 
-from app import projects, schema
-from app.audit import checkpoints, layout, ledger
+from app.audit import layout, ledger
 from app.audit.bundle import Scope, export_bundle
+from app.audit.ledger import checkpoints
 from app.audit.verify import verify_bundle
 from app.config import Settings
-from app.db import create_db_engine, write_transaction
-from app.models import Request
+from app.store import schema
+from app.store.engine import create_db_engine, write_transaction
+from app.store.tables import Request
+from app.tenancy import projects
 from bench.warden_process import (
     Server,
     clean_env,

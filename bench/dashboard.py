@@ -332,10 +332,11 @@ def pct(values: list[float], q: float) -> float:
 
 
 def _fresh_store(data_dir: Path, db: Path, requests: int, detailed: float) -> tuple[Filled, str]:
-    from app import projects, schema
     from app.config import Settings
     from app.dashboard import rollups
-    from app.db import create_db_engine
+    from app.store import schema
+    from app.store.engine import create_db_engine
+    from app.tenancy import projects
 
     for stale in data_dir.glob("warden.db*"):
         stale.unlink()

@@ -71,14 +71,15 @@ def main() -> int:
     os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
     from sqlalchemy import select
 
-    from app import lineage, projects
     from app.config import Settings
-    from app.db import create_db_engine
     from app.drift import reference as references
     from app.drift import windows
     from app.drift.job import Skipped, judge_decisions, judge_inputs, judge_latent
     from app.drift.settings import DriftSettings
-    from app.models import ModelVersion
+    from app.registry import lineage
+    from app.store.engine import create_db_engine
+    from app.store.tables import ModelVersion
+    from app.tenancy import projects
     from examples.booking import demo
 
     def say(message: str) -> None:

@@ -56,11 +56,12 @@ def fill(db_url: str, n: int, seed: int) -> None:
     """2n requests of `world-model` v1 in project `bench`: n reference, then n drifted."""
     from sqlalchemy import insert
 
-    from app import projects, schema
     from app.config import Settings
-    from app.db import create_db_engine, write_transaction
     from app.ingest.decision_summary import summarise
-    from app.models import PlannerDecision, Request, RequestModel, WorldModelState
+    from app.store import schema
+    from app.store.engine import create_db_engine, write_transaction
+    from app.store.tables import PlannerDecision, Request, RequestModel, WorldModelState
+    from app.tenancy import projects
 
     engine = create_db_engine(Settings(database_url=db_url))
     schema.upgrade(engine)
@@ -155,14 +156,14 @@ def main() -> int:
     import pandas as pd
     import torch
 
-    from app import projects
     from app.config import Settings
-    from app.db import create_db_engine
     from app.drift import settings as drift_settings
     from app.drift import windows
     from app.drift.job import DriftRunner
     from app.drift.latent import LatentReference, latent_drift
-    from app.mlflow_results import Result, log_result
+    from app.registry.mlflow_results import Result, log_result
+    from app.store.engine import create_db_engine
+    from app.tenancy import projects
 
     engine = create_db_engine(Settings(database_url=db_url))
     project_id = projects.project_id(engine, "bench")

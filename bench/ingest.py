@@ -388,12 +388,12 @@ def raw_ceiling(batches: list[bytes], data_dir: Path) -> tuple[float, int]:
     """Seconds to insert the span rows of `batches` with plain executemany, and the row count."""
     from sqlalchemy import insert
 
-    from app import schema
     from app.config import Settings
-    from app.db import create_db_engine, write_transaction
     from app.ingest.normalise import span_rows
-    from app.models import Project
-    from app.models import Span as SpanModel
+    from app.store import schema
+    from app.store.engine import create_db_engine, write_transaction
+    from app.store.tables import Project
+    from app.store.tables import Span as SpanModel
 
     engine = create_db_engine(Settings(data_dir=data_dir, database_url=""))
     try:

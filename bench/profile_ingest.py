@@ -28,14 +28,14 @@ sys.path[:] = [str(ROOT)] + [p for p in sys.path if Path(p or ".").resolve() != 
 
 from sqlalchemy import insert
 
-from app import schema
 from app.config import Settings
-from app.db import create_db_engine, write_transaction
 from app.ingest import otlp
 from app.ingest.normalise import normalise, span_rows
 from app.ingest.pipeline import ingest_traces
 from app.metrics import Metrics
-from app.models import Project
+from app.store import schema
+from app.store.engine import create_db_engine, write_transaction
+from app.store.tables import Project
 from bench.ingest import make_batches
 
 

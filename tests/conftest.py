@@ -32,11 +32,12 @@ import pytest
 import uvicorn
 from sqlalchemy import Engine
 
-from app import projects, schema
 from app.config import Settings
-from app.db import create_db_engine
 from app.errors import Conflict
 from app.main import create_app
+from app.store import schema
+from app.store.engine import create_db_engine
+from app.tenancy import projects
 
 TEST_SECRET = "test-server-secret"
 

@@ -8,9 +8,9 @@ from fastapi import Depends, Header, Request
 from sqlalchemy import Engine
 
 from app.config import Settings
-from app.keys import Scope
 from app.metrics import Metrics
-from app.projects import Principal, authenticate
+from app.tenancy.keys import Scope
+from app.tenancy.projects import Principal, authenticate
 
 
 def get_engine(request: Request) -> Engine:

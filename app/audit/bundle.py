@@ -52,8 +52,9 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from sqlalchemy import Connection, Engine, Text, cast, func, insert, select
 from sqlalchemy.exc import IntegrityError
 
-from app.audit import chain, checkpoints, fastjcs, heads, jcs, layout, merkle
+from app.audit import chain, fastjcs, heads, jcs, layout, merkle
 from app.audit.heads import TreeHead
+from app.audit.ledger import checkpoints
 from app.audit.records import (
     Column,
     FileInfo,
@@ -65,9 +66,10 @@ from app.audit.records import (
     table_columns,
     utc_text,
 )
-from app.db import read_connection, write_transaction
 from app.errors import BadRequest, Conflict, NotFound
-from app.models import (
+from app.store.engine import read_connection, write_transaction
+from app.store.queries import to_unix_nano
+from app.store.tables import (
     AuditCheckpoint,
     AuditEvent,
     DriftReport,
@@ -83,7 +85,6 @@ from app.models import (
     SubjectKey,
     WorldModelState,
 )
-from app.queries import to_unix_nano
 
 CHUNK = 2000
 # Ledger events are written in the transaction that stores their request, a moment after

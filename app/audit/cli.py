@@ -14,9 +14,9 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 from sqlalchemy import Connection, select
 
-from app import projects
-from app.audit import checkpoints, erasure, heads, retention
-from app.audit.ledger_verify import (
+from app.audit import erasure, heads, retention
+from app.audit.ledger import checkpoints
+from app.audit.ledger.verify import (
     Failure,
     Report,
     event_count,
@@ -25,7 +25,8 @@ from app.audit.ledger_verify import (
 )
 from app.cli_common import database, err, out
 from app.config import Settings
-from app.models import Project
+from app.store.tables import Project
+from app.tenancy import projects
 
 audit_app = typer.Typer(
     help="The audit ledger: verify it, sign its head now, show the head and the public key.",

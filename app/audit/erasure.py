@@ -38,9 +38,9 @@ from sqlalchemy import Connection, Engine, Table, and_, func, select, text, upda
 from sqlalchemy.dialects import postgresql, sqlite
 
 from app.audit import ledger
-from app.db import read_connection, write_transaction
 from app.errors import Conflict, NotFound
-from app.models import LegalHold, Request, RequestPayload, Span, SubjectKey
+from app.store.engine import read_connection, write_transaction
+from app.store.tables import LegalHold, Request, RequestPayload, Span, SubjectKey
 
 INPUT_ATTRIBUTE = "warden.request.input"
 SUBJECT_ATTRIBUTE = "warden.request.subject"

@@ -17,9 +17,10 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
-from app.audit import checkpoints, heads
+from app.audit import heads
 from app.audit.bundle import Scope, parse_model
 from app.audit.exports import parse_time, produce
+from app.audit.ledger import checkpoints
 from app.audit.verify import Failure, verify_bundle
 from app.cli_common import database, err, out
 from app.config import Settings

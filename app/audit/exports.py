@@ -41,7 +41,7 @@ from app.audit import chain, ledger
 from app.audit.bundle import ExportResult, Progress, Scope, export_bundle
 from app.config import Settings
 from app.errors import BadRequest, Conflict, NotFound
-from app.mlflow_results import Result, log_result
+from app.registry.mlflow_results import Result, log_result
 
 log = logging.getLogger("warden.exports")
 

@@ -33,9 +33,9 @@ from sqlalchemy import (
 )
 
 from app.audit import erasure, ledger
-from app.db import read_connection, write_transaction
 from app.errors import BadRequest, NotFound
-from app.models import (
+from app.store.engine import read_connection, write_transaction
+from app.store.tables import (
     LegalHold,
     PlannerDecision,
     Project,
@@ -45,7 +45,7 @@ from app.models import (
     Span,
     WorldModelState,
 )
-from app.project_settings import merge_section, read_section
+from app.tenancy.project_settings import merge_section, read_section
 
 KEY = "retention"
 HIGH_RISK_FLOOR_DAYS = 183  # six months, EU AI Act Art. 19(1) and 26(6)

@@ -9,9 +9,9 @@ from typing import Any
 
 from sqlalchemy import Engine, func, select
 
-from app.db import read_connection
 from app.errors import NotFound
-from app.models import (
+from app.store.engine import read_connection
+from app.store.tables import (
     Deployment,
     DriftReport,
     ModelVersion,

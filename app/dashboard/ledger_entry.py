@@ -14,10 +14,10 @@ from typing import Any
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from sqlalchemy import Engine, select
 
-from app.audit import checkpoints, heads, ledger, merkle
-from app.audit.ledger import EVENTS
-from app.db import read_connection
+from app.audit import heads, ledger, merkle
+from app.audit.ledger import EVENTS, checkpoints
 from app.errors import WardenError
+from app.store.engine import read_connection
 
 BEFORE = timedelta(seconds=30)
 AFTER = timedelta(minutes=5)

@@ -8,8 +8,9 @@ from typing import Any
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from sqlalchemy import Engine
 
-from app.audit import checkpoints, ledger
-from app.audit.ledger_verify import Report, trusted_keys, verify_project
+from app.audit import ledger
+from app.audit.ledger import checkpoints
+from app.audit.ledger.verify import Report, trusted_keys, verify_project
 
 RECENT = 15
 

@@ -10,14 +10,14 @@ from typing import Any
 import numpy as np
 from sqlalchemy import Engine, select
 
-from app.audit import checkpoints
 from app.audit.heads import TreeHead
+from app.audit.ledger import checkpoints
 from app.dashboard import rollups
 from app.dashboard.rollups import Bucket
-from app.db import read_connection
 from app.drift import reports
 from app.errors import BadRequest
-from app.models import ModelVersion
+from app.store.engine import read_connection
+from app.store.tables import ModelVersion
 
 _NS = 1_000_000_000
 RANGES: dict[str, int] = {

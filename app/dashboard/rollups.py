@@ -28,8 +28,8 @@ import numpy as np
 from sqlalchemy import Engine, insert, select, update
 
 from app import machine_lock
-from app.db import read_connection, write_transaction
-from app.models import PolicyEvaluation, Request, RequestRollup, RollupCursor
+from app.store.engine import read_connection, write_transaction
+from app.store.tables import PolicyEvaluation, Request, RequestRollup, RollupCursor
 
 log = logging.getLogger("warden.dashboard")
 

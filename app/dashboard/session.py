@@ -29,12 +29,12 @@ from fastapi.responses import Response
 from sqlalchemy import Engine, select
 from starlette.concurrency import run_in_threadpool
 
-from app import keys
-from app.db import read_connection
 from app.errors import BadRequest, Forbidden, WardenError
-from app.keys import Scope
-from app.models import ApiKey, Project
-from app.projects import Principal
+from app.store.engine import read_connection
+from app.store.tables import ApiKey, Project
+from app.tenancy import keys
+from app.tenancy.keys import Scope
+from app.tenancy.projects import Principal
 
 COOKIE = "warden_session"
 LOGIN_COOKIE = "warden_login"

@@ -15,8 +15,8 @@ from typing import Any
 
 from sqlalchemy import Engine, func, select
 
-from app.db import read_connection
-from app.models import Span
+from app.store.engine import read_connection
+from app.store.tables import Span
 
 PAGE = 200
 STATUS = {0: "unset", 1: "ok", 2: "error"}

@@ -10,11 +10,11 @@ import typer
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from app import projects
 from app.cli_common import database, err, out, policy_set
 from app.config import Settings
 from app.drift import reports
 from app.drift import settings as drift_settings
+from app.tenancy import projects
 
 drift_app = typer.Typer(
     help="Drift of inputs, world-model latent states and decisions: run, list, configure.",

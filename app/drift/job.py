@@ -21,9 +21,7 @@ import numpy as np
 import pandas as pd
 from sqlalchemy import Engine, insert, select
 
-from app import mlflow_results
 from app.audit import ledger
-from app.db import read_connection, write_transaction
 from app.drift import reference as references
 from app.drift import settings as drift_settings
 from app.drift import windows
@@ -34,8 +32,10 @@ from app.drift.latent import LatentReference, latent_drift
 from app.drift.settings import DriftSettings
 from app.drift.windows import Bounds, Window
 from app.errors import NotFound
-from app.models import DriftReport, ModelVersion
-from app.projects import project_id as find_project
+from app.registry import mlflow_results
+from app.store.engine import read_connection, write_transaction
+from app.store.tables import DriftReport, ModelVersion
+from app.tenancy.projects import project_id as find_project
 from policies import Effect, PolicySet, Verdict
 
 log = logging.getLogger("warden.drift")
@@ -425,8 +425,8 @@ class DriftRunner:
     def _judge(self, project: str, project_id: int, result: VersionResult) -> None:
         if self.policies is None:
             return
-        from app import deploy
-        from app.lineage import mlflow_client
+        from app.governance import deploy
+        from app.registry.lineage import mlflow_client
 
         client = mlflow_client(self.tracking_uri)
         for report in result.reports:

@@ -25,9 +25,9 @@ from typing import Any
 import pandas as pd
 from sqlalchemy import Engine, select
 
-from app.db import read_connection
 from app.drift.windows import Bounds
-from app.models import ModelVersion
+from app.store.engine import read_connection
+from app.store.tables import ModelVersion
 
 log = logging.getLogger("warden.drift")
 

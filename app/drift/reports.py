@@ -7,9 +7,9 @@ from typing import Any
 
 from sqlalchemy import Engine, select
 
-from app.db import read_connection
 from app.errors import BadRequest
-from app.models import DriftReport
+from app.store.engine import read_connection
+from app.store.tables import DriftReport
 
 MAX_PAGE = 500
 KINDS = ("input", "latent", "decision")

@@ -18,9 +18,9 @@ from typing import TYPE_CHECKING
 from sqlalchemy import Engine, func, select
 
 from app import machine_lock
-from app.db import read_connection
 from app.drift import settings as drift_settings
-from app.models import DriftReport, Project
+from app.store.engine import read_connection
+from app.store.tables import DriftReport, Project
 from policies import PolicySet
 
 if TYPE_CHECKING:

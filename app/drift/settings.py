@@ -12,8 +12,8 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field, HttpUrl, model_validator
 from sqlalchemy import Engine
 
-from app.db import read_connection, write_transaction
-from app.project_settings import merge_section, read_section
+from app.store.engine import read_connection, write_transaction
+from app.tenancy.project_settings import merge_section, read_section
 
 KEY = "drift"
 

@@ -21,10 +21,10 @@ import pandas as pd
 from sqlalchemy import ClauseElement, Connection, Engine, Text, and_, cast, func, select
 from sqlalchemy.sql.compiler import SQLCompiler
 
-from app.db import read_connection
 from app.drift.decisions import DecisionSample
 from app.ingest.decision_summary import summarise
-from app.models import PlannerDecision, Request, RequestModel, WorldModelState
+from app.store.engine import read_connection
+from app.store.tables import PlannerDecision, Request, RequestModel, WorldModelState
 
 
 @dataclass(frozen=True)

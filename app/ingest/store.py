@@ -24,10 +24,10 @@ from sqlalchemy import Connection, Engine, Table, case, select, tuple_
 from sqlalchemy.dialects import postgresql, sqlite
 
 from app.audit import erasure
-from app.audit.request_events import record_requests
-from app.db import write_transaction
+from app.ingest.ledger_events import record_requests
 from app.ingest.normalise import Normalised, ParsedBatch, normalise
-from app.models import (
+from app.store.engine import write_transaction
+from app.store.tables import (
     ModelVersion,
     PlannerDecision,
     PolicyEvaluation,

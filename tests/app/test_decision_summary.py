@@ -8,7 +8,7 @@ import pytest
 from sqlalchemy import select
 
 from app.ingest.decision_summary import summarise
-from app.models import PlannerDecision
+from app.store.tables import PlannerDecision
 from tests import otlp
 from tests.conftest import LiveService
 

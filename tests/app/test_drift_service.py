@@ -10,11 +10,11 @@ from typing import Any
 import pytest
 from sqlalchemy import Engine
 
-from app import projects
 from app.drift import settings as drift_settings
 from app.drift.alerts import post_alert
 from app.drift.schedule import due_projects
 from app.errors import BadRequest
+from app.tenancy import projects
 from tests.app.test_cli import warden
 from tests.conftest import LiveService, free_port
 

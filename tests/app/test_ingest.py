@@ -17,7 +17,7 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from sqlalchemy import Engine, create_engine, func, select, text
 
-from app.models import (
+from app.store.tables import (
     ModelVersion,
     PlannerDecision,
     PolicyEvaluation,
@@ -302,13 +302,13 @@ def test_missing_or_malformed_keys_are_401(
 
 
 def test_revoked_unknown_and_unscoped_keys(live: LiveService) -> None:
-    from app import projects
+    from app.tenancy import projects
 
     body = otlp.request(otlp.hybrid_trace(otlp.Ids(10))).SerializeToString()
     reader = live.key("shop", "read")
     ingester = live.key("shop", "ingest")
     # A well-formed key (valid checksum) that was never issued here.
-    from app import keys
+    from app.tenancy import keys
 
     stranger = keys.generate()
     with live.client(reader) as client:

@@ -18,7 +18,7 @@ import pytest
 from sqlalchemy import create_engine, func, select
 
 import collectors
-from app.models import Request, Span
+from app.store.tables import Request, Span
 from tests.conftest import free_port, warden_serve
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -25,12 +25,14 @@ import pytest
 from mlflow.tracking import MlflowClient
 from sqlalchemy import insert
 
-from app import lineage, projects, schema
-from app.audit import checkpoints
-from app.db import create_db_engine, write_transaction
+from app.audit.ledger import checkpoints
 from app.drift import settings as drift_settings
 from app.drift.job import DriftRunner
-from app.models import Request, Span
+from app.registry import lineage
+from app.store import schema
+from app.store.engine import create_db_engine, write_transaction
+from app.store.tables import Request, Span
+from app.tenancy import projects
 from examples.booking import demo
 from examples.booking.registry import TrainingSpec
 from examples.booking.world_model import TrainConfig

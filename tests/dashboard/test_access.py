@@ -12,7 +12,7 @@ from typing import Any
 import httpx
 import pytest
 
-from app import projects
+from app.tenancy import projects
 from tests.dashboard.browsing import UiClient, login
 from tests.dashboard.conftest import MODEL, PROJECT, Filled
 

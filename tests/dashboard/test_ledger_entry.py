@@ -7,10 +7,11 @@ from datetime import UTC, datetime
 
 from sqlalchemy import Engine
 
-from app import projects
-from app.audit import checkpoints, heads, ledger
+from app.audit import heads, ledger
+from app.audit.ledger import checkpoints
 from app.dashboard import ledger_entry, waterfall
-from app.db import write_transaction
+from app.store.engine import write_transaction
+from app.tenancy import projects
 
 
 def test_a_request_event_is_found_and_proven(engine: Engine) -> None:

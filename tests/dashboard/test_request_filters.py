@@ -12,10 +12,11 @@ from typing import Any
 import pytest
 from sqlalchemy import Engine, insert
 
-from app import projects, queries
-from app.db import write_transaction
 from app.errors import BadRequest
-from app.models import PolicyEvaluation, Request, RequestModel
+from app.store import queries
+from app.store.engine import write_transaction
+from app.store.tables import PolicyEvaluation, Request, RequestModel
+from app.tenancy import projects
 
 NS = 1_000_000_000
 BASE = 1_800_000_000 * NS

@@ -12,10 +12,10 @@ import numpy as np
 import pytest
 from sqlalchemy import Engine, insert
 
-from app import projects
 from app.dashboard import overview, rollups
-from app.db import read_connection, write_transaction
-from app.models import PolicyEvaluation, Request
+from app.store.engine import read_connection, write_transaction
+from app.store.tables import PolicyEvaluation, Request
+from app.tenancy import projects
 
 NS = 1_000_000_000
 

@@ -19,9 +19,11 @@ from typing import Any
 import pytest
 from mlflow.tracking import MlflowClient
 
-from app import lineage, projects, schema
-from app.db import create_db_engine
 from app.drift import settings as drift_settings
+from app.registry import lineage
+from app.store import schema
+from app.store.engine import create_db_engine
+from app.tenancy import projects
 from examples.booking import demo
 from examples.booking.registry import TrainingSpec
 from examples.booking.world_model import TrainConfig
@@ -185,7 +187,7 @@ def test_drift_policies_judge_and_the_webhook_is_alerted(scenario: Scenario) -> 
 def test_each_judged_version_is_recorded_in_the_audit_ledger(scenario: Scenario) -> None:
     from sqlalchemy import select
 
-    from app.models import AuditEvent
+    from app.store.tables import AuditEvent
 
     with scenario.live.engine.connect() as conn:
         payloads = conn.execute(

@@ -49,7 +49,7 @@ def settings(
 
 @pytest.fixture(autouse=True)
 def _default_project(engine: object) -> None:
-    from app import projects
+    from app.tenancy import projects
 
     projects.create_project(engine, "default")  # type: ignore[arg-type]
 

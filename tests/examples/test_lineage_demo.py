@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from mlflow.tracking import MlflowClient
 
-from app import lineage
+from app.registry import lineage
 from examples.booking import demo
 from examples.booking.registry import TrainingSpec
 from examples.booking.world_model import TrainConfig

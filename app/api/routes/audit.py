@@ -10,10 +10,11 @@ from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
 from app.api.deps import Admin, EngineDep, PrincipalDep
-from app.audit import checkpoints, erasure, heads, ledger
+from app.audit import erasure, heads, ledger
+from app.audit.ledger import checkpoints
 from app.errors import NotFound
-from app.keys import Scope
-from app.projects import Principal
+from app.tenancy.keys import Scope
+from app.tenancy.projects import Principal
 
 router = APIRouter(tags=["audit"])
 

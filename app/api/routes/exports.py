@@ -16,8 +16,8 @@ from starlette.concurrency import run_in_threadpool
 from app.api.deps import PrincipalDep
 from app.audit.bundle import Scope, parse_model
 from app.audit.exports import ExportJobs, parse_time
-from app.keys import Scope as KeyScope
-from app.projects import Principal
+from app.tenancy.keys import Scope as KeyScope
+from app.tenancy.projects import Principal
 
 router = APIRouter(tags=["exports"])
 

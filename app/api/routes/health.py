@@ -10,7 +10,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from starlette.concurrency import run_in_threadpool
 
 from app.api.deps import EngineDep, MetricsDep
-from app.db import read_connection
+from app.store.engine import read_connection
 
 router = APIRouter(tags=["health"])
 

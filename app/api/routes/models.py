@@ -9,8 +9,9 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
-from app import deploy, lineage, model_versions
 from app.api.deps import Admin, EngineDep, Reader, SettingsDep
+from app.governance import deploy
+from app.registry import lineage, model_versions
 
 router = APIRouter(tags=["models"])
 

@@ -8,9 +8,10 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query
 from starlette.concurrency import run_in_threadpool
 
-from app import lineage, queries
 from app.api.deps import EngineDep, Reader, SettingsDep
 from app.api.schemas import RequestDetail, RequestPage, Trace
+from app.registry import lineage
+from app.store import queries
 
 router = APIRouter(tags=["requests"])
 

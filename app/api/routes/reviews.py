@@ -8,8 +8,8 @@ from fastapi import APIRouter, Query
 from pydantic import BaseModel
 from starlette.concurrency import run_in_threadpool
 
-from app import reviews
 from app.api.deps import Admin, EngineDep, Reader
+from app.governance import reviews
 
 router = APIRouter(tags=["reviews"])
 

@@ -7,7 +7,7 @@ from starlette.concurrency import run_in_threadpool
 
 from app.api.body import read_body
 from app.api.deps import Ingester, Reader, SettingsDep
-from app.tensors import load_tensor, store_tensor
+from app.store.tensors import load_tensor, store_tensor
 
 router = APIRouter(tags=["tensors"])
 

@@ -9,15 +9,15 @@ from fastapi import Request
 from fastapi.responses import FileResponse, RedirectResponse, Response
 from starlette.concurrency import run_in_threadpool
 
-from app.audit import checkpoints
 from app.audit.bundle import Scope as ExportScope
 from app.audit.exports import ExportJobs, parse_time
+from app.audit.ledger import checkpoints
 from app.dashboard import catalog, ledger_status
 from app.dashboard.routes.deps import ViewerDep, page_router
 from app.dashboard.session import Viewer, acting
 from app.dashboard.templating import PREFIX, render
 from app.errors import WardenError
-from app.keys import Scope
+from app.tenancy.keys import Scope
 
 router = page_router()
 

@@ -13,8 +13,8 @@ from app.dashboard import session
 from app.dashboard.routes.deps import page_router
 from app.dashboard.templating import PREFIX, render
 from app.errors import Unauthenticated
-from app.keys import Scope
-from app.projects import authenticate
+from app.tenancy.keys import Scope
+from app.tenancy.projects import authenticate
 
 router = page_router()
 

@@ -10,12 +10,12 @@ from typing import Any
 from fastapi import Request
 from fastapi.responses import HTMLResponse, Response
 
-from app import lineage
 from app.dashboard import catalog, drift_series
 from app.dashboard.routes.deps import ViewerDep, page_router
 from app.dashboard.templating import render
 from app.drift import reports
 from app.errors import NotFound
+from app.registry import lineage
 
 router = page_router()
 HISTORY = 200

@@ -9,13 +9,14 @@ from fastapi import Request
 from fastapi.responses import Response
 from starlette.concurrency import run_in_threadpool
 
-from app import deploy, lineage
 from app.dashboard import catalog, lineage_graph
 from app.dashboard.routes.deps import ViewerDep, page_router
 from app.dashboard.session import Viewer, acting
 from app.dashboard.templating import render
 from app.drift import reports
 from app.errors import BadRequest, WardenError
+from app.governance import deploy
+from app.registry import lineage
 
 router = page_router()
 

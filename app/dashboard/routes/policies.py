@@ -10,12 +10,12 @@ from fastapi import Request
 from fastapi.responses import RedirectResponse, Response
 from starlette.concurrency import run_in_threadpool
 
-from app import reviews
 from app.dashboard import catalog, overview
 from app.dashboard.routes.deps import ViewerDep, page_router
 from app.dashboard.session import acting
 from app.dashboard.templating import PREFIX, render
 from app.errors import BadRequest, WardenError
+from app.governance import reviews
 
 router = page_router()
 DECIDED_SHOWN = 20

@@ -9,11 +9,12 @@ from typing import Any
 from fastapi import Request
 from fastapi.responses import Response
 
-from app import lineage, queries
 from app.dashboard import catalog, ledger_entry, trajectory, waterfall
 from app.dashboard.routes.deps import ViewerDep, page_router
 from app.dashboard.templating import render
 from app.errors import BadRequest
+from app.registry import lineage
+from app.store import queries
 from policies import Phase
 
 router = page_router()

@@ -21,13 +21,14 @@ import orjson
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from sqlalchemy import Engine, insert
 
-from app import projects
-from app.audit import checkpoints, erasure, heads, layout, ledger
+from app.audit import erasure, heads, layout, ledger
 from app.audit.bundle import ExportResult, Scope, export_bundle
-from app.db import write_transaction
+from app.audit.ledger import checkpoints
 from app.ingest.normalise import span_rows
 from app.ingest.store import store_batch
-from app.models import Review
+from app.store.engine import write_transaction
+from app.store.tables import Review
+from app.tenancy import projects
 from policies import BUILTIN, PolicySet
 from tests import otlp
 from tests.conftest import TEST_SECRET

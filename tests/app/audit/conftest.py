@@ -10,13 +10,13 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from sqlalchemy import Connection, Engine, select
 
-from app import projects
 from app.audit import erasure, heads, ledger
-from app.audit.ledger_verify import Report, trusted_keys, verify_project
+from app.audit.ledger.verify import Report, trusted_keys, verify_project
 from app.config import Settings
 from app.ingest.normalise import span_rows
 from app.ingest.store import IngestResult, store_batch
-from app.models import Project
+from app.store.tables import Project
+from app.tenancy import projects
 from tests import otlp
 from tests.conftest import TEST_SECRET
 

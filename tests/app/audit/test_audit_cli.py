@@ -9,10 +9,10 @@ import pytest
 from sqlalchemy import Engine
 from typer.testing import CliRunner
 
-from app import projects
-from app.audit.ledger_verify import Failure
+from app.audit.ledger.verify import Failure
 from app.cli import app
 from app.config import Settings
+from app.tenancy import projects
 from tests import otlp
 from tests.app.audit.conftest import drop_triggers, ingest, project
 from tests.conftest import TEST_SECRET

@@ -11,11 +11,12 @@ import pyarrow.parquet as pq
 import pytest
 from sqlalchemy import Engine, insert, select, update
 
-from app.audit import chain, checkpoints, heads, layout, ledger, merkle
+from app.audit import chain, heads, layout, ledger, merkle
 from app.audit.bundle import LedgerMismatch, Scope, export_bundle, parse_model
+from app.audit.ledger import checkpoints
 from app.audit.verify import Failure, verify_bundle
-from app.db import write_transaction
-from app.models import AuditCheckpoint, AuditEvent, AuditHead, Request, SubjectKey
+from app.store.engine import write_transaction
+from app.store.tables import AuditCheckpoint, AuditEvent, AuditHead, Request, SubjectKey
 from tests.app.audit import bundle_data
 from tests.app.audit.bundle_data import Store, at, members
 from tests.app.audit.conftest import drop_triggers

@@ -20,12 +20,12 @@ import orjson
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from app import schema
 from app.audit import heads, layout
 from app.audit.bundle import Scope
 from app.audit.verify import Failure, verify_bundle
 from app.config import Settings
-from app.db import create_db_engine
+from app.store import schema
+from app.store.engine import create_db_engine
 from tests.app.audit import bundle_data
 from tests.app.audit.bundle_data import lines, members, repack, resign
 

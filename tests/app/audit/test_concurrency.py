@@ -8,12 +8,13 @@ from pathlib import Path
 import httpx
 from sqlalchemy import Engine
 
-from app import projects
-from app.audit import checkpoints, heads, ledger
+from app.audit import heads, ledger
+from app.audit.ledger import checkpoints
 from app.config import Settings
-from app.db import write_transaction
 from app.ingest.normalise import span_rows
 from app.ingest.store import store_batch
+from app.store.engine import write_transaction
+from app.tenancy import projects
 from tests import otlp
 from tests.app.audit.conftest import events, verify
 from tests.conftest import warden_serve

@@ -5,9 +5,10 @@ from __future__ import annotations
 
 from sqlalchemy import select
 
-from app import projects
-from app.audit import checkpoints, erasure, heads, retention
-from app.models import Request, RequestPayload, Span, SubjectKey
+from app.audit import erasure, heads, retention
+from app.audit.ledger import checkpoints
+from app.store.tables import Request, RequestPayload, Span, SubjectKey
+from app.tenancy import projects
 from tests import otlp
 from tests.app.audit.conftest import events, verify
 from tests.conftest import LiveService

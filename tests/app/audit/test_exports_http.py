@@ -10,7 +10,7 @@ import pytest
 
 from app.audit import heads, ledger
 from app.audit.verify import verify_bundle
-from app.mlflow_results import find_results
+from app.registry.mlflow_results import find_results
 from tests import otlp
 from tests.conftest import LiveService
 

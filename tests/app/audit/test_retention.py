@@ -9,9 +9,10 @@ from typing import Any
 import pytest
 from sqlalchemy import Engine, func, select
 
-from app.audit import checkpoints, erasure, heads, retention
+from app.audit import erasure, heads, retention
+from app.audit.ledger import checkpoints
 from app.errors import BadRequest
-from app.models import PlannerDecision, Request, RequestPayload, Span, WorldModelState
+from app.store.tables import PlannerDecision, Request, RequestPayload, Span, WorldModelState
 from tests import otlp
 from tests.app.audit.conftest import events, ingest, project, verify
 

@@ -11,13 +11,13 @@ import numpy as np
 import pytest
 from sqlalchemy import Engine, insert
 
-from app import projects
-from app.db import write_transaction
 from app.drift import settings as drift_settings
 from app.drift import windows
 from app.drift.job import DriftRunner
 from app.ingest.decision_summary import summarise
-from app.models import PlannerDecision, Request, RequestModel, WorldModelState
+from app.store.engine import write_transaction
+from app.store.tables import PlannerDecision, Request, RequestModel, WorldModelState
+from app.tenancy import projects
 
 T0 = 1_900_000_000_000_000_000
 

@@ -9,12 +9,12 @@ from datetime import UTC, datetime
 from sqlalchemy import Engine, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
-from app import keys
 from app.audit import ledger
-from app.db import read_connection, write_transaction
 from app.errors import BadRequest, Conflict, Forbidden, NotFound, Unauthenticated
-from app.keys import Scope
-from app.models import ApiKey, Project
+from app.store.engine import read_connection, write_transaction
+from app.store.tables import ApiKey, Project
+from app.tenancy import keys
+from app.tenancy.keys import Scope
 
 DEFAULT_PROJECT = "default"
 _NAME = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,63}$")

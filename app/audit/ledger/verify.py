@@ -30,11 +30,11 @@ from sqlalchemy import Connection, func, select
 
 from app.audit import chain, heads, merkle
 from app.audit.chain import ChainFailure
-from app.audit.checkpoints import stored_heads
 from app.audit.heads import TreeHead
 from app.audit.ledger import EMPTY_STATE, EVENTS, Head, accumulator, iter_events, read_head
+from app.audit.ledger.checkpoints import stored_heads
 from app.errors import NotFound
-from app.models import Project
+from app.store.tables import Project
 
 Progress = Callable[[int], None]
 

@@ -12,9 +12,10 @@ from mlflow.entities import Dataset, DatasetInput, InputTag
 from mlflow.tracking import MlflowClient
 from sqlalchemy import Engine, select
 
-from app import deploy, projects
 from app.errors import Conflict
-from app.models import Deployment, PolicyEvaluation
+from app.governance import deploy
+from app.store.tables import Deployment, PolicyEvaluation
+from app.tenancy import projects
 from policies import BUILTIN, PolicySet
 from tests.conftest import LiveService
 
@@ -213,7 +214,7 @@ def test_the_gates_see_the_incumbents_latest_drift_verdict(
 ) -> None:
     from sqlalchemy import insert
 
-    from app.models import DriftReport
+    from app.store.tables import DriftReport
     from policies import parse
 
     pid = _project(engine)

@@ -9,8 +9,8 @@ import mlflow.artifacts
 import pytest
 from mlflow.tracking import MlflowClient
 
-from app import mlflow_results
-from app.mlflow_results import Result
+from app.registry import mlflow_results
+from app.registry.mlflow_results import Result
 
 
 @pytest.mark.parametrize("store", ["local", "server"])

@@ -32,9 +32,9 @@ from sqlalchemy.dialects import postgresql, sqlite
 
 from app.audit import chain, fastjcs, jcs
 from app.audit.merkle import MerkleAccumulator, leaf_hash
-from app.db import read_connection, write_transaction
 from app.errors import BadRequest, NotFound
-from app.models import AuditEvent, AuditHead, Project
+from app.store.engine import read_connection, write_transaction
+from app.store.tables import AuditEvent, AuditHead, Project
 from policies import PolicySet
 
 # The kinds Warden appends; docs/audit.md describes each payload.

@@ -11,9 +11,9 @@ from typing import Any
 
 from sqlalchemy import Engine, Table, and_, or_, select
 
-from app.db import read_connection
 from app.errors import BadRequest, NotFound
-from app.models import (
+from app.store.engine import read_connection
+from app.store.tables import (
     PlannerDecision,
     PolicyEvaluation,
     Request,

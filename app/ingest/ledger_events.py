@@ -24,7 +24,7 @@ from sqlalchemy import Connection, select
 from app.audit import erasure, ledger
 from app.audit.ledger import AppendedEvent
 from app.ingest.normalise import Normalised
-from app.models import PlannerDecision, PolicyEvaluation, Span
+from app.store.tables import PlannerDecision, PolicyEvaluation, Span
 
 
 def record_requests(

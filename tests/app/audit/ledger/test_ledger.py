@@ -12,11 +12,13 @@ import pytest
 from sqlalchemy import Engine, func, select, text
 from sqlalchemy.exc import DBAPIError
 
-from app import projects, reviews
-from app.audit import chain, checkpoints, heads, ledger, merkle
+from app.audit import chain, heads, ledger, merkle
+from app.audit.ledger import checkpoints
 from app.config import Settings
-from app.db import write_transaction
-from app.models import AuditEvent, Project, Request, Span
+from app.governance import reviews
+from app.store.engine import write_transaction
+from app.store.tables import AuditEvent, Project, Request, Span
+from app.tenancy import projects
 from policies import BUILTIN
 from tests import otlp
 from tests.app.audit.conftest import events, ingest, project, verify

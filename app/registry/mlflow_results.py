@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from app.lineage import mlflow_client
+from app.registry.lineage import mlflow_client
 
 if TYPE_CHECKING:
     from mlflow.tracking import MlflowClient

@@ -10,7 +10,7 @@ from pydantic import BaseModel, ValidationError
 from sqlalchemy import Connection, select, update
 
 from app.errors import BadRequest, NotFound
-from app.models import Project
+from app.store.tables import Project
 
 M = TypeVar("M", bound=BaseModel)
 

@@ -22,12 +22,14 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from sqlalchemy import Connection, Engine
 
-from app import projects, schema
-from app.audit import chain, checkpoints, erasure, heads, ledger
+from app.audit import chain, erasure, heads, ledger
 from app.audit.heads import TreeHead
-from app.audit.ledger_verify import EventRow, Failure, trusted_keys, verify_project, verify_records
+from app.audit.ledger import checkpoints
+from app.audit.ledger.verify import EventRow, Failure, trusted_keys, verify_project, verify_records
 from app.config import Settings
-from app.db import create_db_engine, write_transaction
+from app.store import schema
+from app.store.engine import create_db_engine, write_transaction
+from app.tenancy import projects
 from tests import otlp
 from tests.app.audit.conftest import ingest, tampering
 from tests.conftest import TEST_SECRET

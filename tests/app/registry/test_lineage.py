@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from app import lineage
+from app.registry import lineage
 from tests import otlp
-from tests.app.test_deploy import GOOD, MODEL, Registry
+from tests.app.governance.test_deploy import GOOD, MODEL, Registry
 from tests.conftest import LiveService
 
 

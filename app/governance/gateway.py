@@ -17,15 +17,15 @@ from sqlalchemy import Engine, select
 from sqlalchemy.exc import SQLAlchemyError
 
 import collectors
-from app import projects
 from app.config import Settings
-from app.db import read_connection
 from app.errors import BadRequest, NotFound, WardenError
 from app.ingest.otlp import PROTOBUF
 from app.ingest.pipeline import ingest_traces
 from app.metrics import Metrics
-from app.models import Review
-from app.projects import Principal
+from app.store.engine import read_connection
+from app.store.tables import Review
+from app.tenancy import projects
+from app.tenancy.projects import Principal
 from policies import PolicySet
 
 

@@ -6,10 +6,10 @@ from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import Engine, inspect
 
-from app import schema
 from app.config import Settings
-from app.db import create_db_engine
-from app.models import Base
+from app.store import schema
+from app.store.engine import create_db_engine
+from app.store.tables import Base
 
 
 def test_upgrade_head_matches_models_and_downgrade_base_removes_them(settings: Settings) -> None:

@@ -6,10 +6,10 @@ from typing import Any
 
 from sqlalchemy import Engine, func, select
 
-from app.db import read_connection
 from app.errors import NotFound
-from app.models import DriftReport, ModelVersion, PolicyEvaluation, Request, RequestModel
-from app.queries import iso
+from app.store.engine import read_connection
+from app.store.queries import iso
+from app.store.tables import DriftReport, ModelVersion, PolicyEvaluation, Request, RequestModel
 
 
 def _traffic(

@@ -20,9 +20,9 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import Engine, or_, select, update
 
 from app import machine_lock
-from app.db import read_connection, write_transaction
 from app.errors import NotFound
-from app.models import ModelVersion, Project, Request, RequestModel
+from app.store.engine import read_connection, write_transaction
+from app.store.tables import ModelVersion, Project, Request, RequestModel
 
 if TYPE_CHECKING:
     from mlflow.tracking import MlflowClient
@@ -165,7 +165,7 @@ def tag_traffic(engine: Engine, client: MlflowClient) -> int:
     """Write each resolved version's production traffic back to MLflow as version tags
     (`warden.<project>.requests`, `.deny_rate`, `.last_drift_verdict`), where a data
     scientist already looks. Through the MLflow client only; returns the tags written."""
-    from app.model_versions import latest_drift, list_versions
+    from app.registry.model_versions import latest_drift, list_versions
 
     with read_connection(engine) as conn:
         projects = conn.execute(select(Project.id, Project.name)).all()

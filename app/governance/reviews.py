@@ -8,9 +8,9 @@ from typing import Any
 from sqlalchemy import Engine, select, update
 
 from app.audit import ledger
-from app.db import read_connection, write_transaction
 from app.errors import BadRequest, Conflict, NotFound
-from app.models import Review
+from app.store.engine import read_connection, write_transaction
+from app.store.tables import Review
 
 STATUSES = ("pending", "approved", "rejected")
 

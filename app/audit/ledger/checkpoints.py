@@ -33,9 +33,9 @@ from app.audit import heads, merkle
 from app.audit.heads import TreeHead
 from app.audit.ledger import HEADS, accumulator, read_head, record_policy_set
 from app.config import Settings
-from app.db import read_connection, write_transaction
 from app.errors import BadRequest, Conflict, NotFound
-from app.models import AuditCheckpoint, AuditEvent, Project
+from app.store.engine import read_connection, write_transaction
+from app.store.tables import AuditCheckpoint, AuditEvent, Project
 from policies import PolicySet
 
 log = logging.getLogger("warden.audit")

@@ -15,11 +15,11 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import Engine, insert, select
 
 from app.audit import ledger
-from app.db import read_connection, write_transaction
 from app.errors import BadRequest, Conflict
-from app.lineage import version_context
-from app.model_versions import latest_drift
-from app.models import Deployment, PolicyEvaluation
+from app.registry.lineage import version_context
+from app.registry.model_versions import latest_drift
+from app.store.engine import read_connection, write_transaction
+from app.store.tables import Deployment, PolicyEvaluation
 from policies import Effect, PolicySet, Verdict, strongest
 
 if TYPE_CHECKING:

@@ -7,10 +7,10 @@ import random
 import pytest
 from sqlalchemy import Engine, select
 
-from app import keys, projects
 from app.errors import BadRequest, Unauthenticated
-from app.keys import Scope
-from app.models import ApiKey
+from app.store.tables import ApiKey
+from app.tenancy import keys, projects
+from app.tenancy.keys import Scope
 
 SECRET = b"server-secret"
 

@@ -1,0 +1,4 @@
+"""Decisions about models and requests: deploy gates on MLflow aliases (`deploy`), the review
+queue (`reviews`) and the inference gateway that runs a stack behind the policy gates
+(`gateway`).
+"""

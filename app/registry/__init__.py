@@ -1,0 +1,3 @@
+"""The model registry side: versions seen in traffic resolved to their MLflow runs and datasets
+(`lineage`, `model_versions`), and Warden's results written back to MLflow (`mlflow_results`).
+"""

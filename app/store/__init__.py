@@ -1,0 +1,3 @@
+"""Storage: the engines and the SQLite write lock (`engine`), the tables (`tables`), the
+schema migrations (`schema`), typed reads (`queries`) and content-addressed tensors (`tensors`).
+"""
