@@ -35,6 +35,7 @@ from sqlalchemy import (
 from app.audit import erasure, ledger
 from app.errors import BadRequest, NotFound
 from app.store.engine import read_connection, write_transaction
+from app.store.project_settings import merge_section, read_section
 from app.store.tables import (
     LegalHold,
     PlannerDecision,
@@ -45,7 +46,6 @@ from app.store.tables import (
     Span,
     WorldModelState,
 )
-from app.tenancy.project_settings import merge_section, read_section
 
 KEY = "retention"
 HIGH_RISK_FLOOR_DAYS = 183  # six months, EU AI Act Art. 19(1) and 26(6)

@@ -13,7 +13,7 @@ from pydantic import BaseModel, Field, HttpUrl, model_validator
 from sqlalchemy import Engine
 
 from app.store.engine import read_connection, write_transaction
-from app.tenancy.project_settings import merge_section, read_section
+from app.store.project_settings import merge_section, read_section
 
 KEY = "drift"
 

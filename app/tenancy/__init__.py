@@ -1,1 +1,1 @@
-"""Who may do what: projects, API keys and their scopes, and per-project settings."""
+"""Who may do what: projects, and their API keys and scopes."""
