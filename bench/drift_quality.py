@@ -18,7 +18,7 @@ What it does, in one run:
    dataset through the version's MLflow lineage, as the job does.
 3. Runs seeded trials: each draws a reference window (`--reference` requests of the first
    unshifted pool) and a current window (`--current` requests of the second unshifted pool,
-   or of the shifted pool) and judges it with the job's own functions, for inputs (against
+   or of the shifted pool) and judges it with the job's own detectors, for inputs (against
    the training dataset), latent states and decisions (against the reference window).
 4. Prints, per kind, the share of unshifted trials judged `drift` (false positives) and the
    share of shifted trials judged `drift` (detection). Targets: detection >= 95%, false
@@ -74,8 +74,11 @@ def main() -> int:
     from app.config import Settings
     from app.drift import reference as references
     from app.drift import windows
-    from app.drift.job import Skipped, judge_decisions, judge_inputs, judge_latent
-    from app.drift.settings import DriftSettings
+    from app.drift.detectors.decisions import DecisionDetector
+    from app.drift.detectors.inputs import InputDetector
+    from app.drift.detectors.latent import LatentDetector
+    from app.drift.detectors.protocol import Options, Skipped
+    from app.drift.detectors.sample import Sample
     from app.registry import lineage
     from app.store.engine import create_db_engine
     from app.store.tables import ModelVersion
@@ -132,8 +135,9 @@ def main() -> int:
             return 1
     dataset = references.training_dataset(engine, project_id, name, version)
     frame = references.DatasetCache(tmp / "cache").load(dataset, list(pools["reference"].features))
-    source = {"source": "training dataset", "digest": dataset.get("digest"), "rows": len(frame)}
-    config = DriftSettings(permutations=100)
+    # The job's options at the default settings (min_requests 50), no HTML reports.
+    options = Options(permutations=100, artifacts=False)
+    inputs = InputDetector(options).fit(Sample(frame))
     say(f"model {name} v{version}; training dataset {dataset.get('name')} ({len(frame)} rows)")
 
     verdicts: dict[tuple[str, str], Counter[str]] = {
@@ -144,12 +148,13 @@ def main() -> int:
     for trial in range(args.trials):
         rng = np.random.default_rng(trial)
         ref = pools["reference"].subset(rng.choice(args.pool, args.reference, replace=False))
+        reference, seeded = ref.sample(), Options(permutations=100, seed=trial, artifacts=False)
         for case in ("unshifted", "shifted"):
-            cur = pools[case].subset(rng.choice(args.pool, args.current, replace=False))
+            cur = pools[case].subset(rng.choice(args.pool, args.current, replace=False)).sample()
             judges = {
-                "input": lambda c=cur: judge_inputs(frame, c, source, render_html=False)[0],
-                "latent": lambda c=cur, r=ref, t=trial: judge_latent(c, r, config, seed=t),
-                "decision": lambda c=cur, r=ref: judge_decisions(c, r, config),
+                "input": lambda c=cur: inputs.test(c),
+                "latent": lambda c=cur, r=reference, o=seeded: LatentDetector(o).fit(r).test(c),
+                "decision": lambda c=cur, r=reference: DecisionDetector(options).fit(r).test(c),
             }
             for kind, judge in judges.items():
                 t0 = time.perf_counter()

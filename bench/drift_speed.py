@@ -157,10 +157,11 @@ def main() -> int:
     import torch
 
     from app.config import Settings
+    from app.drift import plan as plans
     from app.drift import settings as drift_settings
     from app.drift import windows
+    from app.drift.detectors.latent import LatentReference, latent_drift
     from app.drift.job import DriftRunner
-    from app.drift.latent import LatentReference, latent_drift
     from app.registry.mlflow_results import Result, log_result
     from app.store.engine import create_db_engine
     from app.tenancy import projects
@@ -195,8 +196,8 @@ def main() -> int:
     load_s, inputs_s = phases.get("load", 0.0), phases.get("input", 0.0)
     latent_s, decision_s = phases.get("latent", 0.0), phases.get("decision", 0.0)
     rest_s = job_seconds - load_s - inputs_s - latent_s - decision_s
-    ref_bounds = runner.traffic_reference(project_id, "world-model", "1", config)
-    cur_bounds = runner.current_window(project_id, "world-model", "1", config, now, ref_bounds)
+    planned = plans.plan(engine, project_id, "world-model", "1", config, now)
+    ref_bounds, cur_bounds = planned.reference, planned.current
     assert ref_bounds is not None and cur_bounds is not None
     ref = windows.load(engine, project_id, "world-model", "1", ref_bounds)
     cur = windows.load(engine, project_id, "world-model", "1", cur_bounds)

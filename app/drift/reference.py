@@ -8,8 +8,10 @@
   own traffic reference window serves.
 - **Latent states and decisions**: a pinned window of the version's own traffic (its first
   `reference_count` requests, or a configured time range); the training data holds no latent
-  states or plans. Built objects (the latent test's random features over the reference) are
-  kept per version and window, so a scheduled job does not rebuild them every run.
+  states or plans.
+
+`app.drift.detection` keeps references and the detectors fitted on them (in `Built`) between
+runs, so a scheduled job does not read or fit them again every run.
 """
 
 from __future__ import annotations
@@ -134,7 +136,7 @@ def read_source(dataset: dict[str, Any]) -> pd.DataFrame:
 
 
 class Built:
-    """Objects built from a reference window, kept per (project, version, window, kind)."""
+    """Objects costly to build again, by key: the `keep` most recently used."""
 
     def __init__(self, keep: int = 32) -> None:
         self.keep = keep

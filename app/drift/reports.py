@@ -7,12 +7,13 @@ from typing import Any
 
 from sqlalchemy import Engine, select
 
+from app.drift.detectors import registry
 from app.errors import BadRequest
 from app.store.engine import read_connection
 from app.store.tables import DriftReport
 
 MAX_PAGE = 500
-KINDS = ("input", "latent", "decision")
+KINDS = registry.KINDS
 VERDICTS = ("none", "warn", "drift")
 
 

@@ -21,7 +21,7 @@ import pandas as pd
 from sqlalchemy import ClauseElement, Connection, Engine, Text, and_, cast, func, select
 from sqlalchemy.sql.compiler import SQLCompiler
 
-from app.drift.decisions import DecisionSample
+from app.drift.detectors.sample import DecisionSample, Sample
 from app.ingest.decision_summary import summarise
 from app.store.engine import read_connection
 from app.store.tables import PlannerDecision, Request, RequestModel, WorldModelState
@@ -51,6 +51,11 @@ class Window:
     @property
     def requests(self) -> int:
         return len(self.trace_ids)
+
+    def sample(self) -> Sample:
+        """The window as the detectors read it (the same arrays, not copies)."""
+        latent = {layer: vectors for layer, (vectors, _) in self.latent.items()}
+        return Sample(self.features, latent, self.decisions)
 
     def subset(self, rows: np.ndarray) -> Window:
         """The same window restricted to the requests at `rows` (for resampling trials)."""
@@ -133,7 +138,8 @@ def count_in(engine: Engine, project_id: int, name: str, version: str, bounds: B
 
 
 def load(engine: Engine, project_id: int, name: str, version: str, bounds: Bounds) -> Window:
-    """Everything the three drift kinds need about the version's requests in `bounds`."""
+    """Everything the drift detectors read of the version's requests in `bounds`, in one
+    read of the store."""
     in_window = and_(
         _model_filter(project_id, name, version),
         RequestModel.start_time_unix_nano >= bounds.start,

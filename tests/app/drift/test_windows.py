@@ -1,19 +1,12 @@
-"""Drift windows read from the store (SQLite and PostgreSQL), and the reference window kept
-between jobs."""
+"""Drift windows read from the store (SQLite and PostgreSQL)."""
 
 from __future__ import annotations
-
-from datetime import UTC, datetime, timedelta
-from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pytest
 from sqlalchemy import Engine, insert
 
-from app.drift import settings as drift_settings
 from app.drift import windows
-from app.drift.job import DriftRunner
 from app.ingest.decision_summary import summarise
 from app.store.engine import write_transaction
 from app.store.tables import PlannerDecision, Request, RequestModel, WorldModelState
@@ -102,46 +95,6 @@ def test_a_subset_keeps_requests_and_their_rows_together(engine: Engine) -> None
     assert owners.tolist() == [0, 1, 2] and vectors[:, 0].tolist() == [3.0, 8.0, 17.0]
     assert part.decision_owners.tolist() == [0, 1, 2]
     np.testing.assert_allclose(np.asarray(part.decisions.score), [0.8, 0.8, 0.7])
-
-
-def _reference_reads(runner: DriftRunner, project_id: int) -> list[Any]:
-    config = drift_settings.load(runner.engine, project_id)
-    ref = runner.traffic_reference(project_id, "wm", "1", config)
-    assert ref is not None
-    return [runner._reference_window(project_id, "wm", "1", ref) for _ in range(2)]
-
-
-def test_the_reference_window_is_read_once_until_its_requests_change(
-    engine: Engine, tmp_path: Path
-) -> None:
-    project_id = projects.create_project(engine, "booking")
-    # A pinned time range: the first 50 ms of traffic, so the first 50 requests.
-    since = datetime.fromtimestamp(T0 // 1_000_000_000, UTC)
-    drift_settings.update_settings(engine, project_id, {
-        "reference_since": since.isoformat(),
-        "reference_until": (since + timedelta(milliseconds=50)).isoformat(),
-    })  # fmt: skip
-    add_requests(engine, project_id, 0, 120)
-    runner = DriftRunner(engine, f"file://{tmp_path / 'mlruns'}", tmp_path, log_to_mlflow=False)
-    first, second = _reference_reads(runner, project_id)
-    assert first is second and first.requests == 50
-    # A late request whose start falls inside the pinned reference: read anew, with it.
-    with write_transaction(engine) as conn:
-        conn.execute(
-            insert(RequestModel),
-            [{"project_id": project_id, "trace_id": "f" * 32, "role": "world_model",
-              "model_name": "wm", "model_version": "1", "start_time_unix_nano": T0 + 1}],
-        )  # fmt: skip
-        conn.execute(
-            insert(Request),
-            [{"project_id": project_id, "trace_id": "f" * 32, "root_span_id": "f" * 16,
-              "name": "request", "service_name": "test", "start_time_unix_nano": T0 + 1,
-              "end_time_unix_nano": T0 + 2, "duration_ms": 0.0, "status": "ok",
-              "outcome": "booked", "models": {}, "features": {"hours": -1.0, "room": "r0"}}],
-        )  # fmt: skip
-    third, _ = _reference_reads(runner, project_id)
-    assert third is not first and third.requests == 51
-    assert "f" * 32 in third.trace_ids
 
 
 @pytest.mark.parametrize("count", [0, 3])

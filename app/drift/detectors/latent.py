@@ -35,14 +35,25 @@ rows is no evidence that nothing moved, and a caller should not store it as such
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Self
 
 import numpy as np
 import numpy.typing as npt
 import torch
 
-Verdict = Literal["none", "warn", "drift"]
+from app.drift.detectors.protocol import (
+    TRAFFIC,
+    DriftResult,
+    Options,
+    Skipped,
+    Source,
+    Verdict,
+    worst,
+)
+from app.drift.detectors.sample import Sample
+
 Vectors = npt.NDArray[Any] | torch.Tensor
 
 MIN_SAMPLES = 20
@@ -269,6 +280,64 @@ def latent_drift(
         moved_dimensions=moved,
         verdict=verdict,
     )
+
+
+class LatentDetector:
+    """Latent-state drift as a `Detector`, layer by layer: each layer of the traffic reference
+    (the training data holds no states) with enough rows is built once into a
+    `LatentReference` when fitted, and each layer both sides hold is tested with
+    `latent_drift`.
+
+    The verdict is the worst layer's; `share_drifted` the share of tested layers at "drift".
+    """
+
+    references: tuple[Source, ...] = (TRAFFIC,)
+
+    def __init__(self, options: Options = Options()) -> None:
+        self.options = options
+        self._layers: frozenset[str] | None = None
+        self._built: dict[str, LatentReference] = {}
+
+    def fit(self, reference: Sample) -> Self:
+        enough = self.options.min_requests
+        self._layers = frozenset(reference.latent)
+        self._built = {
+            layer: LatentReference.build(vectors, seed=self.options.seed)
+            for layer, vectors in sorted(reference.latent.items())
+            if len(vectors) >= enough
+        }
+        return self
+
+    def test(self, current: Sample) -> DriftResult:
+        if self._layers is None:
+            raise RuntimeError("fit the detector on a reference first")
+        layers = sorted(self._layers.intersection(current.latent))
+        if not layers:
+            raise Skipped("no world-model latent states recorded in both windows")
+        per_layer = _per_layer(self._built, current.latent, layers, self.options)
+        if not per_layer:
+            raise Skipped("too few latent states per layer in one of the windows")
+        verdicts = [v["verdict"] for v in per_layer.values()]
+        share = sum(v == "drift" for v in verdicts) / len(verdicts)
+        return DriftResult(worst(verdicts), share, {"layers": per_layer, "share_drifted": share})
+
+
+def _per_layer(
+    built: Mapping[str, LatentReference],
+    current: Mapping[str, npt.NDArray[Any]],
+    layers: list[str],
+    options: Options,
+) -> dict[str, Any]:
+    """`latent_drift` of each of `layers` that has enough rows on both sides, as JSON."""
+    found = {}
+    for layer in layers:
+        vectors = current[layer]
+        if layer not in built or len(vectors) < options.min_requests:
+            continue
+        found[layer] = latent_drift(
+            built[layer], vectors, permutations=options.permutations, seed=options.seed
+        ).to_json()
+    return found
 
 
 def _stream(seed: int, stream: int) -> torch.Generator:

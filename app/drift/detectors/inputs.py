@@ -15,8 +15,8 @@ reference's proportions as exact. Measured on unchanged data (20 columns, 40 tri
 So when the smaller sample has at most 1,000 rows (Evidently's own cut, applied to the smaller
 side), numerical columns use Evidently's two-sample Kolmogorov-Smirnov test (`ks`) and
 categorical ones a two-sample chi-square test of homogeneity (`chi2_contingency`, registered
-with Evidently as "chi2_two_sample", rare categories pooled as in `app.drift.decisions`), both
-at p < 0.05, which hold their level.
+with Evidently as "chi2_two_sample", rare categories pooled as in
+`app.drift.detectors.decisions`), both at p < 0.05, which hold their level.
 
 Dataset verdict. With m columns each tested at 5%, some column is flagged by chance most of the
 time (64% for m = 20), so one column never makes dataset drift. The 5% false-positive budget
@@ -53,20 +53,31 @@ from __future__ import annotations
 import functools
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, Self
 
 import numpy as np
 import pandas as pd
 from scipy import stats
 
-from app.drift.decisions import pooled_counts
-
-Verdict = Literal["none", "warn", "drift"]
+from app.drift.detectors.decisions import pooled_counts
+from app.drift.detectors.protocol import (
+    TRAFFIC,
+    TRAINING,
+    DriftResult,
+    Options,
+    Skipped,
+    Source,
+    Verdict,
+)
+from app.drift.detectors.sample import Sample
 
 MIN_SAMPLES = 20
 SMALL_SAMPLE = 1_000
 COLUMN_ALPHA = 0.05
 CHI2_TWO_SAMPLE = "chi2_two_sample"
+# Rows per side above which Evidently's HTML report is rendered from a sample (see
+# InputDetector.test).
+HTML_ROWS = 5_000
 
 
 @dataclass(frozen=True)
@@ -202,6 +213,58 @@ def input_drift(
         verdict=verdict,
         html=snapshot.get_html_str(as_iframe=False) if snapshot is not None else "",
     )
+
+
+class InputDetector:
+    """Input drift as a `Detector`: the current window's input features against the training
+    dataset of the version's lineage, else against the traffic reference, with `input_drift`
+    on the columns both record.
+
+    Before testing, numbers are rounded to 6 decimals and booleans made categories (see
+    `_comparable`); a number with more than two distinct values is numerical, anything else
+    (strings, booleans, 0/1 flags) categorical. With `Options.artifacts`, the result carries
+    Evidently's HTML report as `inputs.html`.
+    """
+
+    references: tuple[Source, ...] = (TRAINING, TRAFFIC)
+
+    def __init__(self, options: Options = Options()) -> None:
+        self.options = options
+        self._reference: pd.DataFrame | None = None
+
+    def fit(self, reference: Sample) -> Self:
+        self._reference = reference.features
+        return self
+
+    def test(self, current: Sample) -> DriftResult:
+        if self._reference is None:
+            raise RuntimeError("fit the detector on a reference first")
+        features = current.features
+        if features.empty or not len(features.columns):
+            raise Skipped("no input features recorded (warden.input.features)")
+        common = [c for c in features.columns if c in self._reference.columns]
+        if not common:
+            raise Skipped("the reference has none of the recorded input features")
+        ref_frame, cur_frame = _comparable(self._reference[common], features[common])
+        numerical, categorical = _column_types(ref_frame, cur_frame)
+        render = self.options.artifacts
+        small = max(len(ref_frame), len(cur_frame)) <= HTML_ROWS
+        found = input_drift(
+            ref_frame, cur_frame, numerical, categorical, render_html=render and small
+        )
+        scores = found.to_json()
+        html = found.html
+        if render and not small:
+            # The preset builds its charts while it tests, at several times the cost of the
+            # tests themselves on large windows: the verdict and scores above come from every
+            # row, the HTML report from a uniform sample of HTML_ROWS per side (said in the
+            # report's scores), whose histograms show the same shapes.
+            scores["html_sample_rows"] = HTML_ROWS
+            html = input_drift(
+                _sample(ref_frame), _sample(cur_frame), numerical, categorical, render_html=True
+            ).html
+        share = float(scores.get("share_drifted", 0.0))
+        return DriftResult(found.verdict, share, scores, {"inputs.html": html} if html else {})
 
 
 def min_drifted_columns(columns: int, alpha: float = COLUMN_ALPHA) -> int:
@@ -363,3 +426,38 @@ def _display_name(method: str, numerical: bool) -> str:
         return str(registry.get_registered_stattest(method, kind).display_name)
     except ValueError:
         return method
+
+
+def _comparable(ref: pd.DataFrame, cur: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Both frames with numbers rounded to 6 decimals: a reference stored as float32 holds
+    0.15000000596 where traffic says 0.15, and a rank test on tied discrete values would take
+    that for a shift."""
+    out = []
+    for frame in (ref, cur):
+        frame = frame.copy()
+        for column in frame.columns:
+            if pd.api.types.is_bool_dtype(frame[column]):
+                frame[column] = frame[column].astype(str)
+            elif pd.api.types.is_numeric_dtype(frame[column]):
+                frame[column] = frame[column].astype(np.float64).round(6)
+        out.append(frame.reset_index(drop=True))
+    return out[0], out[1]
+
+
+def _column_types(ref: pd.DataFrame, cur: pd.DataFrame) -> tuple[list[str], list[str]]:
+    """Numbers with more than two distinct values are numerical; the rest (strings,
+    booleans, 0/1 flags) categorical."""
+    numerical, categorical = [], []
+    for column in ref.columns:
+        both = pd.concat([ref[column], cur[column]], ignore_index=True).dropna()
+        if pd.api.types.is_numeric_dtype(both) and both.nunique() > 2:
+            numerical.append(column)
+        else:
+            categorical.append(column)
+    return numerical, categorical
+
+
+def _sample(frame: pd.DataFrame) -> pd.DataFrame:
+    if len(frame) <= HTML_ROWS:
+        return frame
+    return frame.sample(n=HTML_ROWS, random_state=0).reset_index(drop=True)

@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from app.drift.inputs import MIN_SAMPLES, input_drift, min_drifted_columns
+from app.drift.detectors.inputs import MIN_SAMPLES, input_drift, min_drifted_columns
 
 NUMERICAL = [f"num_{i}" for i in range(16)]
 CATEGORICAL = ["room", "purpose", "recurring", "floor"]

@@ -48,19 +48,19 @@ Samples with fewer than `MIN_SAMPLES` decisions raise ValueError.
 
 from __future__ import annotations
 
-import json
 import math
-import re
 from collections import Counter
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Literal, NamedTuple
+from typing import Any, NamedTuple, Self
 
 import numpy as np
 import numpy.typing as npt
 from scipy import stats
 
-Verdict = Literal["none", "warn", "drift"]
+from app.drift.detectors.protocol import TRAFFIC, DriftResult, Options, Skipped, Source, Verdict
+from app.drift.detectors.sample import NUMERIC_FIELDS, DecisionSample, Sample
+
 FloatArray = npt.NDArray[np.float64]
 
 MIN_SAMPLES = 20
@@ -68,19 +68,7 @@ MIN_EXPECTED = 5.0
 OTHER = "(other)"
 PSI_EPSILON = 1e-4
 PSI_SCORE_BINS = 10
-NUMERIC_FIELDS = ("score", "confidence", "margin", "entropy")
-_FIELDS = ("chosen", *NUMERIC_FIELDS, "constraints_bound")
-_KIND_END = re.compile("[:@]")
 _BINDING = "proportion:constraints_bound"
-
-
-def action_kind(label: str) -> str:
-    """The kind of an action label: the text before the first ':' or '@', else the label.
-
-    >>> [action_kind(a) for a in ("book:room-a@10", "room-03@2026-11-24T15:00", "clarify")]
-    ['book', 'room-03', 'clarify']
-    """
-    return _KIND_END.split(label, maxsplit=1)[0]
 
 
 def pooled_counts(reference: Sequence[str], current: Sequence[str]) -> tuple[list[str], FloatArray]:
@@ -105,106 +93,6 @@ def pooled_counts(reference: Sequence[str], current: Sequence[str]) -> tuple[lis
         rows[0].append(sum(ref_counts[kind] for kind in rare))
         rows[1].append(sum(cur_counts[kind] for kind in rare))
     return categories, np.asarray(rows, dtype=np.float64)
-
-
-@dataclass(frozen=True, eq=False)
-class DecisionSample:
-    """Planner decisions of one window, one entry per request in every field."""
-
-    chosen: Sequence[str]
-    """The chosen action's label."""
-    score: npt.ArrayLike
-    """The chosen candidate's score (NaN when unknown)."""
-    confidence: npt.ArrayLike
-    """The planner's confidence (NaN when it gave none)."""
-    margin: npt.ArrayLike
-    """Best minus runner-up candidate score (NaN with fewer than two candidates)."""
-    entropy: npt.ArrayLike
-    """Entropy in nats of the softmax over the candidates' scores."""
-    constraints_bound: npt.ArrayLike
-    """Whether any constraint bound the decision."""
-
-    def __post_init__(self) -> None:
-        sizes = {name: np.shape(getattr(self, name)) for name in _FIELDS}
-        if len(set(sizes.values())) != 1 or len(sizes["chosen"]) != 1:
-            raise ValueError(f"every field must be a 1-D sequence of the same length, got {sizes}")
-
-    def __len__(self) -> int:
-        return len(self.chosen)
-
-    @property
-    def kinds(self) -> list[str]:
-        return [action_kind(label) for label in self.chosen]
-
-    def take(self, rows: npt.ArrayLike) -> DecisionSample:
-        """The decisions at `rows`, in that order."""
-        at = np.asarray(rows, dtype=np.int64)
-        chosen = list(self.chosen)
-        fields = {
-            name: np.asarray(getattr(self, name))[at]
-            for name in (*NUMERIC_FIELDS, "constraints_bound")
-        }
-        return DecisionSample(chosen=[chosen[i] for i in at], **fields)
-
-    def values(self, field: str) -> FloatArray:
-        """The finite values of a numeric field (NaN and infinities left out)."""
-        array = np.asarray(getattr(self, field), dtype=np.float64)
-        return array[np.isfinite(array)]
-
-    @classmethod
-    def from_decisions(cls, rows: Iterable[Mapping[str, Any]]) -> DecisionSample:
-        """Build a sample from decision dicts as the planner reports them:
-
-        `{"chosen": "book:room-a@10", "candidates": [{"action": ..., "score": ...}, ...],
-        "constraints": [{"name": ..., "bound": bool}, ...], "confidence": float | None}`.
-
-        `candidates` and `constraints` may also be JSON strings (as in the `planner.*` span
-        attributes). `score`, `margin`, `entropy` and `constraints_bound` are taken from the
-        row when present, else computed from the candidates and constraints.
-        """
-        chosen: list[str] = []
-        numbers: dict[str, list[float]] = {field: [] for field in NUMERIC_FIELDS}
-        bound: list[bool] = []
-        for index, row in enumerate(rows):
-            if "chosen" not in row:
-                raise ValueError(f"decision {index} has no 'chosen' action")
-            label = "(none)" if row["chosen"] is None else str(row["chosen"])
-            candidates = [c for c in _json_list(row.get("candidates")) if isinstance(c, Mapping)]
-            scores = [float(c["score"]) for c in candidates if c.get("score") is not None]
-            ranked = sorted(scores, reverse=True)
-            chosen_score = next(
-                (
-                    float(c["score"])
-                    for c in candidates
-                    if c.get("action") == label and c.get("score") is not None
-                ),
-                math.nan,
-            )
-            computed = {
-                "score": chosen_score,
-                "confidence": math.nan,
-                "margin": ranked[0] - ranked[1] if len(ranked) >= 2 else math.nan,
-                "entropy": _softmax_entropy(scores),
-            }
-            for field in NUMERIC_FIELDS:
-                given = row.get(field)
-                numbers[field].append(computed[field] if given is None else float(given))
-            chosen.append(label)
-            if row.get("constraints_bound") is not None:
-                bound.append(bool(row["constraints_bound"]))
-            else:
-                constraints = _json_list(row.get("constraints"))
-                bound.append(
-                    any(isinstance(c, Mapping) and bool(c.get("bound")) for c in constraints)
-                )
-        return cls(
-            chosen=chosen,
-            score=np.asarray(numbers["score"]),
-            confidence=np.asarray(numbers["confidence"]),
-            margin=np.asarray(numbers["margin"]),
-            entropy=np.asarray(numbers["entropy"]),
-            constraints_bound=np.asarray(bound, dtype=bool),
-        )
 
 
 @dataclass(frozen=True)
@@ -333,6 +221,35 @@ def decision_drift(
     )
 
 
+class DecisionDetector:
+    """Decision drift as a `Detector`: the current window's decisions against those of the
+    traffic reference (the training data holds no plans), with `decision_drift`.
+
+    `share_drifted` is the share of the tests that ran at "drift".
+    """
+
+    references: tuple[Source, ...] = (TRAFFIC,)
+
+    def __init__(self, options: Options = Options()) -> None:
+        self.options = options
+        self._reference: DecisionSample | None = None
+
+    def fit(self, reference: Sample) -> Self:
+        self._reference = reference.decisions
+        return self
+
+    def test(self, current: Sample) -> DriftResult:
+        if self._reference is None:
+            raise RuntimeError("fit the detector on a reference first")
+        if min(len(current.decisions), len(self._reference)) < self.options.min_requests:
+            raise Skipped("too few planner decisions in one of the windows")
+        found = decision_drift(self._reference, current.decisions)
+        scores = found.to_json()
+        share = sum(t.verdict == "drift" for t in found.tests) / max(len(found.tests), 1)
+        scores["share_drifted"] = share
+        return DriftResult(found.verdict, share, scores)
+
+
 class _Outcome(NamedTuple):
     name: str
     method: str
@@ -400,24 +317,6 @@ def _binding_test(reference: npt.NDArray[np.bool_], current: npt.NDArray[np.bool
         p_value = float(stats.fisher_exact([[x, n - x], [y, m - y]]).pvalue)
         return _Outcome(_BINDING, "fisher_exact", z, p_value, *rates)
     return _Outcome(_BINDING, "two_proportion_z", z, float(2 * stats.norm.sf(abs(z))), *rates)
-
-
-def _json_list(value: Any) -> list[Any]:
-    if value is None:
-        return []
-    if isinstance(value, str | bytes):
-        value = json.loads(value)
-    return list(value) if isinstance(value, list | tuple) else []
-
-
-def _softmax_entropy(scores: Sequence[float]) -> float:
-    if not scores:
-        return math.nan
-    array = np.asarray(scores, dtype=np.float64)
-    weights = np.exp(array - array.max())
-    p = weights / weights.sum()
-    p = p[p > 0]
-    return float(-(p * np.log(p)).sum())
 
 
 def _psi(reference_counts: FloatArray, current_counts: FloatArray) -> tuple[float, float]:

@@ -10,7 +10,7 @@ import pytest
 import torch
 from scipy import stats
 
-from app.drift.latent import MIN_SAMPLES, LatentReference, latent_drift
+from app.drift.detectors.latent import MIN_SAMPLES, LatentReference, latent_drift
 
 DIM = 16
 

@@ -9,12 +9,8 @@ from typing import Any
 import numpy as np
 import pytest
 
-from app.drift.decisions import (
-    MIN_SAMPLES,
-    DecisionSample,
-    action_kind,
-    decision_drift,
-)
+from app.drift.detectors.decisions import MIN_SAMPLES, decision_drift
+from app.drift.detectors.sample import DecisionSample, action_kind
 
 KINDS = ("book", "counter_proposal", "clarify", "deny")
 MIX = (0.6, 0.25, 0.1, 0.05)
