@@ -521,7 +521,7 @@ def replay(
         detail = queries.get_request(engine, pid, request_id)
         # Retained inputs are sealed under their subject's key (app/audit/erasure.py).
         kept = erasure.read_input(
-            erasure.attach(engine, settings.server_secret()), pid, detail["trace_id"]
+            engine, erasure.Vault(settings.server_secret()), pid, detail["trace_id"]
         )
     root = next((s for s in detail["spans"] if s["parent_span_id"] is None), None)
     retained = kept.text or (root["attributes"].get("warden.request.input") if root else None)

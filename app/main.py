@@ -25,7 +25,7 @@ from app.api.routes import (
     reviews,
     tensors,
 )
-from app.audit import erasure
+from app.audit.erasure import Vault
 from app.audit.exports import ExportJobs
 from app.audit.ledger import checkpoints as audit_checkpoints
 from app.config import Settings
@@ -51,8 +51,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        # The engine carries the vault that seals retained inputs at ingest.
-        app.state.engine = erasure.attach(create_db_engine(settings), app.state.server_secret)
+        app.state.engine = create_db_engine(settings)
         app.state.gateway = None
         signer = audit_checkpoints.start(
             app.state.engine, settings, app.state.audit_key, app.state.policies
@@ -89,7 +88,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         if settings.stack:
             from app.governance.gateway import Gateway
 
-            app.state.gateway = Gateway(settings, app.state.engine, metrics, app.state.policies)
+            app.state.gateway = Gateway(
+                settings, app.state.engine, app.state.vault, metrics, app.state.policies
+            )
         # Ingest allocates many short-lived objects per batch; with the default threshold the
         # collector runs every few hundred allocations and re-scans the long-lived modules.
         # Freezing what startup created and collecting young objects less often cuts that.
@@ -124,6 +125,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.settings = settings
     app.state.metrics = metrics
     app.state.server_secret = settings.server_secret()
+    # Seals retained inputs at ingest (app/audit/erasure.py); routes take it as `VaultDep`.
+    app.state.vault = Vault(app.state.server_secret)
     # Signs the audit ledger's tree heads; made on first use in the data folder.
     app.state.audit_key = audit_checkpoints.signing_key(settings)
     # Loaded at start: a broken policy file stops the service here, not on a request.

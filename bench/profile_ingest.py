@@ -28,6 +28,7 @@ sys.path[:] = [str(ROOT)] + [p for p in sys.path if Path(p or ".").resolve() != 
 
 from sqlalchemy import insert
 
+from app.audit.erasure import Vault
 from app.config import Settings
 from app.ingest import otlp
 from app.ingest.normalise import normalise, span_rows
@@ -62,6 +63,7 @@ def main() -> int:
     batches = make_batches(args.batches, args.batch_size, args.seed)
     spans = args.batches * args.batch_size
     limit = Settings().payload_limit_bytes
+    vault = Vault(b"profile-ingest")
     tmp = Path(tempfile.mkdtemp(prefix="warden-prof-"))
     try:
         # 1. Stage breakdown without the profiler, on its own store.
@@ -81,7 +83,7 @@ def main() -> int:
         metrics = Metrics()
         t0 = time.perf_counter()
         for body in batches:
-            ingest_traces(engine, metrics, pid, body, otlp.PROTOBUF, None, limit)
+            ingest_traces(engine, vault, metrics, pid, body, otlp.PROTOBUF, None, limit)
         t_total = time.perf_counter() - t0
         engine.dispose()
         print(f"{args.batches} batches x {args.batch_size} spans, one thread, no HTTP")
@@ -97,7 +99,7 @@ def main() -> int:
         profiler = cProfile.Profile()
         profiler.enable()
         for body in batches:
-            ingest_traces(engine, metrics, pid, body, otlp.PROTOBUF, None, limit)
+            ingest_traces(engine, vault, metrics, pid, body, otlp.PROTOBUF, None, limit)
         profiler.disable()
         engine.dispose()
         if args.out:

@@ -7,6 +7,7 @@ from typing import Annotated
 from fastapi import Depends, Header, Request
 from sqlalchemy import Engine
 
+from app.audit.erasure import Vault
 from app.config import Settings
 from app.metrics import Metrics
 from app.tenancy.keys import Scope
@@ -28,9 +29,15 @@ def get_metrics(request: Request) -> Metrics:
     return metrics
 
 
+def get_vault(request: Request) -> Vault:
+    vault: Vault = request.app.state.vault
+    return vault
+
+
 EngineDep = Annotated[Engine, Depends(get_engine)]
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 MetricsDep = Annotated[Metrics, Depends(get_metrics)]
+VaultDep = Annotated[Vault, Depends(get_vault)]
 
 
 def get_principal(

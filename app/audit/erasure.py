@@ -5,7 +5,9 @@ When the SDK retains a request's raw input (`capture_input=True` puts it in the 
 it in `request_payloads`, encrypted with AES-256-GCM under a data key of the request's subject
 (`warden.request.subject`), or of the request alone when it names no subject. Data keys are
 random, stored wrapped (RFC 3394 AES key wrap) under a key-encryption key derived from the
-server secret with HKDF-SHA256, so a copy of the database alone opens nothing.
+server secret with HKDF-SHA256, so a copy of the database alone opens nothing. The `Vault`
+holding that key is made once from the server secret (the app factory, `warden replay`) and
+handed to whoever seals or opens an input.
 
 Each subject also gets a random pseudonym: the ledger names subjects by it, never by their
 id. Erasing a subject (`warden erase`) overwrites its key and its id with NULL in
@@ -34,17 +36,16 @@ from cryptography.hazmat.primitives.keywrap import (
     aes_key_unwrap,
     aes_key_wrap,
 )
-from sqlalchemy import Connection, Engine, Table, and_, func, select, text, update
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy import Connection, Engine, Table, and_, func, insert, select, text, update
 
 from app.audit import ledger
 from app.errors import Conflict, NotFound
+from app.store.dialect import insert_on_conflict, is_postgresql
 from app.store.engine import read_connection, write_transaction
 from app.store.tables import LegalHold, Request, RequestPayload, Span, SubjectKey
 
 INPUT_ATTRIBUTE = "warden.request.input"
 SUBJECT_ATTRIBUTE = "warden.request.subject"
-_VAULT_OPTION = "warden_vault"
 _WRAP_INFO = b"warden subject-key wrap v1"
 _NONCE = 12
 
@@ -85,16 +86,6 @@ def _aad(project_id: int, trace_id: str) -> bytes:
     return f"warden-request-input-v1|{project_id}|{trace_id}".encode()
 
 
-def attach(engine: Engine, server_secret: bytes) -> Engine:
-    """The engine, carrying a `Vault` for ingest to seal retained inputs with."""
-    return engine.execution_options(**{_VAULT_OPTION: Vault(server_secret)})
-
-
-def vault_of(conn: Connection) -> Vault | None:
-    vault = conn.get_execution_options().get(_VAULT_OPTION)
-    return vault if isinstance(vault, Vault) else None
-
-
 def take_inputs(rows: Iterable[dict[str, Any]]) -> dict[str, str]:
     """Remove the retained input from root span rows before they are stored: trace -> input."""
     taken: dict[str, str] = {}
@@ -116,10 +107,6 @@ class SubjectRow:
     key: bytes | None
 
 
-def _insert(conn: Connection) -> postgresql.Insert | sqlite.Insert:
-    return postgresql.insert(KEYS) if conn.dialect.name == "postgresql" else sqlite.insert(KEYS)
-
-
 def subject_rows(
     conn: Connection, project_id: int, subjects: Iterable[str]
 ) -> dict[str, SubjectRow]:
@@ -135,7 +122,7 @@ def subject_rows(
     if missing:
         now = datetime.now(UTC)
         conn.execute(
-            _insert(conn).on_conflict_do_nothing(index_elements=["project_id", "subject"]),
+            insert_on_conflict(conn, KEYS, ["project_id", "subject"]),
             [
                 {"project_id": project_id, "subject": s, "pseudonym": secrets.token_hex(16),
                  "key": None, "created_at": now}
@@ -174,17 +161,14 @@ def _data_key(conn: Connection, vault: Vault, row: SubjectRow) -> bytes:
 
 def store_inputs(
     conn: Connection,
+    vault: Vault,
     project_id: int,
     inputs: Mapping[str, tuple[str, str | None]],
     subjects: Mapping[str, SubjectRow],
 ) -> set[str]:
-    """Seal and store retained inputs (trace -> (input, subject)); returns the traces stored.
-
-    Without a vault on the engine (see `attach`) nothing is stored: a raw input is never kept
-    in the clear.
-    """
-    vault = vault_of(conn)
-    if vault is None or not inputs:
+    """Seal with `vault` and store retained inputs (trace -> (input, subject)); returns the
+    traces stored. A raw input is never kept in the clear."""
+    if not inputs:
         return set()
     now = datetime.now(UTC)
     rows: list[dict[str, Any]] = []
@@ -200,7 +184,7 @@ def store_inputs(
             data_key, wrapped = vault.new_key()
             key_id = int(
                 conn.execute(
-                    _insert(conn)
+                    insert(KEYS)
                     .values(project_id=project_id, subject=None,
                             pseudonym=secrets.token_hex(16), key=wrapped, created_at=now)
                     .returning(KEYS.c.id)
@@ -209,13 +193,7 @@ def store_inputs(
         sealed = vault.seal(data_key, project_id, trace_id, value.encode("utf-8"))
         rows.append({"project_id": project_id, "trace_id": trace_id, "subject_key_id": key_id,
                      "ciphertext": sealed, "created_at": now})  # fmt: skip
-    conn.execute(
-        (postgresql.insert(PAYLOADS) if conn.dialect.name == "postgresql"
-         else sqlite.insert(PAYLOADS)).on_conflict_do_nothing(
-            index_elements=["project_id", "trace_id"]
-        ),
-        rows,
-    )  # fmt: skip
+    conn.execute(insert_on_conflict(conn, PAYLOADS, ["project_id", "trace_id"]), rows)
     return {str(r["trace_id"]) for r in rows}
 
 
@@ -230,9 +208,8 @@ class RetainedInput:
     text: str | None = None
 
 
-def read_input(engine: Engine, project_id: int, trace_id: str) -> RetainedInput:
+def read_input(engine: Engine, vault: Vault, project_id: int, trace_id: str) -> RetainedInput:
     """Decrypt a request's retained input; "erased" once its subject's key is destroyed."""
-    vault = vault_of_engine(engine)
     query = (
         select(PAYLOADS.c.ciphertext, KEYS.c.key, KEYS.c.destroyed_at)
         .join(KEYS, KEYS.c.id == PAYLOADS.c.subject_key_id)
@@ -244,8 +221,6 @@ def read_input(engine: Engine, project_id: int, trace_id: str) -> RetainedInput:
         return RetainedInput("absent")
     if row.key is None:
         return RetainedInput("erased")
-    if vault is None:
-        raise RuntimeError("no vault on this engine: make it with erasure.attach(engine, secret)")
     try:
         data_key = vault.unwrap(bytes(row.key))
         plain = Vault.open(data_key, project_id, trace_id.lower(), bytes(row.ciphertext))
@@ -255,11 +230,6 @@ def read_input(engine: Engine, project_id: int, trace_id: str) -> RetainedInput:
             "under another WARDEN_SECRET_KEY"
         ) from None
     return RetainedInput("retained", plain.decode("utf-8"))
-
-
-def vault_of_engine(engine: Engine) -> Vault | None:
-    vault = engine.get_execution_options().get(_VAULT_OPTION)
-    return vault if isinstance(vault, Vault) else None
 
 
 @dataclass(frozen=True)
@@ -338,7 +308,7 @@ def erase_subject(
 
 def _strip_subject_attribute(conn: Connection, project_id: int, traces: list[str]) -> None:
     """Remove `warden.request.subject` from the stored root spans of these requests."""
-    if conn.dialect.name == "postgresql":
+    if is_postgresql(conn):
         expression = text("attributes - :name").bindparams(name=SUBJECT_ATTRIBUTE)
     else:
         expression = text("json_remove(attributes, :path)").bindparams(

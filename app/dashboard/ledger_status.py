@@ -11,6 +11,7 @@ from sqlalchemy import Engine
 from app.audit import ledger
 from app.audit.ledger import checkpoints
 from app.audit.ledger.verify import Report, trusted_keys, verify_project
+from app.store.dialect import consistent_snapshot
 
 RECENT = 15
 
@@ -35,6 +36,4 @@ def status(engine: Engine, project_id: int) -> dict[str, Any]:
 def verify(engine: Engine, project: str, public_key: Ed25519PublicKey) -> Report:
     """Recompute every hash and link, every signed head's root and signature."""
     with engine.connect() as conn:
-        if conn.dialect.name == "postgresql":
-            conn = conn.execution_options(isolation_level="REPEATABLE READ")
-        return verify_project(conn, project, trusted_keys([public_key]))
+        return verify_project(consistent_snapshot(conn), project, trusted_keys([public_key]))

@@ -28,6 +28,7 @@ import numpy as np
 from sqlalchemy import Engine, insert, select, update
 
 from app import machine_lock
+from app.store.dialect import is_postgresql
 from app.store.engine import read_connection, write_transaction
 from app.store.tables import PolicyEvaluation, Request, RequestRollup, RollupCursor
 
@@ -196,7 +197,7 @@ def roll_up(engine: Engine, chunk: int = CHUNK) -> int:
         after = cursor_position(conn)
         query = select(*_ROW_COLUMNS).where(Request.id > after).order_by(Request.id).limit(chunk)
         rows = conn.execute(query).all()
-        if engine.dialect.name == "postgresql":
+        if is_postgresql(engine):
             settled = datetime.now(UTC) - timedelta(seconds=POSTGRES_SETTLE_SECONDS)
             fresh = next((i for i, r in enumerate(rows) if r.ingested_at > settled), len(rows))
             rows = rows[:fresh]
@@ -207,7 +208,7 @@ def roll_up(engine: Engine, chunk: int = CHUNK) -> int:
     last = int(rows[-1].id)
     with write_transaction(engine) as conn:
         lock = select(RollupCursor.last_request_id).where(RollupCursor.id == 1)
-        if conn.dialect.name == "postgresql":
+        if is_postgresql(conn):
             lock = lock.with_for_update()
         current = conn.execute(lock).scalar_one_or_none()
         if int(current or 0) != after:

@@ -17,6 +17,7 @@ from sqlalchemy import Engine, select
 from sqlalchemy.exc import SQLAlchemyError
 
 import collectors
+from app.audit.erasure import Vault
 from app.config import Settings
 from app.errors import BadRequest, NotFound, WardenError
 from app.ingest.otlp import PROTOBUF
@@ -32,8 +33,11 @@ from policies import PolicySet
 class InProcessSender:
     """Delivers the gateway's export payloads straight to ingest, under its project."""
 
-    def __init__(self, engine: Engine, metrics: Metrics, project_id: int, limit: int) -> None:
+    def __init__(
+        self, engine: Engine, vault: Vault, metrics: Metrics, project_id: int, limit: int
+    ) -> None:
         self.engine = engine
+        self.vault = vault
         self.metrics = metrics
         self.project_id = project_id
         self.limit = limit
@@ -43,7 +47,14 @@ class InProcessSender:
             return collectors.Result(collectors.Outcome.REJECTED, message="no tensors in-process")
         try:
             result = ingest_traces(
-                self.engine, self.metrics, self.project_id, payload, PROTOBUF, None, self.limit
+                self.engine,
+                self.vault,
+                self.metrics,
+                self.project_id,
+                payload,
+                PROTOBUF,
+                None,
+                self.limit,
             )
         except WardenError as exc:
             return collectors.Result(collectors.Outcome.REJECTED, message=exc.message)
@@ -75,7 +86,12 @@ def load_stack(spec: str) -> Callable[[Any], Any]:
 
 class Gateway:
     def __init__(
-        self, settings: Settings, engine: Engine, metrics: Metrics, policies: PolicySet
+        self,
+        settings: Settings,
+        engine: Engine,
+        vault: Vault,
+        metrics: Metrics,
+        policies: PolicySet,
     ) -> None:
         self.engine = engine
         self.stack = load_stack(settings.stack)
@@ -87,7 +103,9 @@ class Gateway:
             service_name="warden-gateway",
             project=settings.stack_project,
             policies=policies,
-            sender=InProcessSender(engine, metrics, self.project_id, settings.payload_limit_bytes),
+            sender=InProcessSender(
+                engine, vault, metrics, self.project_id, settings.payload_limit_bytes
+            ),
         )
 
     def infer(self, principal: Principal, body: Any) -> Inference:

@@ -22,13 +22,16 @@ from typing import Any
 from sqlalchemy import Connection, select
 
 from app.audit import erasure, ledger
+from app.audit.erasure import Vault
 from app.audit.ledger import AppendedEvent
 from app.ingest.normalise import Normalised
+from app.store.dialect import placeholder
 from app.store.tables import PlannerDecision, PolicyEvaluation, Span
 
 
 def record_requests(
     conn: Connection,
+    vault: Vault,
     project_id: int,
     new_traces: list[str],
     typed: Normalised,
@@ -39,7 +42,8 @@ def record_requests(
 
     `batch_spans` maps a trace to the spans (span id -> body digest) this batch stored or
     re-sent unchanged;
-    `inputs` holds the retained inputs taken out of the root spans (`erasure.take_inputs`).
+    `inputs` holds the retained inputs taken out of the root spans (`erasure.take_inputs`),
+    which `vault` seals.
     """
     if not new_traces:
         return []
@@ -50,7 +54,7 @@ def record_requests(
     # The spans in hand are stored (inserted now, or identical to the stored ones); a trace
     # with more spans stored than in hand had some in earlier batches: those traces (the rare
     # case) are read back, the others need nothing more than a count.
-    mark = "?" if conn.dialect.paramstyle == "qmark" else "%s"
+    mark = placeholder(conn)
     counts: dict[str, int] = dict(
         conn.exec_driver_sql(
             f"SELECT trace_id, count(*) FROM spans WHERE project_id = {mark} "
@@ -80,6 +84,7 @@ def record_requests(
     )
     retained = erasure.store_inputs(
         conn,
+        vault,
         project_id,
         {t: (inputs[t], requests[t]["subject"]) for t in traces if t in inputs},
         subjects,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from sqlalchemy import Engine
 
+from app.audit.erasure import Vault
 from app.ingest import otlp
 from app.ingest.normalise import span_rows
 from app.ingest.store import IngestResult, store_batch
@@ -12,6 +13,7 @@ from app.metrics import Metrics
 
 def ingest_traces(
     engine: Engine,
+    vault: Vault,
     metrics: Metrics,
     project_id: int,
     body: bytes,
@@ -19,10 +21,11 @@ def ingest_traces(
     content_encoding: str | None,
     limit: int,
 ) -> IngestResult:
-    """Decode, normalise and store; raises a 4xx error (having written nothing) on bad input."""
+    """Decode, normalise and store (retained inputs sealed with `vault`); raises a 4xx error
+    (having written nothing) on bad input."""
     data = otlp.decompress(body, content_encoding, limit)
     batch = span_rows(otlp.parse_request(data, kind))
-    result = store_batch(engine, project_id, batch)
+    result = store_batch(engine, vault, project_id, batch)
     metrics.ingested_spans.inc(result.accepted)
     metrics.duplicate_spans.inc(result.duplicates)
     metrics.ingested_requests.inc(result.requests)

@@ -14,18 +14,18 @@ transaction begins.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 import orjson
 from sqlalchemy import Connection, Engine, Table, case, select, tuple_
-from sqlalchemy.dialects import postgresql, sqlite
 
 from app.audit import erasure
+from app.audit.erasure import Vault
 from app.ingest.ledger_events import record_requests
 from app.ingest.normalise import Normalised, ParsedBatch, normalise
+from app.store.dialect import DriverSQL, driver_insert_on_conflict, insert_on_conflict
 from app.store.engine import write_transaction
 from app.store.tables import (
     ModelVersion,
@@ -50,6 +50,8 @@ STATE_COLUMNS = (
     "project_id", "trace_id", "span_id", "seq", "step", "layer", "mean", "std", "min", "max",
     "l2_norm", "projection", "tensor_sha256", "time_unix_nano",
 )  # fmt: skip
+INSERT_SPANS = driver_insert_on_conflict("spans", SPAN_COLUMNS, SPAN_KEY)
+INSERT_STATES = driver_insert_on_conflict("world_model_states", STATE_COLUMNS, STATE_KEY)
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,15 +68,10 @@ class IngestResult:
         return self.conflicts + self.invalid
 
 
-def dialect_insert(conn: Connection, table: Table) -> postgresql.Insert | sqlite.Insert:
-    """The dialect's INSERT, which knows ON CONFLICT (SQLite and PostgreSQL alike)."""
-    if conn.dialect.name == "postgresql":
-        return postgresql.insert(table)
-    return sqlite.insert(table)
+def store_batch(engine: Engine, vault: Vault, project_id: int, batch: ParsedBatch) -> IngestResult:
+    """Store a parsed batch for a project in one transaction and say what happened to it.
 
-
-def store_batch(engine: Engine, project_id: int, batch: ParsedBatch) -> IngestResult:
-    """Store a parsed batch for a project in one transaction and say what happened to it."""
+    Retained raw inputs are sealed with `vault` (app/audit/erasure.py)."""
     unique: dict[tuple[str, str], dict[str, Any]] = {}
     repeats: list[dict[str, Any]] = []
     for row in batch.spans:
@@ -92,7 +89,7 @@ def store_batch(engine: Engine, project_id: int, batch: ParsedBatch) -> IngestRe
     losers: set[int] = set()
 
     with write_transaction(engine) as conn:
-        inserted = _insert_ignore(conn, "spans", SPAN_COLUMNS, SPAN_KEY, span_params)
+        inserted = _insert_ignore(conn, INSERT_SPANS, span_params)
         conflicts = 0
         if inserted < len(rows) or repeats:
             # Some ids were stored before (or repeat within the batch): what the database
@@ -113,7 +110,7 @@ def store_batch(engine: Engine, project_id: int, batch: ParsedBatch) -> IngestRe
         for row in rows:
             if id(row) not in losers:
                 batch_spans.setdefault(row["trace_id"], {})[row["span_id"]] = row["body_digest"]
-        record_requests(conn, project_id, new_requests, typed, batch_spans, inputs)
+        record_requests(conn, vault, project_id, new_requests, typed, batch_spans, inputs)
 
     return IngestResult(
         accepted=inserted,
@@ -143,23 +140,11 @@ def _state_params(project_id: int, s: dict[str, Any]) -> tuple[Any, ...]:
     )  # fmt: skip
 
 
-def _insert_ignore(
-    conn: Connection,
-    table: str,
-    columns: Sequence[str],
-    key: Sequence[str],
-    params: list[tuple[Any, ...]],
-) -> int:
+def _insert_ignore(conn: Connection, insert: DriverSQL, params: list[tuple[Any, ...]]) -> int:
     """`executemany` of INSERT … ON CONFLICT DO NOTHING; returns how many rows were new."""
     if not params:
         return 0
-    mark = "?" if conn.dialect.paramstyle == "qmark" else "%s"
-    sql = (
-        f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({', '.join([mark] * len(columns))}) "
-        f"ON CONFLICT ({', '.join(key)}) DO NOTHING"
-    )
-    result = conn.exec_driver_sql(sql, params)
-    return int(result.rowcount)
+    return int(conn.exec_driver_sql(insert.text(conn), params).rowcount)
 
 
 def _stored_digests(
@@ -184,13 +169,7 @@ def _insert_typed(conn: Connection, project_id: int, typed: Normalised) -> list[
         conn, RequestModel, project_id, typed.request_models, ("project_id", "trace_id", "role")
     )
     typed.states.sort(key=lambda r: (r["trace_id"], r["span_id"], r["seq"]))
-    _insert_ignore(
-        conn,
-        "world_model_states",
-        STATE_COLUMNS,
-        STATE_KEY,
-        [_state_params(project_id, s) for s in typed.states],
-    )
+    _insert_ignore(conn, INSERT_STATES, [_state_params(project_id, s) for s in typed.states])
     _insert_rows(
         conn, PlannerDecision, project_id, typed.decisions, ("project_id", "trace_id", "span_id")
     )
@@ -216,7 +195,7 @@ def _insert_rows(
         row["project_id"] = project_id
     rows.sort(key=lambda r: tuple(r[k] for k in key[1:]))
     table: Table = model.__table__
-    stmt = dialect_insert(conn, table).on_conflict_do_nothing(index_elements=key)
+    stmt = insert_on_conflict(conn, table, key)
     if returning:
         return list(conn.execute(stmt.returning(table.c.trace_id), rows).scalars())
     conn.execute(stmt, rows)
@@ -244,11 +223,11 @@ def _upsert_models(
         }
         for (name, version), (role, first, last) in sorted(seen.items())
     ]
-    stmt = dialect_insert(conn, table)
-    excluded = stmt.excluded
-    stmt = stmt.on_conflict_do_update(
-        index_elements=["project_id", "name", "version"],
-        set_={
+    stmt = insert_on_conflict(
+        conn,
+        table,
+        ["project_id", "name", "version"],
+        set_=lambda excluded: {
             "first_seen_unix_nano": case(
                 (
                     excluded.first_seen_unix_nano < table.c.first_seen_unix_nano,

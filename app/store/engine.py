@@ -3,18 +3,17 @@
 SQLite runs in WAL mode with a busy timeout, and write transactions open with
 `BEGIN IMMEDIATE` so two writers queue instead of one failing with "database is locked" when
 it upgrades a read lock. Warden's own writers also queue on a lock file beside the database
-first (`SqliteWriteLock`): SQLite's busy handler polls with sleeps of up to 100 ms, while a
-kernel file lock hands the database to the next writer the moment the last one commits, which
-is what lets several server processes share one SQLite file at full speed. PostgreSQL needs
-nothing special here: ingest orders its inserts by key so concurrent batches cannot deadlock.
+first (`<database>.writelock`, see `write_transaction`): SQLite's busy handler polls with
+sleeps of up to 100 ms, while a kernel file lock hands the database to the next writer the
+moment the last one commits, which is what lets several server processes share one SQLite
+file at full speed. PostgreSQL needs nothing special here: ingest orders its inserts by key
+so concurrent batches cannot deadlock.
 """
 
 from __future__ import annotations
 
-import contextlib
 import fcntl
 import os
-import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -26,40 +25,8 @@ from sqlalchemy.engine import make_url
 
 from app.config import Settings
 
+# Set on the connection `write_transaction` opens, for the "begin" event to read.
 _WRITE_OPTION = "warden_write"
-_LOCK_OPTION = "warden_write_lock"
-
-
-class SqliteWriteLock:
-    """Serialises writers to one SQLite file across threads and processes.
-
-    A thread lock orders the threads of this process; an `flock` on `<database>.writelock`
-    orders processes. The file is opened lazily per process, so forked workers get their own.
-    """
-
-    def __init__(self, database: str) -> None:
-        self.path = f"{database}.writelock"
-        self._threads = threading.Lock()
-        self._fd: int | None = None
-        self._pid = 0
-
-    def __enter__(self) -> None:
-        self._threads.acquire()
-        try:
-            if self._fd is None or self._pid != os.getpid():
-                self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
-                self._pid = os.getpid()
-            fcntl.flock(self._fd, fcntl.LOCK_EX)
-        except BaseException:
-            self._threads.release()
-            raise
-
-    def __exit__(self, *exc: object) -> None:
-        try:
-            if self._fd is not None:
-                fcntl.flock(self._fd, fcntl.LOCK_UN)
-        finally:
-            self._threads.release()
 
 
 def _json_dumps(value: Any) -> str:
@@ -114,8 +81,6 @@ def _sqlite_engine(url: str, settings: Settings) -> Engine:
         immediate = conn.get_execution_options().get(_WRITE_OPTION, False)
         conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
 
-    if database and database != ":memory:":
-        return engine.execution_options(**{_LOCK_OPTION: SqliteWriteLock(database)})
     return engine
 
 
@@ -123,14 +88,49 @@ def _sqlite_engine(url: str, settings: Settings) -> Engine:
 def write_transaction(engine: Engine) -> Iterator[Connection]:
     """A transaction that takes the write lock up front; commits on success.
 
+    On a SQLite file: the lock file beside the database (`write_lock_path`), then
+    `BEGIN IMMEDIATE`; on PostgreSQL, a plain transaction.
+
     >>> with write_transaction(engine) as conn:
     ...     conn.execute(insert(Project).values(name="demo"))
     """
-    lock = engine.get_execution_options().get(_LOCK_OPTION) or contextlib.nullcontext()
-    with lock, engine.connect() as conn:
+    with _write_lock(engine), engine.connect() as conn:
         conn = conn.execution_options(**{_WRITE_OPTION: True})
         with conn.begin():
             yield conn
+
+
+def write_lock_path(engine: Engine) -> str | None:
+    """The lock file Warden's writers to this SQLite database queue on (None: no file to
+    share, on PostgreSQL or an in-memory database)."""
+    database = engine.url.database
+    if engine.dialect.name != "sqlite" or not database or database == ":memory:":
+        return None
+    return f"{database}.writelock"
+
+
+@contextmanager
+def _write_lock(engine: Engine) -> Iterator[None]:
+    """Holds `write_lock_path(engine)` exclusively for the block.
+
+    An `flock` belongs to the open file description, and each call opens the file anew, so
+    two threads of one process exclude each other exactly as two processes do; nothing is
+    kept between transactions. The explicit unlock matters where a fork copied the
+    descriptor meanwhile: closing ours alone would leave the lock to the copy.
+    """
+    path = write_lock_path(engine)
+    if path is None:
+        yield
+        return
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fd, fcntl.LOCK_UN)
+    finally:
+        os.close(fd)
 
 
 @contextmanager

@@ -6,7 +6,7 @@ from fastapi import APIRouter, Request, Response
 from starlette.concurrency import run_in_threadpool
 
 from app.api.body import read_body
-from app.api.deps import EngineDep, Ingester, MetricsDep, SettingsDep
+from app.api.deps import EngineDep, Ingester, MetricsDep, SettingsDep, VaultDep
 from app.ingest import otlp
 from app.ingest.pipeline import ingest_traces, partial_success_message
 
@@ -28,6 +28,7 @@ async def export_traces(
     request: Request,
     principal: Ingester,
     engine: EngineDep,
+    vault: VaultDep,
     settings: SettingsDep,
     metrics: MetricsDep,
 ) -> Response:
@@ -36,6 +37,7 @@ async def export_traces(
     result = await run_in_threadpool(
         ingest_traces,
         engine,
+        vault,
         metrics,
         principal.project_id,
         body,

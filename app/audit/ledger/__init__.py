@@ -28,11 +28,11 @@ from typing import Any
 
 import orjson
 from sqlalchemy import Connection, Engine, Table, Text, cast, select, update
-from sqlalchemy.dialects import postgresql, sqlite
 
 from app.audit import chain, fastjcs, jcs
 from app.audit.merkle import MerkleAccumulator, leaf_hash
 from app.errors import BadRequest, NotFound
+from app.store.dialect import DriverSQL, driver_datetime, insert_on_conflict, is_postgresql
 from app.store.engine import read_connection, write_transaction
 from app.store.tables import AuditEvent, AuditHead, Project
 from policies import PolicySet
@@ -114,26 +114,20 @@ def merkle_state(acc: MerkleAccumulator) -> dict[str, Any]:
     return {"size": size, "roots": [r.hex() for r in roots]}
 
 
-def _insert(conn: Connection, table: Table) -> postgresql.Insert | sqlite.Insert:
-    return postgresql.insert(table) if conn.dialect.name == "postgresql" else sqlite.insert(table)
-
-
-_LOCK_SQL = (
+_HEAD_SQL = (
     "SELECT h.seq, h.last_hash, h.merkle_state, h.policy_set_hash, p.name "
     "FROM audit_heads h JOIN projects p ON p.id = h.project_id WHERE h.project_id = {mark}"
 )
-_UPDATE_SQL = (
+_READ_HEAD = DriverSQL.of(_HEAD_SQL)
+_LOCK_HEAD = DriverSQL.of(_HEAD_SQL + " FOR UPDATE OF h")  # PostgreSQL only
+_UPDATE_HEAD = DriverSQL.of(
     "UPDATE audit_heads SET seq = {mark}, last_hash = {mark}, merkle_state = {mark} "
     "WHERE project_id = {mark}"
 )
-_INSERT_SQL = (
+_INSERT_EVENTS = DriverSQL.of(
     "INSERT INTO audit_events (project_id, seq, kind, payload, prev_hash, hash, created_at) "
     "VALUES ({mark}, {mark}, {mark}, {mark}, {mark}, {mark}, {mark})"
 )
-
-
-def _sql(conn: Connection, template: str) -> str:
-    return template.format(mark="?" if conn.dialect.paramstyle == "qmark" else "%s")
 
 
 def _head(project_id: int, row: Any) -> Head:
@@ -145,17 +139,15 @@ def _head(project_id: int, row: Any) -> Head:
 
 def lock_head(conn: Connection, project_id: int) -> Head:
     """The project's head row, locked until the transaction ends (made on first use)."""
-    sql = _sql(conn, _LOCK_SQL)
-    if conn.dialect.name == "postgresql":
-        sql += " FOR UPDATE OF h"
+    sql = (_LOCK_HEAD if is_postgresql(conn) else _READ_HEAD).text(conn)
     row = conn.exec_driver_sql(sql, (project_id,)).first()
     if row is None:
         if conn.execute(select(Project.id).where(Project.id == project_id)).first() is None:
             raise NotFound(f"no project with id {project_id}")
         conn.execute(
-            _insert(conn, HEADS)
-            .values(project_id=project_id, seq=0, last_hash=chain.GENESIS, merkle_state=EMPTY_STATE)
-            .on_conflict_do_nothing(index_elements=["project_id"])
+            insert_on_conflict(conn, HEADS, ["project_id"]).values(
+                project_id=project_id, seq=0, last_hash=chain.GENESIS, merkle_state=EMPTY_STATE
+            )
         )
         row = conn.exec_driver_sql(sql, (project_id,)).one()
     return _head(project_id, row)
@@ -163,7 +155,7 @@ def lock_head(conn: Connection, project_id: int) -> Head:
 
 def read_head(conn: Connection, project_id: int) -> Head | None:
     """The project's head row without locking it; None before its first event."""
-    row = conn.exec_driver_sql(_sql(conn, _LOCK_SQL), (project_id,)).first()
+    row = conn.exec_driver_sql(_READ_HEAD.text(conn), (project_id,)).first()
     return None if row is None else _head(project_id, row)
 
 
@@ -218,7 +210,7 @@ def append_many(
     # The fixed parts of the canonical event (chain.canonical writes the same bytes).
     opening = b'{"created_at":' + jcs.utf8(encode_basestring(stamp)) + b',"kind":'
     closing = b',"project":' + jcs.utf8(encode_basestring(head.project)) + b',"seq":'
-    stored_at: Any = when if conn.dialect.name == "postgresql" else when.strftime(_SQLITE_TIME)
+    stored_at = driver_datetime(conn, when)
     params: list[tuple[Any, ...]] = []
     appended: list[AppendedEvent] = []
     sha256 = hashlib.sha256
@@ -244,16 +236,14 @@ def append_many(
             AppendedEvent(project_id, head.project, seq, kind, when, payload, prev, digest)
         )
         prev = digest
-    conn.exec_driver_sql(_sql(conn, _INSERT_SQL), params)
+    conn.exec_driver_sql(_INSERT_EVENTS.text(conn), params)
     conn.exec_driver_sql(
-        _sql(conn, _UPDATE_SQL),
+        _UPDATE_HEAD.text(conn),
         (seq, prev, orjson.dumps(merkle_state(acc)).decode(), project_id),
     )
     return appended
 
 
-# How SQLAlchemy stores a DateTime in SQLite (its default storage format), in UTC.
-_SQLITE_TIME = "%Y-%m-%d %H:%M:%S.%f"
 _SAFE = jcs.MAX_SAFE_INTEGER
 
 

@@ -25,7 +25,6 @@ from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from sqlalchemy import Connection, Engine, Table, func, select
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import SQLAlchemyError
 
 from app import machine_lock
@@ -34,6 +33,7 @@ from app.audit.heads import TreeHead
 from app.audit.ledger import HEADS, accumulator, read_head, record_policy_set
 from app.config import Settings
 from app.errors import BadRequest, Conflict, NotFound
+from app.store.dialect import insert_on_conflict
 from app.store.engine import read_connection, write_transaction
 from app.store.tables import AuditCheckpoint, AuditEvent, Project
 from policies import PolicySet
@@ -132,15 +132,12 @@ def sign_heads(
 
 
 def _store(engine: Engine, project_id: int, head: TreeHead) -> bool:
-    insert = postgresql.insert if engine.dialect.name == "postgresql" else sqlite.insert
     with write_transaction(engine) as conn:
         done = conn.execute(
-            insert(CHECKPOINTS)
-            .values(
+            insert_on_conflict(conn, CHECKPOINTS, ["project_id", "tree_size"]).values(
                 project_id=project_id, tree_size=head.tree_size, root_hash=head.root_hash,
                 signed_at=head.signed_at, key_id=head.key_id, signature=head.signature,
             )
-            .on_conflict_do_nothing(index_elements=["project_id", "tree_size"])
         ).rowcount  # fmt: skip
     return bool(done)
 

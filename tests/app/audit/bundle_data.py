@@ -31,7 +31,7 @@ from app.store.tables import Review
 from app.tenancy import projects
 from policies import BUILTIN, PolicySet
 from tests import otlp
-from tests.conftest import TEST_SECRET
+from tests.app.audit.conftest import VAULT
 
 SECOND = 1_000_000_000
 T0 = 1_700_000_000 * SECOND  # 2023-11-14T22:13:20Z
@@ -70,7 +70,7 @@ def ingest(engine: Engine, project_id: int, count: int, first: int = 0, seed: in
         trace = otlp.hybrid_trace(ids, start=T0 + i * SECOND, **extra)
         traces.append(trace[0].trace_id.hex())
         spans += trace
-    store_batch(engine, project_id, span_rows(otlp.request(spans)))
+    store_batch(engine, VAULT, project_id, span_rows(otlp.request(spans)))
     return traces
 
 
@@ -84,7 +84,6 @@ def fill(
     with contextlib.suppress(Exception):
         projects.create_project(engine, project)
     project_id = projects.project_id(engine, project)
-    engine = erasure.attach(engine, TEST_SECRET.encode())
     ledger.record_policy_set(engine, PolicySet.load_dir(BUILTIN))
     half = requests // 2
     traces = ingest(engine, project_id, half)

@@ -1,4 +1,4 @@
-"""Helpers for the live-ledger tests: a vault engine, projects, keys, and tampering access."""
+"""Helpers for the live-ledger tests: the vault, projects, keys, and tampering access."""
 
 from __future__ import annotations
 
@@ -10,7 +10,8 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from sqlalchemy import Connection, Engine, select
 
-from app.audit import erasure, heads, ledger
+from app.audit import heads, ledger
+from app.audit.erasure import Vault
 from app.audit.ledger.verify import Report, trusted_keys, verify_project
 from app.config import Settings
 from app.ingest.normalise import span_rows
@@ -21,12 +22,8 @@ from tests import otlp
 from tests.conftest import TEST_SECRET
 
 LEDGER_TABLES = ("audit_events", "audit_checkpoints")
-
-
-@pytest.fixture
-def vault_engine(engine: Engine) -> Engine:
-    """The test engine carrying the vault, as the service's engine does."""
-    return erasure.attach(engine, TEST_SECRET.encode())
+# The vault a service with the test secret makes, sealing the inputs tests ingest directly.
+VAULT = Vault(TEST_SECRET.encode())
 
 
 @pytest.fixture(scope="session")
@@ -41,7 +38,7 @@ def project(engine: Engine, name: str = "shop") -> int:
 
 
 def ingest(engine: Engine, project_id: int, spans: list[Any]) -> IngestResult:
-    return store_batch(engine, project_id, span_rows(otlp.request(spans)))
+    return store_batch(engine, VAULT, project_id, span_rows(otlp.request(spans)))
 
 
 def events(engine: Engine, project_id: int) -> list[Any]:

@@ -39,11 +39,11 @@ def run(cli: CliRunner, *args: str, code: int = 0) -> str:
 
 
 def test_verify_checkpoint_head_and_exit_codes(
-    cli: CliRunner, vault_engine: Engine, tmp_path: Path
+    cli: CliRunner, engine: Engine, tmp_path: Path
 ) -> None:
-    pid = project(vault_engine, "shop")
-    projects.create_key(vault_engine, TEST_SECRET.encode(), "shop", ["ingest"])
-    ingest(vault_engine, pid, otlp.hybrid_trace(otlp.Ids(41)))
+    pid = project(engine, "shop")
+    projects.create_key(engine, TEST_SECRET.encode(), "shop", ["ingest"])
+    ingest(engine, pid, otlp.hybrid_trace(otlp.Ids(41)))
 
     assert "signed shop at size 2" in run(cli, "audit", "checkpoint")
     assert "nothing to sign" in run(cli, "audit", "checkpoint", "--project", "shop")
@@ -51,7 +51,7 @@ def test_verify_checkpoint_head_and_exit_codes(
     pin.write_text(run(cli, "audit", "head", "--project", "shop"))
     assert json.loads(pin.read_text())["tree_size"] == 2
     assert "BEGIN PUBLIC KEY" in run(cli, "audit", "public-key")
-    ingest(vault_engine, pid, otlp.hybrid_trace(otlp.Ids(42)))
+    ingest(engine, pid, otlp.hybrid_trace(otlp.Ids(42)))
     run(cli, "audit", "checkpoint")
     assert "verified shop: 3 events, 2 signed heads" in run(cli, "audit", "verify")
     assert "extends the pinned head of size 2" in run(cli, "audit", "verify", "--pin", str(pin))
@@ -67,12 +67,12 @@ def test_verify_checkpoint_head_and_exit_codes(
     assert result.exit_code == 0, result.stdout + result.stderr
 
     # An attacker edits an event: exit 10, naming it.
-    with vault_engine.begin() as conn:
+    with engine.begin() as conn:
         drop_triggers(conn)
         conn.exec_driver_sql("UPDATE audit_events SET kind = 'key.revoked' WHERE seq = 2")
     output = run(cli, "audit", "verify", code=Failure.HASH_MISMATCH)
     assert "hash_mismatch" in output and "event seq 2" in output
-    with vault_engine.begin() as conn:
+    with engine.begin() as conn:
         conn.exec_driver_sql("UPDATE audit_events SET kind = 'request' WHERE seq = 2")
         # ... or cuts the tail a signed head covers: exit 22.
         conn.exec_driver_sql("DELETE FROM audit_events WHERE seq = 3")
@@ -81,11 +81,11 @@ def test_verify_checkpoint_head_and_exit_codes(
     run(cli, "audit", "verify", "--pin", str(pin), code=Failure.TRUNCATED)
 
 
-def test_erase_retention_and_hold_commands(cli: CliRunner, vault_engine: Engine) -> None:
-    pid = project(vault_engine, "shop")
+def test_erase_retention_and_hold_commands(cli: CliRunner, engine: Engine) -> None:
+    pid = project(engine, "shop")
     spans = otlp.hybrid_trace(otlp.Ids(43), **{
         "warden.request.subject": "erin", "warden.request.input": '{"text":"hi"}'})  # fmt: skip
-    ingest(vault_engine, pid, spans)
+    ingest(engine, pid, spans)
     trace = spans[0].trace_id.hex()
     output = run(cli, "hold", "place", "--project", "shop", "--subject", "erin",
                  "--reason", "case 9")  # fmt: skip

@@ -16,7 +16,7 @@ from app.ingest.store import store_batch
 from app.store.engine import write_transaction
 from app.tenancy import projects
 from tests import otlp
-from tests.app.audit.conftest import events, verify
+from tests.app.audit.conftest import VAULT, events, verify
 from tests.conftest import warden_serve
 
 THREADS = 4
@@ -27,13 +27,13 @@ TRACES = 2  # per batch
 
 
 def test_concurrent_writers_make_one_chain_without_fork_or_gap(
-    tmp_path: Path, database_url: str, settings: Settings, vault_engine: Engine
+    tmp_path: Path, database_url: str, settings: Settings, engine: Engine
 ) -> None:
     with (
         warden_serve(tmp_path, database_url) as first,
         warden_serve(tmp_path, database_url, first_run=False) as second,
     ):
-        pid = projects.project_id(vault_engine, "default")
+        pid = projects.project_id(engine, "default")
         errors: list[str] = []
         traces: set[str] = set()
         lock = threading.Lock()
@@ -41,13 +41,13 @@ def test_concurrent_writers_make_one_chain_without_fork_or_gap(
         def appender(n: int) -> None:
             try:
                 for i in range(APPENDS):
-                    with write_transaction(vault_engine) as conn:
+                    with write_transaction(engine) as conn:
                         ledger.append(conn, pid, "default", "test.thread", {"t": n, "i": i})
                     if i % 3 == 0:  # and ingest in-process, like the gateway
                         spans = otlp.hybrid_trace(otlp.Ids(1000 + n * 100 + i))
                         with lock:
                             traces.add(spans[0].trace_id.hex())
-                        store_batch(vault_engine, pid, span_rows(otlp.request(spans)))
+                        store_batch(engine, VAULT, pid, span_rows(otlp.request(spans)))
             except Exception as exc:  # reported below, with the thread's number
                 errors.append(f"appender {n}: {exc!r}")
 
@@ -80,14 +80,14 @@ def test_concurrent_writers_make_one_chain_without_fork_or_gap(
             w.join(timeout=240)
         assert not errors, errors
         key = heads.load_private_key(tmp_path / "data" / checkpoints.KEY_FILE)
-        checkpoints.sign_heads(vault_engine, key, pid)
+        checkpoints.sign_heads(engine, key, pid)
 
-    rows = events(vault_engine, pid)
+    rows = events(engine, pid)
     assert [r.seq for r in rows] == list(range(1, len(rows) + 1))  # no gap, no repeat
     assert len({bytes(r.prev_hash) for r in rows}) == len(rows)  # no fork: one successor each
     kinds = [r.kind for r in rows]
     assert kinds.count("test.thread") == THREADS * APPENDS
     assert sorted(r.payload["trace_id"] for r in rows if r.kind == "request") == sorted(traces)
-    report = verify(vault_engine, "default", key)
+    report = verify(engine, "default", key)
     assert report.ok, report.message
     assert report.heads >= 2

@@ -31,7 +31,8 @@ def test_erasing_a_subject_makes_their_inputs_unreadable_and_the_ledger_verifies
     live: LiveService,
 ) -> None:
     key = live.key("shop", "ingest", "read", "admin")
-    engine = erasure.attach(live.engine, live.settings.server_secret())
+    engine = live.engine
+    vault = erasure.Vault(live.settings.server_secret())  # as the service makes it
     pid = projects.project_id(engine, "shop")
     ids = otlp.Ids(21)
     anna = [_send(live, key, ids, "anna"), _send(live, key, ids, "anna")]
@@ -49,7 +50,7 @@ def test_erasing_a_subject_makes_their_inputs_unreadable_and_the_ledger_verifies
     assert len(sealed) == 4 and all(b"Anna" not in bytes(c) for c in sealed)
     assert {s for s, _ in keys} == {"anna", "bob", None}  # None: the per-request key
     for trace in (*anna, bob, anonymous):
-        assert erasure.read_input(engine, pid, trace).text == SECRET_INPUT
+        assert erasure.read_input(engine, vault, pid, trace).text == SECRET_INPUT
     request_events = {e.payload["trace_id"]: e.payload for e in events(engine, pid)
                       if e.kind == "request"}  # fmt: skip
     assert all(request_events[t]["input_retained"] for t in (*anna, bob, anonymous))
@@ -70,9 +71,9 @@ def test_erasing_a_subject_makes_their_inputs_unreadable_and_the_ledger_verifies
     assert "warden.request.subject" not in root["attributes"]
 
     for trace in anna:
-        assert erasure.read_input(engine, pid, trace).state == "erased"
-    assert erasure.read_input(engine, pid, bob).text == SECRET_INPUT
-    assert erasure.read_input(engine, pid, anonymous).text == SECRET_INPUT
+        assert erasure.read_input(engine, vault, pid, trace).state == "erased"
+    assert erasure.read_input(engine, vault, pid, bob).text == SECRET_INPUT
+    assert erasure.read_input(engine, vault, pid, anonymous).text == SECRET_INPUT
     with engine.connect() as conn:
         assert conn.execute(
             select(Request.trace_id).where(Request.subject == "anna")
@@ -91,7 +92,7 @@ def test_erasing_a_subject_makes_their_inputs_unreadable_and_the_ledger_verifies
 
     # Anna comes back later: a new key and a new pseudonym, unlinkable to the erased one.
     again = _send(live, key, ids, "anna")
-    assert erasure.read_input(engine, pid, again).text == SECRET_INPUT
+    assert erasure.read_input(engine, vault, pid, again).text == SECRET_INPUT
     payload = next(e.payload for e in events(engine, pid) if e.payload.get("trace_id") == again)
     assert payload["subject"] != pseudonym
 

@@ -26,20 +26,20 @@ from tests.conftest import LiveService, running
 
 
 def test_appends_chain_each_event_to_the_one_before(
-    vault_engine: Engine, signing_key: object
+    engine: Engine, signing_key: object
 ) -> None:
-    pid = project(vault_engine, "shop")
+    pid = project(engine, "shop")
     payloads = [
         {"note": "café", "score": 0.25, "n": 3, "nested": {"b": [1, 2.5, None], "a": True}},
         {"big": 2**60, "nan": float("nan"), "surrogate": "\ud800x", "nul": "a\x00b"},
         {},
     ]
-    with write_transaction(vault_engine) as conn:
+    with write_transaction(engine) as conn:
         first = ledger.append(conn, pid, "shop", "test.one", payloads[0])
-    with write_transaction(vault_engine) as conn:
+    with write_transaction(engine) as conn:
         rest = ledger.append_many(conn, pid, None, [("test.two", payloads[1]), ("test.three", {})])
     appended = [first, *rest]
-    rows = events(vault_engine, pid)
+    rows = events(engine, pid)
     assert [r.seq for r in rows] == [e.seq for e in appended] == [1, 2, 3]
     prev = chain.GENESIS
     for row, event in zip(rows, appended, strict=True):
@@ -51,28 +51,28 @@ def test_appends_chain_each_event_to_the_one_before(
     # What JSON cannot carry exactly was made representable before hashing.
     assert rows[1].payload == {"big": str(2**60), "nan": None, "surrogate": "\ufffdx",
                                "nul": "a\ufffdb"}  # fmt: skip
-    with vault_engine.connect() as conn:
+    with engine.connect() as conn:
         head = ledger.read_head(conn, pid)
     assert head is not None and head.seq == 3 and head.last_hash == prev
     assert head.accumulator().root() == merkle.root(
         [merkle.leaf_hash(bytes(r.hash)) for r in rows]
     )
     with pytest.raises(ValueError, match="named 'shop'"), write_transaction(
-        vault_engine
+        engine
     ) as conn:
         ledger.append(conn, pid, "other", "test.x", {})
 
 
-def test_one_request_event_per_stored_request_and_none_for_a_resend(vault_engine: Engine) -> None:
-    pid = project(vault_engine, "shop")
+def test_one_request_event_per_stored_request_and_none_for_a_resend(engine: Engine) -> None:
+    pid = project(engine, "shop")
     ids = otlp.Ids(3)
     first, second = otlp.hybrid_trace(ids), otlp.hybrid_trace(
         ids, **{"warden.request.subject": "user-1"}
     )
     # The root of `second` comes in a later batch than its children.
-    assert ingest(vault_engine, pid, [*first, *second[1:]]).requests == 1
-    assert ingest(vault_engine, pid, second[:1]).requests == 1
-    rows = events(vault_engine, pid)
+    assert ingest(engine, pid, [*first, *second[1:]]).requests == 1
+    assert ingest(engine, pid, second[:1]).requests == 1
+    rows = events(engine, pid)
     assert [r.kind for r in rows] == ["request", "request"]
     by_trace = {r.payload["trace_id"]: r.payload for r in rows}
     for trace in (first, second):
@@ -85,7 +85,7 @@ def test_one_request_event_per_stored_request_and_none_for_a_resend(vault_engine
         ]
         assert payload["policies"] == [{"id": "risk-cap", "version": "1", "outcome": "allow"}]
         assert payload["spans"] == 4
-        with vault_engine.connect() as conn:
+        with engine.connect() as conn:
             digests = conn.execute(
                 select(Span.body_digest)
                 .where(Span.project_id == pid, Span.trace_id == trace[0].trace_id.hex())
@@ -101,17 +101,17 @@ def test_one_request_event_per_stored_request_and_none_for_a_resend(vault_engine
     assert "subject" not in by_trace[first[0].trace_id.hex()]
 
     # Sent again: nothing new is stored, nothing is appended.
-    assert ingest(vault_engine, pid, [*first, *second]).accepted == 0
+    assert ingest(engine, pid, [*first, *second]).accepted == 0
     # The same ids with other bodies are conflicts: not stored, not recorded.
     changed = otlp.hybrid_trace(otlp.Ids(3), **{"warden.request.outcome": "other"})
-    assert ingest(vault_engine, pid, changed).conflicts == 1  # the root: a new outcome
-    assert len(events(vault_engine, pid)) == 2
+    assert ingest(engine, pid, changed).conflicts == 1  # the root: a new outcome
+    assert len(events(engine, pid)) == 2
 
 
-def test_a_failed_batch_appends_nothing_and_stores_nothing(vault_engine: Engine) -> None:
-    pid = project(vault_engine, "shop")
+def test_a_failed_batch_appends_nothing_and_stores_nothing(engine: Engine) -> None:
+    pid = project(engine, "shop")
     # Make the ledger step itself fail, inside the ingest transaction.
-    with vault_engine.begin() as conn:
+    with engine.begin() as conn:
         if conn.dialect.name == "postgresql":
             conn.exec_driver_sql(
                 "CREATE FUNCTION t_fail() RETURNS trigger LANGUAGE plpgsql AS "
@@ -127,8 +127,8 @@ def test_a_failed_batch_appends_nothing_and_stores_nothing(vault_engine: Engine)
                 "BEGIN SELECT RAISE(ABORT, 'ledger down'); END"
             )
     with pytest.raises(DBAPIError, match="ledger down"):
-        ingest(vault_engine, pid, otlp.hybrid_trace(otlp.Ids(4)))
-    with vault_engine.connect() as conn:
+        ingest(engine, pid, otlp.hybrid_trace(otlp.Ids(4)))
+    with engine.connect() as conn:
         assert conn.execute(select(func.count()).select_from(Span)).scalar_one() == 0
         assert conn.execute(select(func.count()).select_from(Request)).scalar_one() == 0
         assert conn.execute(select(func.count()).select_from(AuditEvent)).scalar_one() == 0
@@ -143,13 +143,13 @@ def test_a_malformed_export_appends_nothing(live: LiveService) -> None:
     assert len(events(live.engine, projects.project_id(live.engine, "shop"))) == before
 
 
-def test_governance_actions_are_recorded(vault_engine: Engine, signing_key: object) -> None:
-    pid = project(vault_engine, "shop")
-    key = projects.create_key(vault_engine, b"s", "shop", ["read", "ingest"], "pods")
-    projects.revoke_key(vault_engine, key[:12])
-    ingest(vault_engine, pid, otlp.hybrid_trace(otlp.Ids(5), **{"warden.review.required": True}))
-    (review,) = reviews.list_reviews(vault_engine, pid)
-    reviews.decide(vault_engine, pid, review["id"], False, "key:wdn_x", "no")
+def test_governance_actions_are_recorded(engine: Engine, signing_key: object) -> None:
+    pid = project(engine, "shop")
+    key = projects.create_key(engine, b"s", "shop", ["read", "ingest"], "pods")
+    projects.revoke_key(engine, key[:12])
+    ingest(engine, pid, otlp.hybrid_trace(otlp.Ids(5), **{"warden.review.required": True}))
+    (review,) = reviews.list_reviews(engine, pid)
+    reviews.decide(engine, pid, review["id"], False, "key:wdn_x", "no")
     summary = {
         "job_id": "j1", "model_name": "m", "model_version": "2", "verdict": "drift",
         "reports": [{"kind": "latent", "verdict": "drift", "share_drifted": 0.5,
@@ -159,10 +159,10 @@ def test_governance_actions_are_recorded(vault_engine: Engine, signing_key: obje
         "rollbacks": [{"alias": "champion", "from": "2", "to": "1", "kind": "latent"}],
         "mlflow_run_id": "r1",
     }  # fmt: skip
-    ledger.record_drift(vault_engine, pid, "shop", summary)
-    with write_transaction(vault_engine) as conn:
+    ledger.record_drift(engine, pid, "shop", summary)
+    with write_transaction(engine) as conn:
         ledger.record_export(conn, pid, None, {"bundle_sha256": "00" * 32, "tree_size": 5})
-    rows = events(vault_engine, pid)
+    rows = events(engine, pid)
     kinds = [r.kind for r in rows]
     assert kinds == ["key.created", "key.revoked", "request", "review.rejected", "drift.verdict",
                      "export.produced"]  # fmt: skip
@@ -175,7 +175,7 @@ def test_governance_actions_are_recorded(vault_engine: Engine, signing_key: obje
         {"kind": "latent", "verdict": "drift", "share_drifted": 0.5, "requests": 80}
     ]
     assert drift["rollbacks"][0]["alias"] == "champion" and len(drift["summary_sha256"]) == 64
-    assert verify(vault_engine, "shop", signing_key).ok  # type: ignore[arg-type]
+    assert verify(engine, "shop", signing_key).ok  # type: ignore[arg-type]
 
 
 def test_the_policy_set_in_force_is_recorded_when_it_changes(
@@ -289,11 +289,11 @@ def test_the_signer_thread_signs_heads_of_ledgers_that_grew(
     assert verify(engine, "shop", key).heads == 1
 
 
-def test_the_database_refuses_to_change_ledger_rows(vault_engine: Engine) -> None:
-    pid = project(vault_engine, "shop")
-    projects.create_key(vault_engine, b"s", "shop", ["read"])
+def test_the_database_refuses_to_change_ledger_rows(engine: Engine) -> None:
+    pid = project(engine, "shop")
+    projects.create_key(engine, b"s", "shop", ["read"])
     key = heads.generate_key()
-    checkpoints.sign_heads(vault_engine, key, pid)
+    checkpoints.sign_heads(engine, key, pid)
     statements = [
         "UPDATE audit_events SET kind = 'forged'",
         "UPDATE audit_events SET payload = payload",
@@ -303,13 +303,13 @@ def test_the_database_refuses_to_change_ledger_rows(vault_engine: Engine) -> Non
         # A project with ledger events cannot be deleted: the cascade is a DELETE too.
         "DELETE FROM projects",
     ]
-    if vault_engine.dialect.name == "postgresql":
+    if engine.dialect.name == "postgresql":
         statements += ["TRUNCATE audit_events", "TRUNCATE audit_checkpoints",
                        "TRUNCATE projects CASCADE"]  # fmt: skip
     for statement in statements:
-        with pytest.raises(DBAPIError, match="append-only"), vault_engine.begin() as conn:
+        with pytest.raises(DBAPIError, match="append-only"), engine.begin() as conn:
             conn.execute(text(statement))
-    with vault_engine.connect() as conn:
+    with engine.connect() as conn:
         assert conn.execute(select(func.count()).select_from(AuditEvent)).scalar_one() == 1
         assert conn.execute(select(func.count()).select_from(Project)).scalar_one() == 1
-    assert verify(vault_engine, "shop", key).ok
+    assert verify(engine, "shop", key).ok

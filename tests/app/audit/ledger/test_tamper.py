@@ -22,7 +22,7 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from sqlalchemy import Connection, Engine
 
-from app.audit import chain, erasure, heads, ledger
+from app.audit import chain, heads, ledger
 from app.audit.heads import TreeHead
 from app.audit.ledger import checkpoints
 from app.audit.ledger.verify import EventRow, Failure, trusted_keys, verify_project, verify_records
@@ -235,7 +235,7 @@ def pure_ledger(tmp_path_factory: pytest.TempPathFactory) -> Ledger:
     root: Path = tmp_path_factory.mktemp("tamper")
     settings = Settings(data_dir=root, database_url=f"sqlite:///{root / 'w.db'}",
                         secret_key=TEST_SECRET)  # fmt: skip
-    engine = erasure.attach(create_db_engine(settings), TEST_SECRET.encode())
+    engine = create_db_engine(settings)
     schema.upgrade(engine)
     key = heads.generate_key()
     PURE_KEY.append(key)
@@ -396,23 +396,23 @@ DB_KINDS: dict[str, tuple[Callable[[Connection, Ledger, random.Random], str], se
 }
 
 
-def test_tampering_through_the_database_is_detected(vault_engine: Engine) -> None:
+def test_tampering_through_the_database_is_detected(engine: Engine) -> None:
     key = heads.generate_key()
-    pid = build_ledger(vault_engine, key)
-    lg = read_ledger(vault_engine, pid, key)
-    with vault_engine.connect() as conn:
+    pid = build_ledger(engine, key)
+    lg = read_ledger(engine, pid, key)
+    with engine.connect() as conn:
         assert verify_project(conn, PROJECT, lg.keys).ok
     seen: dict[str, set[Failure]] = {}
     for kind, (tamper, expected) in sorted(DB_KINDS.items()):
         for trial in range(DB_TRIALS):
             rng = random.Random(f"db-{kind}-{trial}")
-            with tampering(vault_engine) as conn:
+            with tampering(engine) as conn:
                 what = tamper(conn, lg, rng)
                 report = verify_project(conn, PROJECT, lg.keys)
             assert report.failure in expected, f"{kind} trial {trial} ({what}): {report}"
             seen.setdefault(kind, set()).add(report.failure)
     # Rolled back: the ledger is whole again, and verifies.
-    with vault_engine.connect() as conn:
+    with engine.connect() as conn:
         assert verify_project(conn, PROJECT, lg.keys).ok
     assert Failure.ROOT_MISMATCH in seen["insert"]  # re-hashing attackers are caught by heads
 
