@@ -5,6 +5,7 @@ deployment — two workers on one SQLite file, two sessions on one PostgreSQL da
 from __future__ import annotations
 
 import doctest
+import gc
 import os
 import signal
 import time
@@ -16,11 +17,13 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import Engine, create_engine, text
+from starlette.testclient import TestClient
 
 from app.audit import heads
 from app.config import Settings
 from app.daemons import Leadership, PeriodicWorker
 from app.drift import settings as drift_settings
+from app.main import create_app
 from app.metrics import Metrics
 from app.store import leadership
 from app.store.engine import create_db_engine
@@ -208,6 +211,14 @@ def test_a_leader_that_loses_its_session_gives_up_and_another_takes_over(engine:
         first.stop()
         second.stop()
     assert _holder(engine, "sweep") is None
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_an_embedded_app_leaves_the_process_garbage_collector_alone(settings: Settings) -> None:
+    threshold, frozen = gc.get_threshold(), gc.get_freeze_count()
+    with TestClient(create_app(settings)) as client:
+        assert client.get("/healthz").status_code == 200
+        assert gc.get_threshold() == threshold and gc.get_freeze_count() == frozen
 
 
 def _daemons(url: str) -> tuple[dict[str, float], dict[str, float]]:
