@@ -84,7 +84,7 @@ def serve(
             highlight=False,
         )
     uvicorn.run(
-        "app.main:create_app",
+        "app.main:create_served_app",
         factory=True,
         host=host or settings.host,
         port=port or settings.port,

@@ -1,10 +1,12 @@
-"""The FastAPI application factory: `uvicorn --factory app.main:create_app`."""
+"""The FastAPI application factories: `create_app` (the service, for any embedding) and
+`create_served_app` (what `warden serve` runs: `uvicorn --factory app.main:create_served_app`).
+"""
 
 from __future__ import annotations
 
 import gc
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, Request
@@ -29,6 +31,7 @@ from app.audit.erasure import Vault
 from app.audit.exports import ExportJobs
 from app.audit.ledger import checkpoints as audit_checkpoints
 from app.config import Settings
+from app.daemons import PeriodicWorker
 from app.dashboard import install as install_dashboard
 from app.dashboard.rollups import Roller
 from app.drift.schedule import DriftRunners, Scheduler
@@ -45,72 +48,60 @@ log = logging.getLogger("warden")
 _RPC_CODES = {400: 3, 401: 16, 403: 7, 404: 5, 409: 6, 413: 8, 415: 3, 500: 13, 503: 14}
 
 
-def create_app(settings: Settings | None = None) -> FastAPI:
+def create_app(
+    settings: Settings | None = None, *, after_startup: Callable[[], None] | None = None
+) -> FastAPI:
+    """The service; `after_startup` runs once its lifespan has set everything up."""
     settings = settings or Settings()
     metrics = Metrics()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        app.state.engine = create_db_engine(settings)
+        engine = create_db_engine(settings)
+        app.state.engine = engine
         app.state.gateway = None
-        signer = audit_checkpoints.start(
-            app.state.engine, settings, app.state.audit_key, app.state.policies
+        audit_checkpoints.record_at_start(engine, app.state.policies)
+        app.state.drift = DriftRunners(
+            engine, settings.resolved_mlflow_tracking_uri, settings.data_dir, app.state.policies
         )
-        resolver = None
-        if settings.lineage_interval > 0:
-            resolver = Resolver(
-                app.state.engine,
-                settings.resolved_mlflow_tracking_uri,
-                settings.lineage_interval,
-                settings.data_dir / "lineage.lock",
-            )
-            resolver.start()
-        runners = DriftRunners(
-            app.state.engine,
-            settings.resolved_mlflow_tracking_uri,
-            settings.data_dir,
-            app.state.policies,
-        )
-        app.state.drift = runners
-        app.state.exports = ExportJobs(app.state.engine, settings, app.state.audit_key)
-        roller = None
-        if settings.dashboard_rollup_interval > 0:
-            roller = Roller(
-                app.state.engine,
-                settings.dashboard_rollup_interval,
-                settings.data_dir / "dashboard-rollup.lock",
-            )
-            roller.start()
-        scheduler = None
-        if settings.drift_tick > 0:
-            scheduler = Scheduler(runners, settings.drift_tick, settings.data_dir / "drift.lock")
-            scheduler.start()
+        app.state.exports = ExportJobs(engine, settings, app.state.audit_key, metrics)
+        # The background jobs, each run by the one process of the deployment that leads it
+        # (app/daemons.py); an interval of 0 turns a job off.
+        jobs: list[PeriodicWorker] = [
+            audit_checkpoints.Checkpointer(
+                engine, app.state.audit_key, settings.audit_checkpoint_interval,
+                app.state.policies, metrics,
+            ),
+            Resolver(
+                engine, settings.resolved_mlflow_tracking_uri, settings.lineage_interval, metrics
+            ),
+            Roller(engine, settings.dashboard_rollup_interval, metrics),
+            Scheduler(app.state.drift, settings.drift_tick, metrics),
+            app.state.exports,
+        ]  # fmt: skip
+        workers = [worker for worker in jobs if worker.interval > 0]
+        for worker in workers:
+            worker.start()
         if settings.stack:
             from app.governance.gateway import Gateway
 
             app.state.gateway = Gateway(
-                settings, app.state.engine, app.state.vault, metrics, app.state.policies
+                settings, engine, app.state.vault, metrics, app.state.policies
             )
-        # Ingest allocates many short-lived objects per batch; with the default threshold the
-        # collector runs every few hundred allocations and re-scans the long-lived modules.
-        # Freezing what startup created and collecting young objects less often cuts that.
-        gc.freeze()
-        gc.set_threshold(50_000, 20, 20)
+        if after_startup is not None:
+            after_startup()
         try:
             yield
         finally:
-            if resolver is not None:
-                resolver.stop()
-            if roller is not None:
-                roller.stop()
-            if scheduler is not None:
-                scheduler.stop()
-            if signer is not None:
-                signer.stop()
-            app.state.exports.stop()
+            # Every worker is told first, then each is waited for: shutdown waits for the
+            # slowest round in progress, not for the sum of them.
+            for worker in reversed(workers):
+                worker.stop(join=False)
+            for worker in reversed(workers):
+                worker.join()
             if app.state.gateway is not None:
                 app.state.gateway.close()
-            app.state.engine.dispose()
+            engine.dispose()
 
     app = FastAPI(
         title="Warden",
@@ -147,6 +138,20 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.include_router(module.router)
     install_dashboard(app)
     return app
+
+
+def create_served_app() -> FastAPI:
+    """The service as `warden serve` runs it, in each worker process: `create_app`, plus the
+    process-wide settings that only a process serving nothing else may take."""
+    return create_app(after_startup=_tune_gc)
+
+
+def _tune_gc() -> None:
+    # Ingest allocates many short-lived objects per batch; with the default threshold the
+    # collector runs every few hundred allocations and re-scans the long-lived modules.
+    # Freezing what startup created and collecting young objects less often cuts that.
+    gc.freeze()
+    gc.set_threshold(50_000, 20, 20)
 
 
 def _error(

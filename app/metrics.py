@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 
@@ -35,6 +35,24 @@ class Metrics:
             ["method", "route", "status"],
             registry=self.registry,
             buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+        )
+        self.daemon_leader = Gauge(
+            "warden_daemon_leader",
+            "1 while this process leads the background job (app/daemons.py), else 0.",
+            ["daemon"],
+            registry=self.registry,
+        )
+        self.daemon_ticks = Counter(
+            "warden_daemon_ticks",
+            "Rounds of the background job run in this process, as its leader.",
+            ["daemon"],
+            registry=self.registry,
+        )
+        self.daemon_failures = Counter(
+            "warden_daemon_failures",
+            "Rounds of the background job that raised (logged; the job goes on).",
+            ["daemon"],
+            registry=self.registry,
         )
 
     def render(self) -> bytes:

@@ -178,9 +178,9 @@ def app_without_ledger() -> Any:
     import app.ingest.store as store
 
     store.record_requests = lambda *args, **kwargs: []
-    from app.main import create_app
+    from app.main import create_served_app
 
-    return create_app()
+    return create_served_app()
 
 
 _WITHOUT_LEDGER = (

@@ -250,10 +250,12 @@ def warden_serve(
     secret: str = "serve-secret",
     port: int | None = None,
     first_run: bool = True,
+    env: dict[str, str] | None = None,
 ) -> Iterator[ServeProcess]:
-    """Run `warden serve`; with `first_run`, wait for the key it prints on an empty store."""
+    """Run `warden serve`; with `first_run`, wait for the key it prints on an empty store.
+    `env` adds to (or overrides) its environment."""
     port = port or free_port()
-    env = {
+    environment = {
         **os.environ,
         "WARDEN_DATA_DIR": str(tmp_path / "data"),
         "WARDEN_DATABASE_URL": database_url,
@@ -261,11 +263,12 @@ def warden_serve(
         "WARDEN_LINEAGE_INTERVAL": "0",
         "WARDEN_DRIFT_TICK": "0",
         "WARDEN_AUDIT_CHECKPOINT_INTERVAL": "0",
+        **(env or {}),
     }
     warden = str(Path(sys.executable).parent / "warden")
     proc = subprocess.Popen(
         [warden, "serve", "--port", str(port), *args],
-        env=env,
+        env=environment,
         cwd=tmp_path,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,

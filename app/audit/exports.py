@@ -13,8 +13,14 @@ folder `<data_dir>/exports/<id>/` with `bundle.zip` and `status.json`:
      "requested_by", "bundle": {"bytes", "sha256"}, "counts", "anchor", "mlflow_run_id",
      "ledger_seq"}
 
-The status is a file, so every worker process of the service answers for every job; a job
-whose process died while running it is reported `failed` ("interrupted").
+The queue is these folders: a job is queued when its status says so. Every process of the
+service answers for every job of its data folder, and one of them runs the queue: the holder
+of `<data_dir>/exports.leader` (a `PeriodicWorker`, app/daemons.py, whose leadership is the
+data folder's, not the database's, because a process of another machine cannot see the
+folder; the queue moves to shared storage later). It runs a job submitted to it at once,
+and looks for jobs submitted to the other processes every `POLL_SECONDS`. A job whose
+process died while running it is reported `failed` ("interrupted"); a queued job waits for
+the next leader.
 """
 
 from __future__ import annotations
@@ -22,7 +28,6 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-import queue
 import socket
 import threading
 import time
@@ -40,14 +45,18 @@ from sqlalchemy import Engine
 from app.audit import chain, ledger
 from app.audit.bundle import ExportResult, Progress, Scope, export_bundle
 from app.config import Settings
+from app.daemons import PeriodicWorker
 from app.errors import BadRequest, Conflict, NotFound
+from app.metrics import Metrics
 from app.registry.mlflow_results import Result, log_result
+from app.store.leadership import FileLeadership
 
 log = logging.getLogger("warden.exports")
 
 QUEUED, RUNNING, DONE, FAILED = "queued", "running", "done", "failed"
 BUNDLE = "bundle.zip"
 STATUS = "status.json"
+POLL_SECONDS = 1.0
 
 
 @dataclass(frozen=True)
@@ -191,30 +200,24 @@ def _alive(pid: int) -> bool:
     return True
 
 
-class ExportJobs:
-    """The service's export worker: a queue of jobs, run one at a time in a thread."""
+class ExportJobs(PeriodicWorker):
+    """The service's export worker: the data folder's queue of jobs, run one at a time."""
 
-    def __init__(self, engine: Engine, settings: Settings, key: Ed25519PrivateKey) -> None:
+    def __init__(
+        self,
+        engine: Engine,
+        settings: Settings,
+        key: Ed25519PrivateKey,
+        metrics: Metrics | None = None,
+    ) -> None:
+        lead = FileLeadership(settings.data_dir / "exports.leader")
+        super().__init__("exports", POLL_SECONDS, lead, metrics)
         self.engine = engine
         self.settings = settings
         self.key = key
         self.root = settings.data_dir / "exports"
-        self._queue: queue.Queue[tuple[str, Scope] | None] = queue.Queue()
-        self._thread: threading.Thread | None = None
-        self._lock = threading.Lock()
-
-    def _ensure_worker(self) -> None:
-        with self._lock:
-            if self._thread is None or not self._thread.is_alive():
-                self._thread = threading.Thread(
-                    target=self._run, name="warden-exports", daemon=True
-                )
-                self._thread.start()
-
-    def stop(self, timeout: float = 5.0) -> None:
-        if self._thread is not None and self._thread.is_alive():
-            self._queue.put(None)
-            self._thread.join(timeout)
+        # Jobs seen past `queued`: a status never goes back, so they are not read again.
+        self._settled: set[str] = set()
 
     def submit(self, scope: Scope, actor: str) -> dict[str, Any]:
         """Queue an export of `scope`; its status (`queued`)."""
@@ -242,25 +245,41 @@ class ExportJobs:
             "ledger_seq": None,
         }
         _write_status(folder, status)
-        self._ensure_worker()
-        self._queue.put((job_id, scope))
+        self.wake()
         return self._public(status)
 
-    def _run(self) -> None:
-        while True:
-            item = self._queue.get()
-            if item is None:
-                return
-            job_id, scope = item
+    def tick(self) -> None:
+        while not self.stopping and (job_id := self._next_queued()) is not None:
             try:
-                self._execute(job_id, scope)
+                self._execute(job_id)
             except Exception:  # one job's failure must not stop the worker
                 log.exception("export job %s failed", job_id)
+            self._settled.add(job_id)
 
-    def _execute(self, job_id: str, scope: Scope) -> None:
+    def _next_queued(self) -> str | None:
+        """The oldest queued job of the data folder."""
+        queued = []
+        if self.root.is_dir():
+            for folder in self.root.iterdir():
+                if folder.name in self._settled:
+                    continue
+                try:
+                    status = self._read(folder)
+                except NotFound:
+                    continue  # not a job, or one being written right now
+                if status.get("status") == QUEUED:
+                    queued.append((str(status["created_at"]), folder.name))
+                else:
+                    self._settled.add(folder.name)
+        return min(queued)[1] if queued else None
+
+    def _execute(self, job_id: str) -> None:
         folder = self.root / job_id
         status = self._read(folder)
-        status.update(status=RUNNING, started_at=_now())
+        # The process that runs the job answers for it from now on (`_public`).
+        status.update(
+            status=RUNNING, started_at=_now(), host=socket.gethostname(), pid=os.getpid()
+        )
         _write_status(folder, status)
         last = [0.0]
 
@@ -273,7 +292,7 @@ class ExportJobs:
 
         try:
             produced = produce(
-                self.engine, self.settings, self.key, scope, folder / BUNDLE,
+                self.engine, self.settings, self.key, _scope(status["scope"]), folder / BUNDLE,
                 str(status["requested_by"]), progress=progress, mlflow=False,
             )  # fmt: skip
         except Exception as exc:
@@ -307,7 +326,7 @@ class ExportJobs:
     def _public(self, status: dict[str, Any]) -> dict[str, Any]:
         shown = {k: v for k, v in status.items() if k not in ("host", "pid")}
         if (
-            status["status"] in (QUEUED, RUNNING)
+            status["status"] == RUNNING
             and status.get("host") == socket.gethostname()
             and not _alive(int(status.get("pid") or 0))
         ):
@@ -343,6 +362,19 @@ class ExportJobs:
         if status["status"] != DONE:
             raise Conflict(f"export {job_id} is {status['status']}, not done: ask again later")
         return self.root / job_id / BUNDLE
+
+
+def _scope(data: dict[str, Any]) -> Scope:
+    """The scope a job's status holds (`Scope.to_json`): times to the microsecond, in UTC."""
+    model = data.get("model") or {}
+    return Scope(
+        project=data["project"],
+        since=parse_time(data.get("from"), "from"),
+        until=parse_time(data.get("to"), "to"),
+        model_name=model.get("name"),
+        model_version=model.get("version"),
+        subject=data.get("subject"),
+    )
 
 
 def _message(exc: Exception) -> str:

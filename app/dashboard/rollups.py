@@ -7,32 +7,28 @@ hour): how many requests, how many ended in error, how many met a `deny`, `warn`
 
 `roll_up` folds the requests stored since its last run into the rollups, in request-id
 order, remembering where it stopped (`request_rollup_cursor`); the service runs it in a
-background thread, one per machine (`Roller`). Whatever it has not folded yet, the overview
-reads from `requests` directly (`tail`), so the figures are always complete. Requests are
-insert-only; a request deleted later by retention still counts in the rollups: the overview
-shows the traffic as it arrived.
+background thread, in one process of the deployment (`Roller`, app/daemons.py). Whatever it
+has not folded yet, the overview reads from `requests` directly (`tail`), so the figures are
+always complete. Requests are insert-only; a request deleted later by retention still counts
+in the rollups: the overview shows the traffic as it arrived.
 """
 
 from __future__ import annotations
 
-import contextlib
-import logging
-import threading
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 from sqlalchemy import Engine, insert, select, update
 
-from app import machine_lock
+from app.daemons import PeriodicWorker
+from app.metrics import Metrics
+from app.store import leadership
 from app.store.dialect import is_postgresql
 from app.store.engine import read_connection, write_transaction
 from app.store.tables import PolicyEvaluation, Request, RequestRollup, RollupCursor
-
-log = logging.getLogger("warden.dashboard")
 
 MINUTE, HOUR = 60, 3600
 WIDTHS = (MINUTE, HOUR)
@@ -296,31 +292,15 @@ def read_buckets(
     return out, after
 
 
-class Roller:
-    """The rollup thread: `catch_up` every `interval` seconds, in one process per machine
-    (the holder of `<data_dir>/dashboard-rollup.lock`)."""
+class Roller(PeriodicWorker):
+    """The rollup thread: `catch_up` every `interval` seconds, in the process that leads the
+    `dashboard-rollups` job. A failed round is logged; the tail covers it until the next."""
 
-    def __init__(self, engine: Engine, interval: float, lock_path: Path) -> None:
+    def __init__(self, engine: Engine, interval: float, metrics: Metrics | None = None) -> None:
+        name = "dashboard-rollups"
+        super().__init__(name, interval, leadership.for_engine(engine, name), metrics)
         self.engine = engine
-        self.interval = interval
-        self.lock_path = lock_path
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="warden-rollup", daemon=True)
 
-    def start(self) -> None:
-        self._thread.start()
-
-    def stop(self) -> None:
-        self._stop.set()
-        self._thread.join(timeout=10)
-
-    def _run(self) -> None:
-        with contextlib.ExitStack() as stack:
-            if not machine_lock.take(stack, self.lock_path):
-                return
-            while not self._stop.wait(self.interval):
-                try:
-                    while not self._stop.is_set() and roll_up(self.engine):
-                        pass
-                except Exception:  # a database blip: the tail covers it until next round
-                    log.exception("rolling up traffic failed; retrying in %.0fs", self.interval)
+    def tick(self) -> None:
+        while not self.stopping and roll_up(self.engine):
+            pass

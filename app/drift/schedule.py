@@ -1,14 +1,14 @@
 """Scheduled drift jobs: a thread of the service that runs each project's job when due.
 
-Of the worker processes sharing a data folder only one schedules (the holder of a lock
-file), so a job runs once per interval, not once per worker. A project is due when its
+Of all the processes of a deployment only one schedules (the leader of the `drift-schedule`
+job, app/daemons.py), so a job runs once per interval, not once per process or machine. A
+project is due when its
 `interval_seconds` has passed since its last attempt (its newest drift report after a
 restart); a failed job is logged and tried again at the next interval.
 """
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import threading
 import time
@@ -17,8 +17,10 @@ from typing import TYPE_CHECKING
 
 from sqlalchemy import Engine, func, select
 
-from app import machine_lock
+from app.daemons import PeriodicWorker
 from app.drift import settings as drift_settings
+from app.metrics import Metrics
+from app.store import leadership
 from app.store.engine import read_connection
 from app.store.tables import DriftReport, Project
 from policies import PolicySet
@@ -75,36 +77,27 @@ def due_projects(engine: Engine, last_attempt: dict[str, float], now: float) -> 
     return due
 
 
-class Scheduler:
-    def __init__(self, runners: DriftRunners, tick: float, lock_path: Path) -> None:
+class Scheduler(PeriodicWorker):
+    """Every `interval` seconds (`WARDEN_DRIFT_TICK`), runs the jobs of the projects due."""
+
+    def __init__(
+        self, runners: DriftRunners, interval: float, metrics: Metrics | None = None
+    ) -> None:
+        name = "drift-schedule"
+        super().__init__(name, interval, leadership.for_engine(runners.engine, name), metrics)
         self.runners = runners
-        self.tick = tick
-        self.lock_path = lock_path
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="warden-drift", daemon=True)
+        # In memory: a new leader falls back on each project's newest report.
         self.last_attempt: dict[str, float] = {}
 
-    def start(self) -> None:
-        self._thread.start()
-
-    def stop(self) -> None:
-        self._stop.set()
-
-    def _run(self) -> None:
-        with contextlib.ExitStack() as stack:
-            if not self._take_lock(stack):
-                return  # another worker schedules for this machine
-            while not self._stop.wait(self.tick):
-                self.run_due()
+    def tick(self) -> None:
+        self.run_due()
 
     def run_due(self) -> list[str]:
-        """Run every due project's job now; returns the projects run."""
-        try:
-            due = due_projects(self.runners.engine, self.last_attempt, time.time())
-        except Exception:
-            log.exception("could not read the drift schedule; trying again")
-            return []
+        """Run every due project's job now; returns the projects due."""
+        due = due_projects(self.runners.engine, self.last_attempt, time.time())
         for project in due:
+            if self.stopping:
+                break
             self.last_attempt[project] = time.time()
             try:
                 result = self.runners.get().run(project)
@@ -117,6 +110,3 @@ class Scheduler:
                     version.model_version, version.verdict,
                 )  # fmt: skip
         return due
-
-    def _take_lock(self, stack: contextlib.ExitStack) -> bool:
-        return machine_lock.take(stack, self.lock_path)

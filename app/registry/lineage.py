@@ -9,18 +9,17 @@ A version MLflow does not know yet stays `unresolved` and is tried again.
 
 from __future__ import annotations
 
-import contextlib
 import logging
-import threading
 import time
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Engine, or_, select, update
 
-from app import machine_lock
+from app.daemons import PeriodicWorker
 from app.errors import NotFound
+from app.metrics import Metrics
+from app.store import leadership
 from app.store.engine import read_connection, write_transaction
 from app.store.tables import ModelVersion, Project, Request, RequestModel
 
@@ -188,53 +187,39 @@ def tag_traffic(engine: Engine, client: MlflowClient) -> int:
     return written
 
 
-class Resolver:
-    """The service's resolver thread: `resolve_pending` every `interval`, `tag_traffic` at
-    most once a minute.
+class Resolver(PeriodicWorker):
+    """The service's resolver: `resolve_pending` every `interval`, `tag_traffic` at most once
+    a minute.
 
-    Of the worker processes sharing a data folder only one resolves (the holder of a lock
-    file), so MLflow is read, and imported, once per machine rather than once per worker.
+    Of all the processes of a deployment only one resolves (the leader of the `lineage` job,
+    app/daemons.py), so MLflow is read, and imported, once per deployment rather than once
+    per process.
     """
 
-    def __init__(self, engine: Engine, tracking_uri: str, interval: float, lock_path: Path) -> None:
+    def __init__(
+        self, engine: Engine, tracking_uri: str, interval: float, metrics: Metrics | None = None
+    ) -> None:
+        name = "lineage"
+        super().__init__(name, interval, leadership.for_engine(engine, name), metrics)
         self.engine = engine
         self.tracking_uri = tracking_uri
-        self.interval = interval
-        self.lock_path = lock_path
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="warden-lineage", daemon=True)
+        self.client: MlflowClient | None = None
+        self.misses: dict[tuple[str, str], tuple[float, float]] = {}
+        self._tagged = 0.0
 
-    def start(self) -> None:
-        self._thread.start()
+    def became_leader(self) -> None:
+        if self.client is None:
+            self.client = mlflow_client(self.tracking_uri)  # import MLflow now, not mid-round
 
-    def _run(self) -> None:
-        with contextlib.ExitStack() as stack:
-            if not self._take_lock(stack):
-                return  # another worker resolves for this machine
-            client = None
-            misses: dict[tuple[str, str], tuple[float, float]] = {}
-            with contextlib.suppress(Exception):
-                client = mlflow_client(self.tracking_uri)  # import MLflow now, not mid-traffic
-            tagged = 0.0
-            while not self._stop.wait(self.interval):
-                try:
-                    client = client or mlflow_client(self.tracking_uri)
-                    resolve_pending(self.engine, client, misses=misses)
-                    # Traffic summaries count every request of every version: a query too
-                    # heavy to repeat every few seconds beside ingest, for tags nobody needs
-                    # fresher than a minute.
-                    if time.monotonic() - tagged >= max(self.interval, TAG_INTERVAL):
-                        tag_traffic(self.engine, client)
-                        tagged = time.monotonic()
-                except Exception:  # MLflow away, a database blip: try again next round
-                    log.exception("lineage resolution failed; retrying in %.0fs", self.interval)
-
-    def _take_lock(self, stack: contextlib.ExitStack) -> bool:
-        return machine_lock.take(stack, self.lock_path)
-
-    def stop(self) -> None:
-        self._stop.set()
-        self._thread.join(timeout=10)
+    def tick(self) -> None:
+        # MLflow away, a database blip: the round fails, logged, and the next tries again.
+        self.client = self.client or mlflow_client(self.tracking_uri)
+        resolve_pending(self.engine, self.client, misses=self.misses)
+        # Traffic summaries count every request of every version: a query too heavy to
+        # repeat every few seconds beside ingest, for tags nobody needs fresher than a minute.
+        if time.monotonic() - self._tagged >= max(self.interval, TAG_INTERVAL):
+            tag_traffic(self.engine, self.client)
+            self._tagged = time.monotonic()
 
 
 def mlflow_link(tracking_uri: str, fragment: str) -> str | None:

@@ -6,7 +6,6 @@ from __future__ import annotations
 import random
 import time
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -129,11 +128,11 @@ def test_overview_reads_the_range_and_the_percentiles(engine: Engine) -> None:
         overview.traffic(engine, pid, "1y")
 
 
-def test_the_roller_thread_folds_new_requests(engine: Engine, tmp_path: Path) -> None:
+def test_the_roller_thread_folds_new_requests(engine: Engine) -> None:
     pid = projects.create_project(engine, "thread")
     _requests(engine, pid, 30, time.time_ns() - 3600 * NS, datetime.now(UTC) - timedelta(hours=1),
               seed=5)  # fmt: skip
-    roller = rollups.Roller(engine, 0.05, tmp_path / "rollup.lock")
+    roller = rollups.Roller(engine, 0.05)
     roller.start()
     try:
         deadline = time.monotonic() + 20

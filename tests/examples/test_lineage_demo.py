@@ -59,7 +59,7 @@ def test_every_demo_request_names_the_version_run_and_dataset_training_logged(
     (logged,) = run.inputs.dataset_inputs
     assert logged.dataset.digest
 
-    resolver = lineage.Resolver(live.engine, uri, 0.2, tmp_path / "lineage.lock")
+    resolver = lineage.Resolver(live.engine, uri, 0.2)
     resolver.start()
     try:
         deadline = time.monotonic() + 60

@@ -2,8 +2,8 @@
 
 A head commits to (project, tree size, Merkle root, time, key id) with an Ed25519
 signature (docs/audit.md, section 5). The service signs one for each project whose ledger
-grew, every `WARDEN_AUDIT_CHECKPOINT_INTERVAL` seconds, in one worker per machine (the
-holder of `<data_dir>/audit-signer.lock`); `warden audit checkpoint` and
+grew, every `WARDEN_AUDIT_CHECKPOINT_INTERVAL` seconds, in one process of the deployment (the
+leader of the `audit-checkpoints` job, app/daemons.py); `warden audit checkpoint` and
 `POST /v1/audit/heads` sign now. The root comes from the Merkle accumulator state kept in
 `audit_heads`, so signing never rereads the log.
 
@@ -27,12 +27,14 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from sqlalchemy import Connection, Engine, Table, func, select
 from sqlalchemy.exc import SQLAlchemyError
 
-from app import machine_lock
 from app.audit import heads, merkle
 from app.audit.heads import TreeHead
 from app.audit.ledger import HEADS, accumulator, read_head, record_policy_set
 from app.config import Settings
+from app.daemons import PeriodicWorker
 from app.errors import BadRequest, Conflict, NotFound
+from app.metrics import Metrics
+from app.store import leadership
 from app.store.dialect import insert_on_conflict
 from app.store.engine import read_connection, write_transaction
 from app.store.tables import AuditCheckpoint, AuditEvent, Project
@@ -321,70 +323,35 @@ def head_state(engine: Engine, project_id: int) -> dict[str, Any]:
     return {"tree_size": head.seq, "root_hash": head.accumulator().root().hex()}
 
 
-def start(
-    engine: Engine, settings: Settings, key: Ed25519PrivateKey, policy_set: PolicySet
-) -> Checkpointer | None:
-    """At service start: record the policy set in force, and start the signer thread
-    (unless `audit_checkpoint_interval` is 0). The signer records the set again each round,
-    for projects made since."""
-
-    def record() -> None:
-        record_policy_set(engine, policy_set)
-
+def record_at_start(engine: Engine, policy_set: PolicySet) -> None:
+    """At service start: record the policy set in force in the audit ledger. The signer
+    records it again each round, for projects made since."""
     try:
-        record()
+        record_policy_set(engine, policy_set)
     except SQLAlchemyError as exc:
         log.warning("could not record the policy set in the audit ledger yet: %s", exc)
-    if settings.audit_checkpoint_interval <= 0:
-        return None
-    signer = Checkpointer(
-        engine, key, settings.audit_checkpoint_interval,
-        settings.data_dir / "audit-signer.lock", on_tick=record,
-    )  # fmt: skip
-    signer.start()
-    return signer
 
 
-class Checkpointer:
-    """The signer thread: every `interval` seconds, a head for each project that grew."""
+class Checkpointer(PeriodicWorker):
+    """The signer: every `interval` seconds, a head for each project whose ledger grew
+    (and the policy set recorded for projects made since the last round)."""
 
     def __init__(
         self,
         engine: Engine,
         key: Ed25519PrivateKey,
         interval: float,
-        lock_path: Path,
-        on_tick: Any = None,
+        policy_set: PolicySet | None = None,
+        metrics: Metrics | None = None,
     ) -> None:
+        name = "audit-checkpoints"
+        super().__init__(name, interval, leadership.for_engine(engine, name), metrics)
         self.engine = engine
         self.key = key
-        self.interval = interval
-        self.lock_path = lock_path
-        self.on_tick = on_tick
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="warden-audit-signer", daemon=True)
+        self.policy_set = policy_set
 
-    def start(self) -> None:
-        self._thread.start()
-
-    def stop(self) -> None:
-        self._stop.set()
-
-    def _run(self) -> None:
-        with contextlib.ExitStack() as stack:
-            if not machine_lock.take(stack, self.lock_path):
-                return  # another worker of this machine signs
-            while not self._stop.wait(self.interval):
-                self.tick()
-
-    def tick(self) -> list[TreeHead]:
-        try:
-            if self.on_tick is not None:
-                self.on_tick()
-            signed = sign_heads(self.engine, self.key)
-        except Exception:
-            log.exception("could not sign audit tree heads; trying again")
-            return []
-        for head in signed:
+    def tick(self) -> None:
+        if self.policy_set is not None:
+            record_policy_set(self.engine, self.policy_set)
+        for head in sign_heads(self.engine, self.key):
             log.info("signed audit head of %s at size %d", head.project, head.tree_size)
-        return signed

@@ -156,19 +156,19 @@ def test_models_show_their_traffic_and_mlflow_gets_it_as_tags(
     assert lineage.tag_traffic(live.engine, registry.client) == 0  # unchanged: nothing written
 
 
-def test_one_resolver_per_machine_and_unknown_versions_back_off(
+def test_one_resolver_per_deployment_and_unknown_versions_back_off(
     live: LiveService, tmp_path: Path
 ) -> None:
-    import contextlib
-
-    lock = tmp_path / "lineage.lock"
-    first = lineage.Resolver(live.engine, "sqlite://", 60, lock)
-    second = lineage.Resolver(live.engine, "sqlite://", 60, lock)
-    with contextlib.ExitStack() as held, contextlib.ExitStack() as refused:
-        assert first._take_lock(held)
-        assert not second._take_lock(refused)
-    with contextlib.ExitStack() as again:
-        assert second._take_lock(again)  # released with the first's stack
+    first = lineage.Resolver(live.engine, "sqlite://", 60)
+    second = lineage.Resolver(live.engine, "sqlite://", 60)
+    try:
+        assert first.leadership.hold()
+        assert not second.leadership.hold()
+        first.leadership.release()
+        assert second.leadership.hold()  # released by the first
+    finally:
+        first.leadership.release()
+        second.leadership.release()
 
     registry = Registry(tmp_path)
     key = live.key("booking", "ingest", "read")
