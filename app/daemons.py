@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from abc import ABC, abstractmethod
 from typing import Protocol
 
 from app.metrics import Metrics
@@ -42,7 +43,7 @@ class Leadership(Protocol):
         ...
 
 
-class PeriodicWorker:
+class PeriodicWorker(ABC):
     """A job run every `interval` seconds by the process that leads it.
 
     Subclasses give `tick()`; `became_leader()` may prepare what ticks need. Example:
@@ -67,9 +68,9 @@ class PeriodicWorker:
         self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
 
+    @abstractmethod
     def tick(self) -> None:
         """One round of the job; runs only while this process leads it."""
-        raise NotImplementedError
 
     def became_leader(self) -> None:
         """Called in the worker's thread when this process takes the lead."""
