@@ -12,7 +12,8 @@ from types import ModuleType
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from app.audit import chain, fastjcs, heads, jcs, layout, merkle
+from app.audit import chain, fastjcs, heads, jcs, merkle
+from app.audit.bundle import layout, scope
 
 DOC = Path(__file__).resolve().parents[3] / "docs" / "audit.md"
 
@@ -81,7 +82,7 @@ def test_the_documented_top_level_order_is_jcs_order() -> None:
     ]
 
 
-@pytest.mark.parametrize("module", [jcs, chain, merkle, heads, fastjcs, layout])
+@pytest.mark.parametrize("module", [jcs, chain, merkle, heads, fastjcs, layout, scope])
 def test_docstring_examples_run(module: ModuleType) -> None:
     result = doctest.testmod(module, optionflags=doctest.ELLIPSIS)
     assert result.attempted > 0 and result.failed == 0

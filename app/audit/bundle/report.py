@@ -19,10 +19,11 @@ from typing import TYPE_CHECKING, Any
 
 from jinja2 import Environment, select_autoescape
 
-from app.audit import chain, layout
+from app.audit import chain
+from app.audit.bundle import layout
 
 if TYPE_CHECKING:
-    from app.audit.bundle import Facts
+    from app.audit.bundle.facts import Facts
 
 _SIX_MONTHS_DAYS = 183
 _PDF_ROWS = 50  # rows of the long tables in the PDF (the HTML has up to Facts.SAMPLE)

@@ -11,8 +11,8 @@ import pyarrow.parquet as pq
 import pytest
 from sqlalchemy import Engine, insert, select, update
 
-from app.audit import chain, heads, layout, ledger, merkle
-from app.audit.bundle import LedgerMismatch, Scope, export_bundle, parse_model
+from app.audit import chain, heads, ledger, merkle
+from app.audit.bundle import LedgerMismatch, Scope, export_bundle, layout, parse_model
 from app.audit.ledger import checkpoints
 from app.audit.verify import Failure, verify_bundle
 from app.store.engine import write_transaction
@@ -361,64 +361,3 @@ def test_a_bundle_in_many_parts_pairs_each_part_of_records_with_its_part_of_even
     assert len(_parts(members(partial.path.read_bytes()), "events")) > 1
     assert verify_bundle(partial.path, key).ok
     assert verify_bundle(partial.path, key, workers=2).ok
-
-
-def test_a_pin_inside_a_part_is_checked_against_the_events(store: Store, tmp_path: Path) -> None:
-    """The root of a pinned size is rebuilt from the parts' subtrees and one part's leaves."""
-    with store.engine.connect() as conn:
-        rows = list(ledger.iter_events(conn, store.project_id))
-    tree = merkle.MerkleTree(merkle.leaf_hash(bytes(r.hash)) for r in rows)
-    bundle = store.export(tmp_path / "parts.zip", part_events=4).path
-    key = [store.key.public_key()]
-    for size in range(1, len(rows) + 1):
-        pin = heads.sign_head(store.key, store.project, size, tree.root(size), at(0))
-        assert verify_bundle(bundle, key, pin).ok, size
-        forged = heads.sign_head(store.key, store.project, size, tree.root(size - 1), at(0))
-        assert verify_bundle(bundle, key, forged).exit_code == Failure.CONSISTENCY, size
-
-
-def test_the_first_bad_record_is_the_same_with_workers(store: Store, tmp_path: Path) -> None:
-    """Problems in two parts: the earlier part's is reported, whichever process finds first."""
-    files = members(store.export(tmp_path / "parts.zip", part_events=4).path.read_bytes())
-    second, third = layout.events_part(2), layout.events_part(3)
-    rows = bundle_data.lines(files[third])
-    rows[1] = rows[1].replace(b'"kind":"request"', b'"kind":"requesT"', 1)
-    files[third] = b"".join(rows)
-    rows = bundle_data.lines(files[second])
-    files[second] = b"".join(rows[:2] + rows[3:])
-    tampered = tmp_path / "tampered.zip"
-    tampered.write_bytes(bundle_data.repack(bundle_data.resign(files, store.key)))
-    key = [store.key.public_key()]
-    here, workers = verify_bundle(tampered, key), verify_bundle(tampered, key, workers=2)
-    assert here.summary() == workers.summary() == (
-        f"FAILED [13 chain] {second} line 3 (seq 8): seq 7 is missing (found seq 8)"
-    )
-
-
-def test_big_files_are_read_a_block_at_a_time(
-    store: Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """The way the files of a bundle of millions of records are read, on a small one: every
-    file streamed, in blocks small enough that lines span them and that a Parquet footer is
-    not in the last two read, and large enough that it is."""
-    from app.audit import verify
-
-    key = [store.key.public_key()]
-    files = members(store.export(tmp_path / "parts.zip", part_events=4).path.read_bytes())
-    monkeypatch.setattr(verify, "_IN_MEMORY", 0)
-    for block in (64, 1 << 20):
-        monkeypatch.setattr(verify, "_BLOCK", block)
-        monkeypatch.setattr(verify, "_INFLATE_IN", block)
-        for level in (0, 1):
-            verdict = verify_bundle(bundle_data.repack(files, level=level), key)
-            assert verdict.ok, (block, level, verdict.summary())
-            assert verdict.records == 12
-
-        def miscount(manifest: dict[str, object]) -> None:
-            manifest["files"]["records/requests.parquet"]["records"] = 11  # type: ignore[index]
-
-        wrong = bundle_data.repack(bundle_data.resign(files, store.key, miscount))
-        assert verify_bundle(wrong, key).summary() == (
-            "FAILED [16 counts] records/requests.parquet: the manifest says 11 records, the file "
-            "holds 12"
-        )
