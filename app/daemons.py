@@ -72,7 +72,7 @@ class PeriodicWorker(ABC):
     def tick(self) -> None:
         """One round of the job; runs only while this process leads it."""
 
-    def became_leader(self) -> None:
+    def became_leader(self) -> None:  # noqa: B027 (a hook: overriding it is optional)
         """Called in the worker's thread when this process takes the lead."""
 
     @property

@@ -56,8 +56,8 @@ sys.path[:] = [str(ROOT)] + [p for p in sys.path if Path(p or ".").resolve() != 
 
 from sqlalchemy import insert
 
-from app.audit import ledger
-from app.audit.bundle import Scope, export_bundle, layout
+from app.audit import layout, ledger
+from app.audit.bundle import Scope, export_bundle
 from app.audit.ledger import checkpoints
 from app.audit.verify import verify_bundle
 from app.config import Settings

@@ -1,7 +1,8 @@
 """Export bundles: the records of a scope, their ledger events and proofs, signed, in one zip.
 
 A scope is a project, a period [since, until) of request start times, and optionally one
-model (name, or name and version) and one subject. The bundle (layout in `layout`) holds:
+model (name, or name and version) and one subject. The bundle (layout in
+`app/audit/layout.py`, shared with the verifier) holds:
 
 - the records of the requests in scope (and their spans, world-model states, planner
   decisions, policy evaluations, reviews, model stages; the model versions they name), as
@@ -28,7 +29,6 @@ so a verifier can check the parts in parallel.
 
 The modules, each owning one thing:
 
-    layout.py         what is where in a bundle; the byte formats the verifier shares
     scope.py          `Scope`: what an export takes
     anchor.py         the log as the export sees it: the anchor head, earlier heads, the tree
     selection.py      which events and requests a scope takes (the queries)
@@ -43,15 +43,10 @@ The modules, each owning one thing:
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
-
+from app.audit.bundle.anchor import LedgerMismatch
+from app.audit.bundle.exporter import ExportResult, Progress, export_bundle
+from app.audit.bundle.facts import Facts
 from app.audit.bundle.scope import Scope, parse_model
-
-if TYPE_CHECKING:
-    from app.audit.bundle.anchor import LedgerMismatch
-    from app.audit.bundle.exporter import ExportResult, Progress, export_bundle
-    from app.audit.bundle.facts import Facts
 
 __all__ = [
     "ExportResult",
@@ -62,21 +57,3 @@ __all__ = [
     "export_bundle",
     "parse_model",
 ]
-
-# The exporter reads the database; the offline verifier, which reads `layout` from this
-# package, must not import it (nor SQLAlchemy). So what needs the database is imported on
-# first use (PEP 562), and only `Scope`, which is plain data, at once.
-_LAZY = {
-    "ExportResult": "app.audit.bundle.exporter",
-    "Progress": "app.audit.bundle.exporter",
-    "export_bundle": "app.audit.bundle.exporter",
-    "LedgerMismatch": "app.audit.bundle.anchor",
-    "Facts": "app.audit.bundle.facts",
-}
-
-
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    return getattr(importlib.import_module(module), name)

@@ -24,8 +24,7 @@ from typing import Any
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from sqlalchemy import Engine
 
-from app.audit import chain, heads
-from app.audit.bundle import layout
+from app.audit import chain, heads, layout
 from app.audit.bundle.anchor import LedgerMismatch, prepare_log
 from app.audit.bundle.facts import Facts
 from app.audit.bundle.ledger_parts import LedgerParts

@@ -19,8 +19,7 @@ from typing import Any
 
 import orjson
 
-from app.audit import fastjcs, heads, jcs
-from app.audit.bundle import layout
+from app.audit import fastjcs, heads, jcs, layout
 from app.audit.bundle.anchor import LedgerMismatch, Log
 from app.audit.bundle.facts import Facts
 from app.audit.bundle.records import HashingWriter, PartWriter, TableSink, utc_text

@@ -16,8 +16,7 @@ from typing import Any
 import orjson
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from app.audit import heads
-from app.audit.bundle import layout
+from app.audit import heads, layout
 from app.audit.bundle.facts import Facts
 
 # Files that deflate would hardly shrink: stored as they are.

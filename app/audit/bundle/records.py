@@ -30,8 +30,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from sqlalchemy import JSON, Boolean, DateTime, Float, Integer, LargeBinary, Text, cast
 
-from app.audit.bundle.layout import PARQUET_ROW_GROUP, records_path
 from app.audit.chain import format_time
+from app.audit.layout import PARQUET_ROW_GROUP, records_path
 
 _JSON_LINE = orjson.OPT_APPEND_NEWLINE
 

@@ -19,8 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from jinja2 import Environment, select_autoescape
 
-from app.audit import chain
-from app.audit.bundle import layout
+from app.audit import chain, layout
 
 if TYPE_CHECKING:
     from app.audit.bundle.facts import Facts

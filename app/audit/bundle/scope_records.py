@@ -19,8 +19,7 @@ from typing import Any
 import orjson
 from sqlalchemy import Connection, func, select
 
-from app.audit import chain
-from app.audit.bundle import layout
+from app.audit import chain, layout
 from app.audit.bundle.facts import Facts
 from app.audit.bundle.records import (
     Column,

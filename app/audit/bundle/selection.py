@@ -16,7 +16,7 @@ from typing import Any
 
 from sqlalchemy import Connection, Text, cast, func, select
 
-from app.audit.bundle import layout
+from app.audit import layout
 from app.audit.bundle.records import selected, table_columns
 from app.audit.bundle.scope import Scope
 from app.audit.heads import TreeHead

@@ -51,8 +51,7 @@ from collections.abc import Iterator
 
 import orjson
 
-from app.audit import chain, fastjcs
-from app.audit.bundle import layout
+from app.audit import chain, fastjcs, layout
 from app.audit.verify.framing import Stream
 from app.audit.verify.slow_path import START, canonical_event, not_an_event, record_problem
 from app.audit.verify.tree import subtrees

@@ -13,8 +13,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
-from app.audit import chain
-from app.audit.bundle import layout
+from app.audit import chain, layout
 from app.audit.verify.framing import FileCheck
 from app.audit.verify.units import Context, PartResult
 from app.audit.verify.verdict import Failure, Problem

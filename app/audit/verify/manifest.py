@@ -15,8 +15,7 @@ from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
-from app.audit import heads
-from app.audit.bundle import layout
+from app.audit import heads, layout
 from app.audit.verify.verdict import Failure, Problem, Stop
 
 

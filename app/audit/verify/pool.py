@@ -21,7 +21,7 @@ from multiprocessing import get_context
 from multiprocessing.context import BaseContext
 from typing import Any
 
-from app.audit.bundle import layout
+from app.audit import layout
 from app.audit.verify.framing import FileCheck, read_member
 from app.audit.verify.join import LedgerResult, join
 from app.audit.verify.members import BLOCK

@@ -18,8 +18,7 @@ import orjson
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
-from app.audit import heads, merkle
-from app.audit.bundle import layout
+from app.audit import heads, layout, merkle
 from app.audit.heads import TreeHead
 from app.audit.verify.join import LedgerResult
 from app.audit.verify.units import Context

@@ -10,8 +10,7 @@ from typing import Any
 
 import orjson
 
-from app.audit import fastjcs
-from app.audit.bundle import layout
+from app.audit import fastjcs, layout
 from app.audit.verify.units import Part, PartResult
 from app.audit.verify.verdict import Failure, Problem, Stop
 

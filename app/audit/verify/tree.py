@@ -17,8 +17,7 @@ from typing import Any
 
 import orjson
 
-from app.audit import merkle
-from app.audit.bundle import layout
+from app.audit import layout, merkle
 from app.audit.verify.framing import read_member
 from app.audit.verify.join import HEX64, LedgerResult
 from app.audit.verify.units import Context, PartResult

@@ -15,8 +15,7 @@ from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
-from app.audit import heads
-from app.audit.bundle import layout
+from app.audit import heads, layout
 from app.audit.heads import TreeHead
 from app.audit.verify.framing import FileCheck
 from app.audit.verify.join import LedgerResult

@@ -21,8 +21,8 @@ import orjson
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from sqlalchemy import Engine, insert
 
-from app.audit import erasure, heads, ledger
-from app.audit.bundle import ExportResult, Scope, export_bundle, layout
+from app.audit import erasure, heads, layout, ledger
+from app.audit.bundle import ExportResult, Scope, export_bundle
 from app.audit.ledger import checkpoints
 from app.ingest.normalise import span_rows
 from app.ingest.store import store_batch

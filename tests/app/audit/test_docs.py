@@ -12,8 +12,8 @@ from types import ModuleType
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from app.audit import chain, fastjcs, heads, jcs, merkle
-from app.audit.bundle import layout, scope
+from app.audit import chain, fastjcs, heads, jcs, layout, merkle
+from app.audit.bundle import scope
 
 DOC = Path(__file__).resolve().parents[3] / "docs" / "audit.md"
 

@@ -13,8 +13,8 @@ import pytest
 from sqlalchemy import Engine
 from typer.testing import CliRunner
 
-from app.audit import heads
-from app.audit.bundle import Scope, layout
+from app.audit import heads, layout
+from app.audit.bundle import Scope
 from app.audit.verify import Failure
 from app.cli import app
 from tests.app.audit import bundle_data

@@ -11,8 +11,8 @@ import pyarrow.parquet as pq
 import pytest
 from sqlalchemy import Engine, insert, select, update
 
-from app.audit import chain, heads, ledger, merkle
-from app.audit.bundle import LedgerMismatch, Scope, export_bundle, layout, parse_model
+from app.audit import chain, heads, layout, ledger, merkle
+from app.audit.bundle import LedgerMismatch, Scope, export_bundle, parse_model
 from app.audit.ledger import checkpoints
 from app.audit.verify import Failure, verify_bundle
 from app.store.engine import write_transaction

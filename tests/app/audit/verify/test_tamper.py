@@ -20,8 +20,8 @@ import orjson
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from app.audit import heads
-from app.audit.bundle import Scope, layout
+from app.audit import heads, layout
+from app.audit.bundle import Scope
 from app.audit.verify import Failure, verify_bundle
 from app.config import Settings
 from app.store import schema

@@ -12,8 +12,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import Engine
 
-from app.audit import heads, ledger, merkle
-from app.audit.bundle import layout
+from app.audit import heads, layout, ledger, merkle
 from app.audit.verify import Failure, plain, verify_bundle
 from app.audit.verify import members as members_module
 from tests.app.audit import bundle_data
