@@ -34,6 +34,7 @@ from app.audit.bundle.scope import Scope
 from app.audit.bundle.scope_records import ScopeRecords
 from app.audit.bundle.selection import Selection, project_id
 from app.errors import NotFound
+from app.store.dialect import consistent_snapshot
 from app.store.engine import read_connection
 
 Progress = Callable[[int, int], None]
@@ -137,8 +138,7 @@ class _Exporter:
         log = prepare_log(self.engine, found, scope.project, self.key)
         anchor = log.anchor
         with read_connection(self.engine) as conn:
-            if conn.dialect.name == "postgresql":  # one snapshot for the whole export
-                conn.execution_options(isolation_level="REPEATABLE READ")
+            consistent_snapshot(conn)  # one snapshot for the whole export
             selection = self.selection = Selection(conn, found, scope, anchor)
             governance = selection.governance_events()
             first_event = selection.first_event_time()
