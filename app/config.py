@@ -88,6 +88,14 @@ class Settings(BaseSettings):
         description="`module:callable` of the stack `POST /v1/infer` runs; empty: no gateway.",
     )
     stack_project: str = Field(default="default", description="The project the gateway serves.")
+    demo: str = Field(
+        default="examples.booking.demo:run",
+        description="`module:callable` `warden demo` runs (the contract: app/cli/demo.py).",
+    )
+    replay: str = Field(
+        default="examples.booking.replay:replay",
+        description="`module:callable` `warden replay` runs (the contract: app/cli/demo.py).",
+    )
     policies_dir: Path | None = Field(
         default=None,
         description="Folder of the policy set served to SDKs; empty means the built-in set.",

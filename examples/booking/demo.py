@@ -1,7 +1,9 @@
 """Demo traffic: the instrumented booking assistant answering generated requests.
 
-`warden demo` runs this against the service it starts (or against `--endpoint`); it can also
-be run on its own: `python -m examples.booking.demo --help`.
+`warden demo` runs `run` against the service it starts (or against `--endpoint`), reaching
+it through `WARDEN_DEMO` (default `examples.booking.demo:run`; the contract `run` meets is
+`DemoRun` in app/cli/demo.py); it can also be run on its own:
+`python -m examples.booking.demo --help`.
 """
 
 from __future__ import annotations

@@ -15,7 +15,7 @@ from app.drift.alerts import post_alert
 from app.drift.schedule import due_projects
 from app.errors import BadRequest
 from app.tenancy import projects
-from tests.app.test_cli import warden
+from tests.app.cli.warden_process import warden
 from tests.conftest import LiveService, free_port
 
 

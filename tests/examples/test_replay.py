@@ -66,6 +66,7 @@ def test_replay_differs_with_another_version_and_not_with_the_same(
     assert changed.returncode == 0, changed.stderr
     assert changed.stdout.strip().endswith("the decisions differ")
     assert f"v{other.version}" in changed.stdout and "chosen" in changed.stdout
+    assert "candidate 1" in changed.stdout and " p(conflict)=" in changed.stdout
 
     forged = run(other.version, json.dumps({"text": text + " "}))
     assert forged.returncode == 1

@@ -23,8 +23,9 @@ from app.audit.ledger.verify import (
     trusted_keys,
     verify_project,
 )
-from app.cli_common import database, err, out
+from app.cli.resources import database, err, out
 from app.config import Settings
+from app.store.dialect import consistent_snapshot
 from app.store.tables import Project
 from app.tenancy import projects
 
@@ -40,14 +41,6 @@ hold_app = typer.Typer(
     no_args_is_help=True,
 )
 _PROGRESS_FROM = 5000  # events: shorter logs verify without a progress bar
-
-
-def register_commands(app: typer.Typer) -> None:
-    """Add `erase`, `retention` and `hold` to the `warden` command (`audit_app` is added
-    beside it as `warden audit`)."""
-    app.command("erase")(erase)
-    app.add_typer(retention_app, name="retention")
-    app.add_typer(hold_app, name="hold")
 
 
 def _actor() -> str:
@@ -115,8 +108,7 @@ def verify(
         if project:
             projects.project_id(engine, project)  # a clear error for an unknown name
         with engine.connect() as conn:
-            if conn.dialect.name == "postgresql":
-                conn = conn.execution_options(isolation_level="REPEATABLE READ")
+            consistent_snapshot(conn)
             names = [project] if project else list(
                 conn.execute(select(Project.name).order_by(Project.name)).scalars()
             )

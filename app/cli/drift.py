@@ -10,7 +10,7 @@ import typer
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from app.cli_common import database, err, out, policy_set
+from app.cli.resources import database, err, out, policy_set
 from app.config import Settings
 from app.drift import reports
 from app.drift import settings as drift_settings

@@ -22,17 +22,11 @@ from app.audit.bundle import Scope, parse_model
 from app.audit.exports import parse_time, produce
 from app.audit.ledger import checkpoints
 from app.audit.verify import Failure, verify_bundle
-from app.cli_common import database, err, out
+from app.cli.resources import database, err, out
 from app.config import Settings
 from app.errors import BadRequest
 
 _PROGRESS_FROM = 20_000  # ledger events: smaller exports finish before a bar is worth it
-
-
-def register_commands(app: typer.Typer) -> None:
-    """Add `export` and `verify` to the `warden` command."""
-    app.command("export")(export)
-    app.command("verify")(verify)
 
 
 def export(
