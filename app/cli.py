@@ -435,21 +435,22 @@ def policy_explain(
     settings = Settings()
     current = {p.id: p.hash for p in policy_set(settings).policies}
     with database() as engine:
-        detail = queries.get_request(engine, projects.project_id(engine, project), request_id)
-    evaluations = detail["policy_evaluations"]
+        detail = queries.get_request_record(
+            engine, projects.project_id(engine, project), request_id
+        )
+    evaluations = detail.policy_evaluations
     out.print(
-        f"request {detail['request_id']}: outcome {detail['outcome']}, "
+        f"request {detail.request_id}: outcome {detail.outcome}, "
         f"{len(evaluations)} policy evaluations",
         highlight=False,
     )
     table = Table("phase", "policy", "version", "outcome", "message", "in force now")
     for e in evaluations:
-        now = current.get(e["policy_id"])
-        state = "yes" if now == e["policy_hash"] else ("changed" if now else "removed")
+        now = current.get(e.policy_id)
+        state = "yes" if now == e.policy_hash else ("changed" if now else "removed")
         table.add_row(
-            e["phase"], e["policy_id"], e["policy_version"] or "", e["outcome"],
-            e["message"] or "", state,
-        )  # fmt: skip
+            e.phase, e.policy_id, e.policy_version or "", e.outcome, e.message or "", state
+        )
     out.print(table)
 
 
@@ -472,17 +473,15 @@ def lineage_tree(
             engine, projects.project_id(engine, project), request_id,
             settings.resolved_mlflow_tracking_uri,
         )  # fmt: skip
-    tree = Tree(f"request {found['request_id']}")
-    for stage in found["stages"]:
-        aliases = f" @{','.join(stage['aliases'])}" if stage["aliases"] else ""
-        node = tree.add(
-            f"{stage['role']}: {stage['name']} v{stage['version']}{aliases} ({stage['status']})"
-        )
-        run = stage["run"]
+    tree = Tree(f"request {found.request_id}")
+    for stage in found.stages:
+        aliases = f" @{','.join(stage.aliases)}" if stage.aliases else ""
+        node = tree.add(f"{stage.role}: {stage.name} v{stage.version}{aliases} ({stage.status})")
+        run = stage.run
         if run:
             metrics = ", ".join(f"{k}={v:.4g}" for k, v in sorted(run.get("metrics", {}).items()))
             run_node = node.add(f"run {run.get('id')}" + (f": {metrics}" if metrics else ""))
-            for data in stage["datasets"]:
+            for data in stage.datasets:
                 run_node.add(
                     f"dataset {data['name']} digest {data['digest']} ({data['context']}) "
                     f"{data['source']}"
@@ -521,10 +520,10 @@ def replay(
         detail = queries.get_request(engine, pid, request_id)
         # Retained inputs are sealed under their subject's key (app/audit/erasure.py).
         kept = erasure.read_input(
-            erasure.attach(engine, settings.server_secret()), pid, detail["trace_id"]
+            erasure.attach(engine, settings.server_secret()), pid, detail.trace_id
         )
-    root = next((s for s in detail["spans"] if s["parent_span_id"] is None), None)
-    retained = kept.text or (root["attributes"].get("warden.request.input") if root else None)
+    root = next((s for s in detail.spans if s.parent_span_id is None), None)
+    retained = kept.text or (root.attributes.get("warden.request.input") if root else None)
     text = input or retained
     if text is None:
         if kept.state == "erased":
@@ -544,14 +543,14 @@ def replay(
         os.environ.get("WARDEN_FINGERPRINT_SECRET")
         or settings.local_secret("fingerprint.key").decode()
     )
-    if input is not None and fingerprint(value, secret.encode()) != detail["fingerprint"]:
+    if input is not None and fingerprint(value, secret.encode()) != detail.fingerprint:
         err.print("error: --input does not match the stored request's fingerprint")
         raise typer.Exit(1)
-    served = detail["models"].get("world_model")
+    served = detail.models.get("world_model")
     if not served:
         err.print("error: the request names no world_model version to compare with")
         raise typer.Exit(1)
-    pairs = [(served["name"], served["version"]), (model, version)]
+    pairs = [(served.name, served.version), (model, version)]
     results = run_replay(str(value.get("text", "")), settings.resolved_mlflow_tracking_uri, pairs)
     table = Table("", *(f"{r.name} v{r.version}" for r in results))
     table.add_row("answer", *(r.kind for r in results))
