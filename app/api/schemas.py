@@ -1,113 +1,138 @@
-"""Response models of the JSON API; they are what /openapi.json documents."""
+"""What only the HTTP API says: the envelopes routes wrap around the typed reads (lists,
+answers made in the route), the error body, and the documented answers of non-JSON routes.
+
+The read models themselves live beside their reads (`app.store.read_models`,
+`app.registry.read_models`, ...); together they are what /openapi.json documents.
+"""
 
 from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
+
+from app.audit.ledger.read_models import SignedHead
+from app.audit.read_models import ExportStatus
+from app.governance.read_models import ReviewOut
+from app.registry.read_models import ModelVersionSummary
 
 
-class ModelRef(BaseModel):
-    name: str
-    version: str
+class Error(BaseModel):
+    """Every error of the JSON API (OTLP ingest answers a google.rpc.Status instead)."""
+
+    detail: str = Field(description="What went wrong and what to do next")
 
 
-class RequestSummary(BaseModel):
-    request_id: str = Field(description="The request's id: its OTLP trace id (hex)")
-    trace_id: str
-    root_span_id: str
-    name: str
-    service_name: str | None
-    start_time: str
-    end_time: str
-    start_time_unix_nano: int
-    end_time_unix_nano: int
-    duration_ms: float
-    status: str
-    outcome: str | None
-    fingerprint: str | None
-    fingerprint_key_id: str | None
-    subject: str | None
-    models: dict[str, ModelRef] = Field(description="Model version per stage role")
-    ingested_at: Any
+_ERRORS = {
+    400: "Invalid request: the detail names the parameter and what to change",
+    401: "No API key, or an unknown or revoked one",
+    403: "The API key lacks the scope this needs",
+    404: "Not found in the key's project",
+    409: "Conflicts with the current state: the detail says which",
+    413: "The body is over the payload limit",
+}
 
 
-class RequestPage(BaseModel):
-    items: list[RequestSummary]
-    next_cursor: str | None = Field(
-        description="Pass as `cursor` for the next page; null at the end"
+def errors(*codes: int) -> dict[int | str, dict[str, Any]]:
+    """`responses=` of a route for the error answers it may give, and `4XX` for the rest: a
+    malformed parameter is answered 400 (app.main), never FastAPI's 422, which `4XX` keeps
+    out of the document."""
+    described: dict[int | str, dict[str, Any]] = {
+        code: {"model": Error, "description": _ERRORS[code]} for code in codes
+    }
+    described["4XX"] = {"model": Error, "description": "Another client error"}
+    return described
+
+
+def binary(media_type: str, description: str) -> dict[str, Any]:
+    """A documented answer whose body is not JSON (protobuf, .npy, zip, text)."""
+    return {
+        "description": description,
+        "content": {media_type: {"schema": {"type": "string", "format": "binary"}}},
+    }
+
+
+class Health(BaseModel):
+    status: str = Field(description="`ok`, or `ready` for /readyz")
+
+
+class Unavailable(BaseModel):
+    status: str = Field(description="`unavailable`")
+    reason: str = Field(description="The database's error, first line")
+
+
+class ExportPartialSuccess(BaseModel):
+    model_config = ConfigDict(populate_by_name=True)
+
+    rejected_spans: str | None = Field(
+        default=None, alias="rejectedSpans", description="int64, as a string (proto3 JSON)"
     )
+    error_message: str | None = Field(default=None, alias="errorMessage")
 
 
-class SpanOut(BaseModel):
-    trace_id: str
-    span_id: str
-    parent_span_id: str | None
-    name: str
-    kind: int
-    start_time_unix_nano: int
-    end_time_unix_nano: int
-    status_code: int
-    status_message: str | None
-    service_name: str | None
-    scope_name: str | None
-    attributes: dict[str, Any]
-    events: list[dict[str, Any]]
-    links: list[dict[str, Any]]
+class ExportTraceServiceResponse(BaseModel):
+    """OTLP's answer in its JSON encoding; `partialSuccess` only when spans were rejected."""
+
+    model_config = ConfigDict(populate_by_name=True)
+
+    partial_success: ExportPartialSuccess | None = Field(default=None, alias="partialSuccess")
 
 
-class StateOut(BaseModel):
-    trace_id: str
-    span_id: str
-    seq: int
-    step: int
-    layer: str
-    mean: float | None
-    std: float | None
-    min: float | None
-    max: float | None
-    l2_norm: float | None
-    projection: list[float]
-    tensor_sha256: str | None
-    time_unix_nano: int
+class BundledPolicy(BaseModel):
+    policy: dict[str, Any] = Field(description="The policy's canonical form (docs/policies.md)")
+    source: str = Field(description="Its YAML as written")
 
 
-class DecisionOut(BaseModel):
-    trace_id: str
-    span_id: str
-    chosen: str | None
-    confidence: float | None
-    candidates: list[Any]
-    constraints: list[Any]
-    rationale: str | None
-    time_unix_nano: int
+class PolicyBundle(BaseModel):
+    hash: str = Field(description="The set's hash, also its ETag")
+    policies: list[BundledPolicy]
 
 
-class PolicyEvaluationOut(BaseModel):
-    trace_id: str | None
-    span_id: str | None
-    seq: int
-    phase: str
+class ModelVersionList(BaseModel):
+    items: list[ModelVersionSummary]
+
+
+class ReviewList(BaseModel):
+    items: list[ReviewOut]
+
+
+class HeadList(BaseModel):
+    items: list[SignedHead]
+
+
+class ExportList(BaseModel):
+    items: list[ExportStatus]
+
+
+class PublicKey(BaseModel):
+    algorithm: str = Field(description="`Ed25519`")
+    key_id: str
+    public_key_pem: str = Field(description="SubjectPublicKeyInfo, PEM")
+
+
+class ErasureOut(BaseModel):
+    subject_pseudonym: str | None = Field(description="How the ledger names the subject")
+    payloads: int = Field(description="Sealed payloads made unreadable")
+    requests: int = Field(description="Requests of the subject")
+    seq: int = Field(description="The `erasure` event in the ledger")
+
+
+class InferAnswer(BaseModel):
+    request_id: str
+    answer: Any = Field(description="What the configured stack answered")
+
+
+class InferParked(BaseModel):
+    """A policy parked the decision for a person (GET /v1/reviews)."""
+
+    review_id: int
+    request_id: str
+    answer: Any
+
+
+class InferDenied(BaseModel):
+    detail: str
     policy_id: str
-    policy_version: str | None
-    policy_hash: str | None
-    outcome: str
-    message: str | None
-    time_unix_nano: int
-
-
-class Trace(BaseModel):
-    trace_id: str
-    spans: list[SpanOut]
-    span_tree: list[dict[str, Any]] = Field(description="Spans nested as {span_id, name, children}")
-
-
-class RequestDetail(RequestSummary):
-    features: dict[str, Any] | None = Field(
-        default=None, description="The structured input's features (`warden.input.features`)"
-    )
-    spans: list[SpanOut]
-    span_tree: list[dict[str, Any]]
-    states: list[StateOut]
-    decisions: list[DecisionOut]
-    policy_evaluations: list[PolicyEvaluationOut]
+    policy_version: str
+    message: str
+    request_id: str

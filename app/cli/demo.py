@@ -318,10 +318,10 @@ def replay(
         detail = queries.get_request(engine, pid, request_id)
         # Retained inputs are sealed under their subject's key (app/audit/erasure.py).
         kept = erasure.read_input(
-            engine, erasure.Vault(settings.server_secret()), pid, detail["trace_id"]
+            engine, erasure.Vault(settings.server_secret()), pid, detail.trace_id
         )
-    root = next((s for s in detail["spans"] if s["parent_span_id"] is None), None)
-    retained = kept.text or (root["attributes"].get("warden.request.input") if root else None)
+    root = next((s for s in detail.spans if s.parent_span_id is None), None)
+    retained = kept.text or (root.attributes.get("warden.request.input") if root else None)
     text = input or retained
     if text is None:
         if kept.state == "erased":
@@ -341,14 +341,14 @@ def replay(
         os.environ.get("WARDEN_FINGERPRINT_SECRET")
         or settings.local_secret("fingerprint.key").decode()
     )
-    if input is not None and fingerprint(value, secret.encode()) != detail["fingerprint"]:
+    if input is not None and fingerprint(value, secret.encode()) != detail.fingerprint:
         err.print("error: --input does not match the stored request's fingerprint")
         raise typer.Exit(1)
-    served = detail["models"].get("world_model")
+    served = detail.models.get("world_model")
     if not served:
         err.print("error: the request names no world_model version to compare with")
         raise typer.Exit(1)
-    pairs = [(served["name"], served["version"]), (model, version)]
+    pairs = [(served.name, served.version), (model, version)]
     run_replay = cast(Replay, load_entry_point("WARDEN_REPLAY", settings.replay))
     returned = run_replay(value, settings.resolved_mlflow_tracking_uri, pairs)
     results = _replayed(settings.replay, returned, len(pairs))

@@ -140,13 +140,13 @@ def list_(
             limit=limit,
         )  # fmt: skip
     table = Table("created", "model", "version", "kind", "verdict", "requests", "job")
-    for item in page["items"]:
-        c = COLOURS.get(item["verdict"], "white")
+    for item in page.items:
+        c = COLOURS.get(item.verdict, "white")
         table.add_row(
-            datetime.fromisoformat(item["created_at"]).astimezone(UTC).strftime("%Y-%m-%d %H:%M"),
-            item["model_name"], item["model_version"], item["kind"],
-            f"[{c}]{item['verdict']}[/{c}]", str(item["scores"].get("requests", "")),
-            (item["job_id"] or "")[:8],
+            datetime.fromisoformat(item.created_at).astimezone(UTC).strftime("%Y-%m-%d %H:%M"),
+            item.model_name, item.model_version, item.kind,
+            f"[{c}]{item.verdict}[/{c}]", str(item.scores.get("requests", "")),
+            (item.job_id or "")[:8],
         )  # fmt: skip
     out.print(table)
 

@@ -97,17 +97,15 @@ def lineage_tree(
             engine, projects.project_id(engine, project), request_id,
             settings.resolved_mlflow_tracking_uri,
         )  # fmt: skip
-    tree = Tree(f"request {found['request_id']}")
-    for stage in found["stages"]:
-        aliases = f" @{','.join(stage['aliases'])}" if stage["aliases"] else ""
-        node = tree.add(
-            f"{stage['role']}: {stage['name']} v{stage['version']}{aliases} ({stage['status']})"
-        )
-        run = stage["run"]
+    tree = Tree(f"request {found.request_id}")
+    for stage in found.stages:
+        aliases = f" @{','.join(stage.aliases)}" if stage.aliases else ""
+        node = tree.add(f"{stage.role}: {stage.name} v{stage.version}{aliases} ({stage.status})")
+        run = stage.run
         if run:
             metrics = ", ".join(f"{k}={v:.4g}" for k, v in sorted(run.get("metrics", {}).items()))
             run_node = node.add(f"run {run.get('id')}" + (f": {metrics}" if metrics else ""))
-            for data in stage["datasets"]:
+            for data in stage.datasets:
                 run_node.add(
                     f"dataset {data['name']} digest {data['digest']} ({data['context']}) "
                     f"{data['source']}"

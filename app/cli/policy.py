@@ -73,19 +73,20 @@ def policy_explain(
     settings = Settings()
     current = {p.id: p.hash for p in policy_set(settings).policies}
     with database() as engine:
-        detail = queries.get_request(engine, projects.project_id(engine, project), request_id)
-    evaluations = detail["policy_evaluations"]
+        detail = queries.get_request_record(
+            engine, projects.project_id(engine, project), request_id
+        )
+    evaluations = detail.policy_evaluations
     out.print(
-        f"request {detail['request_id']}: outcome {detail['outcome']}, "
+        f"request {detail.request_id}: outcome {detail.outcome}, "
         f"{len(evaluations)} policy evaluations",
         highlight=False,
     )
     table = Table("phase", "policy", "version", "outcome", "message", "in force now")
     for e in evaluations:
-        now = current.get(e["policy_id"])
-        state = "yes" if now == e["policy_hash"] else ("changed" if now else "removed")
+        now = current.get(e.policy_id)
+        state = "yes" if now == e.policy_hash else ("changed" if now else "removed")
         table.add_row(
-            e["phase"], e["policy_id"], e["policy_version"] or "", e["outcome"],
-            e["message"] or "", state,
-        )  # fmt: skip
+            e.phase, e.policy_id, e.policy_version or "", e.outcome, e.message or "", state
+        )
     out.print(table)

@@ -19,15 +19,15 @@ RECENT = 15
 def status(engine: Engine, project_id: int) -> dict[str, Any]:
     """Size and root of the ledger now, its newest signed heads and events."""
     state = checkpoints.head_state(engine, project_id)
-    size = int(state["tree_size"])
+    size = state.tree_size
     recent = (
-        ledger.list_events(engine, project_id, max(1, size - RECENT + 1), RECENT)["items"]
+        ledger.list_events(engine, project_id, max(1, size - RECENT + 1), RECENT).items
         if size
         else []
     )
     return {
         "size": size,
-        "root": state["root_hash"],
+        "root": state.root_hash,
         "heads": checkpoints.list_heads(engine, project_id, limit=10),
         "events": list(reversed(recent)),
     }

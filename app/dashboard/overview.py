@@ -103,7 +103,7 @@ def traffic(engine: Engine, project_id: int, range_key: str, now_ns: int | None 
         series["error"].append(round(bucket.errors / n, 4))
     out = Overview(range_key, since, until, width, total, series)
     out.versions = serving_versions(engine, project_id, since)
-    out.ledger_size = int(checkpoints.head_state(engine, project_id)["tree_size"])
+    out.ledger_size = checkpoints.head_state(engine, project_id).tree_size
     out.head = checkpoints.latest_head(engine, project_id)
     return out
 
@@ -123,14 +123,14 @@ def serving_versions(engine: Engine, project_id: int, since_ns: int) -> list[dic
         rows = conn.execute(query).all()
     out = []
     for row in rows:
-        found = reports.list_reports(engine, project_id, row.name, row.version, limit=3)["items"]
-        job = found[0]["job_id"] if found else None
-        kinds = {r["kind"]: r["verdict"] for r in found if r["job_id"] == job}
+        found = reports.list_reports(engine, project_id, row.name, row.version, limit=3).items
+        job = found[0].job_id if found else None
+        kinds = {r.kind: r.verdict for r in found if r.job_id == job}
         verdict = max(kinds.values(), key=SEVERITY.__getitem__) if kinds else None
         out.append({
             "name": row.name, "version": row.version, "role": row.role,
             "aliases": row.aliases, "last_seen": row.last_seen_unix_nano,
             "drift": verdict, "drift_kinds": kinds,
-            "drift_at": found[0]["created_at"] if found else None,
+            "drift_at": found[0].created_at if found else None,
         })  # fmt: skip
     return out

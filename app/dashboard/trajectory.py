@@ -5,24 +5,25 @@ from __future__ import annotations
 
 from typing import Any
 
+from app.store.read_models import DecisionOut, StateOut
+
 STATS = ("mean", "std", "min", "max", "l2_norm")
 
 
-def by_layer(states: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def by_layer(states: list[StateOut]) -> list[dict[str, Any]]:
     """States (step, layer, summary statistics, projection) -> one entry per layer: the
     steps, each statistic per step and each projection dimension per step (averaged when a
     layer ran more than once at a step)."""
-    layers: dict[str, dict[int, list[dict[str, Any]]]] = {}
+    layers: dict[str, dict[int, list[StateOut]]] = {}
     for state in states:
-        layers.setdefault(state["layer"], {}).setdefault(int(state["step"]), []).append(state)
+        layers.setdefault(state.layer, {}).setdefault(state.step, []).append(state)
     out = []
     for layer, steps in layers.items():
         xs = sorted(steps)
-        stats = {name: [_mean([s.get(name) for s in steps[x]]) for x in xs] for name in STATS}
-        width = max((len(s.get("projection") or []) for x in xs for s in steps[x]), default=0)
+        stats = {name: [_mean([getattr(s, name) for s in steps[x]]) for x in xs] for name in STATS}
+        width = max((len(s.projection) for x in xs for s in steps[x]), default=0)
         projection = [
-            [_mean([_at(s.get("projection"), d) for s in steps[x]]) for x in xs]
-            for d in range(width)
+            [_mean([_at(s.projection, d) for s in steps[x]]) for x in xs] for d in range(width)
         ]
         out.append({"layer": layer, "steps": xs, "stats": stats, "projection": projection,
                     "count": sum(len(v) for v in steps.values())})  # fmt: skip
@@ -41,10 +42,10 @@ def _mean(values: list[Any]) -> float | None:
     return round(sum(numbers) / len(numbers), 6) if numbers else None
 
 
-def candidate_table(decision: dict[str, Any]) -> dict[str, Any]:
+def candidate_table(decision: DecisionOut) -> dict[str, Any]:
     """A decision's candidates as rows of columns: action, score, each predicted outcome,
     the remaining scalar fields; the chosen one flagged."""
-    candidates = [c for c in decision.get("candidates") or [] if isinstance(c, dict)]
+    candidates = [c for c in decision.candidates if isinstance(c, dict)]
     predicted: list[str] = []
     extra: list[str] = []
     for c in candidates:
@@ -62,7 +63,7 @@ def candidate_table(decision: dict[str, Any]) -> dict[str, Any]:
             "score": c.get("score"),
             "predicted": [outcomes.get(k) for k in predicted],
             "extra": [c.get(k) for k in extra],
-            "chosen": decision.get("chosen") is not None and c.get("action") == decision["chosen"],
+            "chosen": decision.chosen is not None and c.get("action") == decision.chosen,
         })  # fmt: skip
     return {"predicted": predicted, "extra": extra, "rows": rows}
 

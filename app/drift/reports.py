@@ -8,6 +8,7 @@ from typing import Any
 from sqlalchemy import Engine, select
 
 from app.drift.detectors import registry
+from app.drift.read_models import DriftReportPage, StoredDriftReport
 from app.errors import BadRequest
 from app.store.engine import read_connection
 from app.store.tables import DriftReport
@@ -28,7 +29,7 @@ def list_reports(
     job_id: str | None = None,
     limit: int = 50,
     cursor: int | None = None,
-) -> dict[str, Any]:
+) -> DriftReportPage:
     """Reports newest first; `next_cursor` (a report id) continues where the page ended."""
     if not 1 <= limit <= MAX_PAGE:
         raise BadRequest(f"limit must be between 1 and {MAX_PAGE}")
@@ -57,24 +58,24 @@ def list_reports(
     with read_connection(engine) as conn:
         rows = conn.execute(query).all()
     page = rows[:limit]
-    return {
-        "items": [_report(r) for r in page],
-        "next_cursor": str(page[-1].id) if len(rows) > limit else None,
-    }
+    return DriftReportPage(
+        items=[_report(r) for r in page],
+        next_cursor=str(page[-1].id) if len(rows) > limit else None,
+    )
 
 
-def _report(row: Any) -> dict[str, Any]:
-    return {
-        "id": row.id,
-        "job_id": row.job_id,
-        "model_name": row.model_name,
-        "model_version": row.model_version,
-        "kind": row.kind,
-        "verdict": row.verdict,
-        "window_start_unix_nano": row.window_start_unix_nano,
-        "window_end_unix_nano": row.window_end_unix_nano,
-        "reference": row.reference,
-        "scores": row.scores,
-        "mlflow_run_id": row.mlflow_run_id,
-        "created_at": row.created_at.isoformat(),
-    }
+def _report(row: Any) -> StoredDriftReport:
+    return StoredDriftReport(
+        id=row.id,
+        job_id=row.job_id,
+        model_name=row.model_name,
+        model_version=row.model_version,
+        kind=row.kind,
+        verdict=row.verdict,
+        window_start_unix_nano=row.window_start_unix_nano,
+        window_end_unix_nano=row.window_end_unix_nano,
+        reference=row.reference,
+        scores=row.scores,
+        mlflow_run_id=row.mlflow_run_id,
+        created_at=row.created_at.isoformat(),
+    )

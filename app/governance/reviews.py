@@ -9,28 +9,29 @@ from sqlalchemy import Engine, select, update
 
 from app.audit import ledger
 from app.errors import BadRequest, Conflict, NotFound
+from app.governance.read_models import ReviewOut
 from app.store.engine import read_connection, write_transaction
 from app.store.tables import Review
 
 STATUSES = ("pending", "approved", "rejected")
 
 
-def _row(review: Any) -> dict[str, Any]:
-    return {
-        "id": review.id,
-        "request_id": review.trace_id,
-        "policy_id": review.policy_id,
-        "status": review.status,
-        "created_at": review.created_at,
-        "decided_at": review.decided_at,
-        "decided_by": review.decided_by,
-        "note": review.note,
-    }
+def _row(review: Any) -> ReviewOut:
+    return ReviewOut(
+        id=review.id,
+        request_id=review.trace_id,
+        policy_id=review.policy_id,
+        status=review.status,
+        created_at=review.created_at,
+        decided_at=review.decided_at,
+        decided_by=review.decided_by,
+        note=review.note,
+    )
 
 
 def list_reviews(
     engine: Engine, project_id: int, status: str | None = "pending"
-) -> list[dict[str, Any]]:
+) -> list[ReviewOut]:
     if status is not None and status not in STATUSES:
         raise BadRequest(f"status must be one of {', '.join(STATUSES)}")
     query = (
@@ -44,7 +45,7 @@ def list_reviews(
 
 def decide(
     engine: Engine, project_id: int, review_id: int, approve: bool, actor: str, note: str = ""
-) -> dict[str, Any]:
+) -> ReviewOut:
     """Approve or reject a pending review; 404 for another project's, 409 if already decided."""
     status = "approved" if approve else "rejected"
     with write_transaction(engine) as conn:

@@ -1,3 +1,4 @@
 """The model registry side: versions seen in traffic resolved to their MLflow runs and datasets
-(`lineage`, `model_versions`), and Warden's results written back to MLflow (`mlflow_results`).
+(`lineage`, `model_versions`, their read models in `read_models`), and Warden's results
+written back to MLflow (`mlflow_results`).
 """

@@ -19,6 +19,7 @@ from sqlalchemy import Engine, or_, select, update
 from app.daemons import PeriodicWorker
 from app.errors import NotFound
 from app.metrics import Metrics
+from app.registry.read_models import LineageLinks, LineageStage, RequestLineage
 from app.store import leadership
 from app.store.engine import read_connection, write_transaction
 from app.store.tables import ModelVersion, Project, Request, RequestModel
@@ -171,18 +172,18 @@ def tag_traffic(engine: Engine, client: MlflowClient) -> int:
     written = 0
     for project_id, project in projects:
         for version in list_versions(engine, project_id):
-            if version["status"] != RESOLVED:
+            if version.status != RESOLVED:
                 continue
-            drift = latest_drift(engine, project_id, version["name"], version["version"])["verdict"]
+            drift = latest_drift(engine, project_id, version.name, version.version)["verdict"]
             wanted = {
-                f"warden.{project}.requests": str(version["requests"]),
-                f"warden.{project}.deny_rate": f"{version['deny_rate']:.4f}",
+                f"warden.{project}.requests": str(version.requests),
+                f"warden.{project}.deny_rate": f"{version.deny_rate:.4f}",
                 f"warden.{project}.last_drift_verdict": drift,
             }
-            current = client.get_model_version(version["name"], version["version"]).tags or {}
+            current = client.get_model_version(version.name, version.version).tags or {}
             for key, value in wanted.items():
                 if current.get(key) != value:
-                    client.set_model_version_tag(version["name"], version["version"], key, value)
+                    client.set_model_version_tag(version.name, version.version, key, value)
                     written += 1
     return written
 
@@ -231,7 +232,7 @@ def mlflow_link(tracking_uri: str, fragment: str) -> str | None:
 
 def request_lineage(
     engine: Engine, project_id: int, request_id: str, tracking_uri: str
-) -> dict[str, Any]:
+) -> RequestLineage:
     """A request -> each stage's model version -> its run -> its datasets."""
     trace_id = request_id.lower()
     with read_connection(engine) as conn:
@@ -263,30 +264,27 @@ def request_lineage(
         ).all()
     out = []
     for version in stages:
-        role = version.role
         snapshot = version.lineage or {}
         run = snapshot.get("run") or {}
+        run_path = f"experiments/{run.get('experiment_id')}/runs/{run.get('id')}"
+        run_link = mlflow_link(tracking_uri, run_path) if run else None
         out.append(
-            {
-                "role": role,
-                "name": version.name,
-                "version": version.version,
-                "status": version.status,
-                "aliases": version.aliases,
-                "tags": version.tags,
-                "run": run,
-                "datasets": snapshot.get("datasets", []),
-                "alias_events": snapshot.get("alias_events", []),
-                "links": {
-                    "version": mlflow_link(
+            LineageStage(
+                role=version.role,
+                name=version.name,
+                version=version.version,
+                status=version.status,
+                aliases=version.aliases,
+                tags=version.tags,
+                run=run,
+                datasets=snapshot.get("datasets", []),
+                alias_events=snapshot.get("alias_events", []),
+                links=LineageLinks(
+                    version=mlflow_link(
                         tracking_uri, f"models/{version.name}/versions/{version.version}"
                     ),
-                    "run": mlflow_link(
-                        tracking_uri, f"experiments/{run.get('experiment_id')}/runs/{run.get('id')}"
-                    )
-                    if run
-                    else None,
-                },
-            }
+                    run=run_link,
+                ),
+            )
         )
-    return {"request_id": trace_id, "stages": out}
+    return RequestLineage(request_id=trace_id, stages=out)

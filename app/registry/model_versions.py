@@ -7,6 +7,7 @@ from typing import Any
 from sqlalchemy import Engine, func, select
 
 from app.errors import NotFound
+from app.registry.read_models import ModelVersionDetail, ModelVersionSummary
 from app.store.engine import read_connection
 from app.store.queries import iso
 from app.store.tables import DriftReport, ModelVersion, PolicyEvaluation, Request, RequestModel
@@ -68,17 +69,20 @@ def _version(row: Any, traffic: dict[str, Any] | None) -> dict[str, Any]:
     }
 
 
-def list_versions(engine: Engine, project_id: int) -> list[dict[str, Any]]:
+def list_versions(engine: Engine, project_id: int) -> list[ModelVersionSummary]:
     with read_connection(engine) as conn:
         rows = conn.execute(
             select(ModelVersion).where(ModelVersion.project_id == project_id)
             .order_by(ModelVersion.name, ModelVersion.first_seen_unix_nano)
         ).all()  # fmt: skip
         traffic = _traffic(conn, project_id)
-    return [_version(row, traffic.get((row.name, row.version))) for row in rows]
+    return [
+        ModelVersionSummary.model_validate(_version(row, traffic.get((row.name, row.version))))
+        for row in rows
+    ]
 
 
-def get_version(engine: Engine, project_id: int, name: str, version: str) -> dict[str, Any]:
+def get_version(engine: Engine, project_id: int, name: str, version: str) -> ModelVersionDetail:
     with read_connection(engine) as conn:
         row = conn.execute(
             select(ModelVersion).where(
@@ -90,7 +94,9 @@ def get_version(engine: Engine, project_id: int, name: str, version: str) -> dic
         if row is None:
             raise NotFound(f"no traffic seen for {name} v{version} in this project")
         traffic = _traffic(conn, project_id, name, version)
-    return {**_version(row, traffic.get((name, version))), "tags": row.tags, "lineage": row.lineage}
+    return ModelVersionDetail.model_validate(
+        {**_version(row, traffic.get((name, version))), "tags": row.tags, "lineage": row.lineage}
+    )
 
 
 def latest_drift(engine: Engine, project_id: int, name: str, version: str) -> dict[str, Any]:

@@ -13,6 +13,13 @@ from sqlalchemy import Engine, Table, and_, or_, select
 
 from app.errors import BadRequest, NotFound
 from app.store.engine import read_connection
+from app.store.read_models import (
+    RequestDetail,
+    RequestPage,
+    RequestRecord,
+    RequestSummary,
+    Trace,
+)
 from app.store.tables import (
     PlannerDecision,
     PolicyEvaluation,
@@ -68,7 +75,7 @@ def _columns(table: Any, *exclude: str) -> list[Any]:
     return [c for c in t.columns if c.name not in exclude and c.name != "project_id"]
 
 
-def _request_dict(row: Any) -> dict[str, Any]:
+def _request_fields(row: Any) -> dict[str, Any]:
     data = dict(row._mapping)
     data.pop("id", None)
     data["request_id"] = data["trace_id"]
@@ -79,7 +86,7 @@ def _request_dict(row: Any) -> dict[str, Any]:
 
 def list_requests(
     engine: Engine, project_id: int, flt: RequestFilter, limit: int = 50, cursor: str | None = None
-) -> dict[str, Any]:
+) -> RequestPage:
     """Newest first, `limit` at a time; `next_cursor` continues where the page ended.
 
     On a large store a page costs about the same whatever the filters: a fingerprint that
@@ -164,7 +171,10 @@ def list_requests(
     if len(rows) > limit:
         last = page[-1]
         next_cursor = _encode_cursor(last.start_time_unix_nano, last.id)
-    return {"items": [_request_dict(r) for r in page], "next_cursor": next_cursor}
+    return RequestPage(
+        items=[RequestSummary.model_validate(_request_fields(r)) for r in page],
+        next_cursor=next_cursor,
+    )
 
 
 @dataclass
@@ -280,43 +290,61 @@ def _filtered(
     return query.order_by(start.desc(), row_id.desc())
 
 
-def get_request(
-    engine: Engine, project_id: int, request_id: str, spans: bool = True
-) -> dict[str, Any]:
-    """One request with its span tree, world-model states, decisions and policy evaluations
-    (without its spans when `spans` is False: a trace can hold tens of thousands)."""
-    trace_id = request_id.lower()
+def get_request(engine: Engine, project_id: int, request_id: str) -> RequestDetail:
+    """One request with its spans (flat and as a tree), world-model states, decisions and
+    policy evaluations."""
     with read_connection(engine) as conn:
-        row = conn.execute(
-            select(*_columns(Request)).where(
-                Request.project_id == project_id, Request.trace_id == trace_id
-            )
-        ).one_or_none()
-        if row is None:
-            raise NotFound(f"no request {request_id!r} in this project")
-        detail = _request_dict(row)
-        if spans:
-            rows = _spans(conn, project_id, trace_id)
-            detail["spans"] = rows
-            detail["span_tree"] = span_tree(rows)
-        detail["states"] = _rows(conn, WorldModelState, project_id, trace_id, "span_id", "seq")
-        detail["decisions"] = _rows(conn, PlannerDecision, project_id, trace_id, "time_unix_nano")
-        detail["policy_evaluations"] = _rows(
-            conn, PolicyEvaluation, project_id, trace_id, "time_unix_nano", "seq"
+        fields = _request_row(conn, project_id, request_id)
+        spans = _spans(conn, project_id, fields["trace_id"])
+        fields.update(spans=spans, span_tree=span_tree(spans))
+        fields.update(_recorded(conn, project_id, fields["trace_id"]))
+    return RequestDetail.model_validate(fields)
+
+
+def get_request_record(engine: Engine, project_id: int, request_id: str) -> RequestRecord:
+    """`get_request` without the spans: a trace can hold tens of thousands."""
+    with read_connection(engine) as conn:
+        fields = _request_row(conn, project_id, request_id)
+        fields.update(_recorded(conn, project_id, fields["trace_id"]))
+    return RequestRecord.model_validate(fields)
+
+
+def _request_row(conn: Any, project_id: int, request_id: str) -> dict[str, Any]:
+    row = conn.execute(
+        select(*_columns(Request)).where(
+            Request.project_id == project_id, Request.trace_id == request_id.lower()
         )
-    return detail
+    ).one_or_none()
+    if row is None:
+        raise NotFound(f"no request {request_id!r} in this project")
+    return _request_fields(row)
 
 
-def get_trace(engine: Engine, project_id: int, trace_id: str) -> dict[str, Any]:
+def _recorded(conn: Any, project_id: int, trace_id: str) -> dict[str, list[dict[str, Any]]]:
+    """What a request's spans recorded: world-model states, decisions, policy evaluations."""
+    return {
+        "states": _rows(conn, WorldModelState, project_id, trace_id, "span_id", "seq"),
+        "decisions": _rows(conn, PlannerDecision, project_id, trace_id, "time_unix_nano"),
+        "policy_evaluations": _rows(
+            conn, PolicyEvaluation, project_id, trace_id, "time_unix_nano", "seq"
+        ),
+    }
+
+
+def get_trace(engine: Engine, project_id: int, trace_id: str) -> Trace:
     """Every stored span of a trace, flat and as a tree, whether or not it has a root yet."""
     trace_id = trace_id.lower()
     with read_connection(engine) as conn:
         spans = _spans(conn, project_id, trace_id)
     if not spans:
         raise NotFound(f"no trace {trace_id!r} in this project")
-    return {"trace_id": trace_id, "spans": spans, "span_tree": span_tree(spans)}
+    return Trace.model_validate(
+        {"trace_id": trace_id, "spans": spans, "span_tree": span_tree(spans)}
+    )
 
 
+# Rows stay dicts until the read model validates them all at once: one validation of a whole
+# trace costs a fraction of one per span.
 def _spans(conn: Any, project_id: int, trace_id: str) -> list[dict[str, Any]]:
     query = (
         select(*_columns(Span, "id", "body_digest", "resource"))
@@ -338,7 +366,8 @@ def _rows(
 
 
 def span_tree(spans: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Nest spans under their parents; a span whose parent is missing becomes a root.
+    """Nest spans under their parents ({span_id, name, children}, `SpanNode`); a span whose
+    parent is missing becomes a root.
 
     Built breadth-first from the roots, so ids that loop (a malformed sender) cannot make a
     cycle: each span appears exactly once.

@@ -70,8 +70,8 @@ def _all_pages(engine: Engine, pid: int, flt: queries.RequestFilter) -> list[str
     seen, cursor = [], None
     while True:
         page = queries.list_requests(engine, pid, flt, limit=7, cursor=cursor)
-        seen += [item["trace_id"] for item in page["items"]]
-        cursor = page["next_cursor"]
+        seen += [item.trace_id for item in page.items]
+        cursor = page.next_cursor
         if cursor is None:
             return seen
 

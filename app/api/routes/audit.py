@@ -3,15 +3,17 @@ erasure (admin), and the public key that checks the heads (no key needed)."""
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query, Request
 from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
 from app.api.deps import Admin, EngineDep, PrincipalDep
+from app.api.schemas import ErasureOut, HeadList, PublicKey, errors
 from app.audit import erasure, heads, ledger
 from app.audit.ledger import checkpoints
+from app.audit.ledger.read_models import ConsistencyProof, EventPage, InclusionProofOut, SignedHead
 from app.errors import NotFound
 from app.tenancy.keys import Scope
 from app.tenancy.projects import Principal
@@ -25,19 +27,25 @@ def _auditor(principal: PrincipalDep) -> Principal:
 
 
 Auditor = Annotated[Principal, Depends(_auditor)]
+# What a route that needs a key may answer besides its own errors.
+_KEYED = errors(401, 403)
 
 
 @router.get("/v1/audit/public-key", summary="The Ed25519 public key that signs tree heads")
-async def public_key(request: Request) -> Any:
+async def public_key(request: Request) -> PublicKey:
     key = request.app.state.audit_key
-    return {
-        "algorithm": "Ed25519",
-        "key_id": heads.key_id(key.public_key()),
-        "public_key_pem": heads.public_key_pem(key),
-    }
+    return PublicKey(
+        algorithm="Ed25519",
+        key_id=heads.key_id(key.public_key()),
+        public_key_pem=heads.public_key_pem(key),
+    )
 
 
-@router.get("/v1/audit/heads", summary="Signed tree heads, largest first (HEAD.json each)")
+@router.get(
+    "/v1/audit/heads",
+    summary="Signed tree heads, largest first (HEAD.json each)",
+    responses=_KEYED,
+)
 async def list_heads(
     principal: Auditor,
     engine: EngineDep,
@@ -45,43 +53,53 @@ async def list_heads(
     below: Annotated[
         int | None, Query(ge=0, description="only heads of a smaller tree size (paging)")
     ] = None,
-) -> Any:
+) -> HeadList:
     found = await run_in_threadpool(
         checkpoints.list_heads, engine, principal.project_id, limit, below
     )
-    return {"items": [heads.head_to_json(h) for h in found]}
+    return HeadList(items=[SignedHead.of(h) for h in found])
 
 
-@router.get("/v1/audit/heads/latest", summary="The newest signed tree head (HEAD.json)")
-async def latest_head(principal: Auditor, engine: EngineDep) -> Any:
+@router.get(
+    "/v1/audit/heads/latest",
+    summary="The newest signed tree head (HEAD.json)",
+    responses={**_KEYED, **errors(404)},
+)
+async def latest_head(principal: Auditor, engine: EngineDep) -> SignedHead:
     found = await run_in_threadpool(checkpoints.latest_head, engine, principal.project_id)
     if found is None:
         raise NotFound("no signed head yet: POST /v1/audit/heads signs one now")
-    return heads.head_to_json(found)
+    return SignedHead.of(found)
 
 
-@router.post("/v1/audit/heads", summary="Sign the ledger's head now (if it grew)")
-async def sign_head(principal: Admin, engine: EngineDep, request: Request) -> Any:
+@router.post("/v1/audit/heads", summary="Sign the ledger's head now (if it grew)", responses=_KEYED)
+async def sign_head(principal: Admin, engine: EngineDep, request: Request) -> SignedHead:
     head = await run_in_threadpool(
         checkpoints.sign_now, engine, request.app.state.audit_key, principal.project_id
     )
-    return heads.head_to_json(head)
+    return SignedHead.of(head)
 
 
-@router.get("/v1/audit/events", summary="Ledger events in seq order, with their hashes")
+@router.get(
+    "/v1/audit/events",
+    summary="Ledger events in seq order, with their hashes",
+    responses={**_KEYED, **errors(400)},
+)
 async def list_events(
     principal: Auditor,
     engine: EngineDep,
     from_seq: Annotated[int, Query(ge=1)] = 1,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-) -> Any:
+) -> EventPage:
     return await run_in_threadpool(
         ledger.list_events, engine, principal.project_id, from_seq, limit
     )
 
 
 @router.get(
-    "/v1/audit/proof/{seq}", summary="Inclusion proof of an event against a signed head"
+    "/v1/audit/proof/{seq}",
+    summary="Inclusion proof of an event against a signed head",
+    responses={**_KEYED, **errors(400, 404, 409)},
 )
 async def inclusion_proof(
     seq: int,
@@ -90,16 +108,17 @@ async def inclusion_proof(
     tree_size: Annotated[
         int | None, Query(ge=1, description="a signed head's size [default: the newest]")
     ] = None,
-) -> Any:
+) -> InclusionProofOut:
     proof = await run_in_threadpool(
         checkpoints.inclusion, engine, principal.project_id, seq, tree_size
     )
-    return proof.to_json()
+    return proof.out()
 
 
 @router.get(
     "/v1/audit/consistency",
     summary="Consistency proof from a tree size (a head you kept) to a signed head",
+    responses={**_KEYED, **errors(400, 404, 409)},
 )
 async def consistency_proof(
     principal: Auditor,
@@ -108,7 +127,7 @@ async def consistency_proof(
     second: Annotated[
         int | None, Query(ge=0, description="a signed head's size [default: the newest]")
     ] = None,
-) -> Any:
+) -> ConsistencyProof:
     return await run_in_threadpool(
         checkpoints.consistency, engine, principal.project_id, first, second
     )
@@ -122,15 +141,16 @@ class ErasureBody(BaseModel):
 @router.post(
     "/v1/audit/erasures",
     summary="Erase a subject: destroy their data key and id; the ledger records it",
+    responses={**_KEYED, **errors(404, 409)},
 )
-async def erase(body: ErasureBody, principal: Admin, engine: EngineDep) -> Any:
+async def erase(body: ErasureBody, principal: Admin, engine: EngineDep) -> ErasureOut:
     done = await run_in_threadpool(
         erasure.erase_subject, engine, principal.project_id, body.subject,
         f"key:{principal.key_id}", body.reason,
     )  # fmt: skip
-    return {
-        "subject_pseudonym": done.pseudonym,
-        "payloads": done.payloads,
-        "requests": done.requests,
-        "seq": done.seq,
-    }
+    return ErasureOut(
+        subject_pseudonym=done.pseudonym,
+        payloads=done.payloads,
+        requests=done.requests,
+        seq=done.seq,
+    )

@@ -3,18 +3,20 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, Query, Request
 from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
 from app.api.deps import Admin, EngineDep, Reader
+from app.api.schemas import errors
 from app.drift import reports
+from app.drift.read_models import DriftJobOut, DriftReportPage
 from app.drift.schedule import DriftRunners
 from app.errors import BadRequest
 
-router = APIRouter(tags=["drift"])
+router = APIRouter(tags=["drift"], responses=errors(400, 401, 403))
 
 
 class RunBody(BaseModel):
@@ -27,8 +29,9 @@ class RunBody(BaseModel):
     "/v1/drift/run",
     summary="Run a drift job now: inputs, latent states and decisions of the monitored "
     "world-model versions (or one version), stored, judged by the drift policies",
+    responses=errors(404),
 )
-async def run(body: RunBody, request: Request, principal: Admin) -> Any:
+async def run(body: RunBody, request: Request, principal: Admin) -> DriftJobOut:
     if (body.model_name is None) != (body.model_version is None):
         raise BadRequest("give model_name and model_version together, or neither")
     runners: DriftRunners = request.app.state.drift
@@ -36,7 +39,7 @@ async def run(body: RunBody, request: Request, principal: Admin) -> Any:
     result = await run_in_threadpool(
         runner.run, principal.project, body.model_name, body.model_version, None, None, body.seed
     )
-    return result.to_json()
+    return DriftJobOut.model_validate(result.to_json())
 
 
 @router.get("/v1/drift", summary="Drift reports, newest first, with filters")
@@ -51,7 +54,7 @@ async def list_reports(
     job_id: str | None = None,
     limit: Annotated[int, Query(ge=1, le=reports.MAX_PAGE)] = 50,
     cursor: str | None = None,
-) -> Any:
+) -> DriftReportPage:
     if cursor is not None and not cursor.isdigit():
         raise BadRequest("cursor must be the next_cursor of a previous page")
     return await run_in_threadpool(

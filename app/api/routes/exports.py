@@ -6,7 +6,7 @@ but the ledger's own `export.produced` record.
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import FileResponse
@@ -14,12 +14,14 @@ from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
 from app.api.deps import PrincipalDep
+from app.api.schemas import ExportList, binary, errors
 from app.audit.bundle import Scope, parse_model
 from app.audit.exports import ExportJobs, parse_time
+from app.audit.read_models import ExportStatus
 from app.tenancy.keys import Scope as KeyScope
 from app.tenancy.projects import Principal
 
-router = APIRouter(tags=["exports"])
+router = APIRouter(tags=["exports"], responses=errors(401, 403))
 
 
 def _admin(principal: PrincipalDep) -> Principal:
@@ -59,8 +61,9 @@ class ExportBody(BaseModel):
     "/v1/exports",
     status_code=202,
     summary="Start an export bundle of a period (and a model, a subject): a background job",
+    responses=errors(400),
 )
-async def start_export(body: ExportBody, principal: Admin, jobs: Jobs) -> Any:
+async def start_export(body: ExportBody, principal: Admin, jobs: Jobs) -> ExportStatus:
     name, version = parse_model(body.model)
     scope = Scope(
         project=principal.project,
@@ -70,25 +73,37 @@ async def start_export(body: ExportBody, principal: Admin, jobs: Jobs) -> Any:
         model_version=version,
         subject=body.subject,
     )
-    return await run_in_threadpool(jobs.submit, scope, f"key:{principal.key_id}")
+    status = await run_in_threadpool(jobs.submit, scope, f"key:{principal.key_id}")
+    return ExportStatus.model_validate(status)
 
 
 @router.get("/v1/exports", summary="This project's export jobs, newest first")
-async def list_exports(principal: Auditor, jobs: Jobs) -> Any:
-    return {"items": await run_in_threadpool(jobs.list, principal.project)}
+async def list_exports(principal: Auditor, jobs: Jobs) -> ExportList:
+    found = await run_in_threadpool(jobs.list, principal.project)
+    return ExportList(items=[ExportStatus.model_validate(s) for s in found])
 
 
-@router.get("/v1/exports/{export_id}", summary="An export job's status and progress")
-async def get_export(export_id: str, principal: Auditor, jobs: Jobs) -> Any:
-    return await run_in_threadpool(jobs.get, principal.project, export_id)
+@router.get(
+    "/v1/exports/{export_id}",
+    summary="An export job's status and progress",
+    responses=errors(404),
+)
+async def get_export(export_id: str, principal: Auditor, jobs: Jobs) -> ExportStatus:
+    return ExportStatus.model_validate(
+        await run_in_threadpool(jobs.get, principal.project, export_id)
+    )
 
 
 @router.get(
     "/v1/exports/{export_id}/download",
     summary="The bundle (zip) of a finished export; 409 while it runs",
     response_class=FileResponse,
+    responses={
+        200: binary("application/zip", "The bundle: docs/audit.md describes its files"),
+        **errors(404, 409),
+    },
 )
-async def download_export(export_id: str, principal: Auditor, jobs: Jobs) -> Any:
+async def download_export(export_id: str, principal: Auditor, jobs: Jobs) -> FileResponse:
     path = await run_in_threadpool(jobs.bundle, principal.project, export_id)
     return FileResponse(
         path,

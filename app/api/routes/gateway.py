@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
 from app.api.deps import Ingester
+from app.api.schemas import Error, InferAnswer, InferDenied, InferParked, errors
 from app.errors import NotFound
 
 router = APIRouter(tags=["gateway"])
@@ -16,13 +15,23 @@ router = APIRouter(tags=["gateway"])
 
 @router.post(
     "/v1/infer",
+    response_model=InferAnswer,
     summary="Run the configured stack on an input, gated and recorded",
     responses={
-        202: {"description": "a policy parked the decision for review; the body names it"},
-        403: {"description": "a policy denied the request; the body names it"},
+        202: {
+            "model": InferParked,
+            "description": "a policy parked the decision for review; the body names it",
+        },
+        403: {
+            "model": InferDenied,
+            "description": "a policy denied the request; the body names it (or the key lacks "
+            "the ingest scope: then only `detail`)",
+        },
+        **errors(401),
+        404: {"model": Error, "description": "no stack is configured (WARDEN_STACK)"},
     },
 )
-async def infer(request: Request, principal: Ingester) -> Any:
+async def infer(request: Request, principal: Ingester) -> InferAnswer | JSONResponse:
     gateway = request.app.state.gateway
     if gateway is None:
         raise NotFound("no stack is configured: set WARDEN_STACK=module:callable")
@@ -45,4 +54,4 @@ async def infer(request: Request, principal: Ingester) -> Any:
              "answer": result.answer},
             status_code=202,
         )  # fmt: skip
-    return {"request_id": result.request_id, "answer": result.answer}
+    return InferAnswer(request_id=result.request_id, answer=result.answer)

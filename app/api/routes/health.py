@@ -10,17 +10,23 @@ from sqlalchemy.exc import SQLAlchemyError
 from starlette.concurrency import run_in_threadpool
 
 from app.api.deps import EngineDep, MetricsDep
+from app.api.schemas import Health, Unavailable
 from app.store.engine import read_connection
 
 router = APIRouter(tags=["health"])
 
 
 @router.get("/healthz", summary="The process is up")
-async def healthz() -> dict[str, str]:
-    return {"status": "ok"}
+async def healthz() -> Health:
+    return Health(status="ok")
 
 
-@router.get("/readyz", summary="The database is reachable")
+@router.get(
+    "/readyz",
+    response_model=Health,
+    summary="The database is reachable",
+    responses={503: {"model": Unavailable, "description": "the database is not reachable"}},
+)
 async def readyz(engine: EngineDep) -> Response:
     def probe() -> None:
         with read_connection(engine) as conn:
@@ -33,6 +39,16 @@ async def readyz(engine: EngineDep) -> Response:
     return JSONResponse({"status": "ready"})
 
 
-@router.get("/metrics", summary="Prometheus metrics", response_class=Response)
+@router.get(
+    "/metrics",
+    summary="Prometheus metrics",
+    response_class=Response,
+    responses={
+        200: {
+            "description": "The Prometheus text exposition format",
+            "content": {CONTENT_TYPE_LATEST: {"schema": {"type": "string"}}},
+        }
+    },
+)
 async def metrics(m: MetricsDep) -> Response:
     return Response(m.render(), media_type=CONTENT_TYPE_LATEST)

@@ -7,6 +7,7 @@ from starlette.concurrency import run_in_threadpool
 
 from app.api.body import read_body
 from app.api.deps import EngineDep, Ingester, MetricsDep, SettingsDep, VaultDep
+from app.api.schemas import ExportTraceServiceResponse
 from app.ingest import otlp
 from app.ingest.pipeline import ingest_traces, partial_success_message
 
@@ -18,10 +19,21 @@ router = APIRouter(tags=["ingest"])
     summary="Export spans (OTLP/HTTP)",
     response_class=Response,
     responses={
-        200: {"description": "ExportTraceServiceResponse; all spans durable once answered"},
+        200: {
+            "description": "ExportTraceServiceResponse, in the request's encoding; all spans "
+            "durable once answered",
+            # `model` documents the JSON encoding (application/json).
+            "model": ExportTraceServiceResponse,
+            "content": {otlp.PROTOBUF: {"schema": {"type": "string", "format": "binary"}}},
+        },
         400: {"description": "malformed protobuf or JSON"},
+        401: {"description": "no API key, or an unknown or revoked one"},
+        403: {"description": "the API key lacks the ingest scope"},
         413: {"description": "body over the payload limit"},
         415: {"description": "unsupported content type or encoding"},
+        # OTLP/HTTP answers errors with a google.rpc.Status in the request's encoding (never
+        # FastAPI's 422 validation body, which this range keeps out of the document).
+        "4XX": {"description": "any client error: a google.rpc.Status, protobuf or JSON"},
     },
 )
 async def export_traces(

@@ -1,8 +1,7 @@
-"""Deploy gates over HTTP: promote a version to an alias, roll an alias back (admin scope)."""
+"""Model versions over HTTP: what each served (read scope); deploy gates that promote a
+version to an alias and roll an alias back (admin scope)."""
 
 from __future__ import annotations
-
-from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
@@ -10,10 +9,13 @@ from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
 from app.api.deps import Admin, EngineDep, Reader, SettingsDep
+from app.api.schemas import ModelVersionList, errors
 from app.governance import deploy
+from app.governance.read_models import AliasMoveOut, RefusedMove
 from app.registry import lineage, model_versions
+from app.registry.read_models import ModelVersionDetail
 
-router = APIRouter(tags=["models"])
+router = APIRouter(tags=["models"], responses=errors(401, 403))
 
 
 class PromoteBody(BaseModel):
@@ -26,61 +28,67 @@ class RollbackBody(BaseModel):
     reason: str = ""
 
 
-def _body(move: deploy.AliasMove) -> dict[str, Any]:
-    return {
-        "model": move.model,
-        "alias": move.alias,
-        "action": move.action,
-        "from_version": move.from_version,
-        "to_version": move.to_version,
-        "allowed": move.allowed,
-        "verdicts": [deploy.verdict_json(v) for v in move.verdicts],
-    }
-
-
 @router.post(
     "/v1/models/{name}/promote",
+    response_model=AliasMoveOut,
     summary="Run the deploy gates and move the alias if they allow it",
-    responses={403: {"description": "a deploy policy refused: the alias did not move"}},
+    responses={
+        403: {
+            "model": RefusedMove,
+            "description": "a deploy policy refused: the alias did not move (or the key lacks "
+            "the admin scope: then only `detail`)",
+        },
+        **errors(404, 409),
+    },
 )
 async def promote(
     name: str, body: PromoteBody, request: Request, principal: Admin,
     engine: EngineDep, settings: SettingsDep,
-) -> Any:  # fmt: skip
+) -> AliasMoveOut | JSONResponse:  # fmt: skip
     client = lineage.mlflow_client(settings.resolved_mlflow_tracking_uri)
     move = await run_in_threadpool(
         deploy.promote, engine, client, request.app.state.policies, principal.project_id,
         principal.project, name, body.version, body.alias, f"key:{principal.key_id}",
     )  # fmt: skip
+    out = AliasMoveOut.of(move)
     if not move.allowed:
         reasons = "; ".join(f"{v.policy_id}: {v.message}" for v in move.failing())
-        return JSONResponse({"detail": f"refused by policy: {reasons}", **_body(move)}, 403)
-    return _body(move)
+        return JSONResponse(
+            {"detail": f"refused by policy: {reasons}", **out.model_dump(mode="json")}, 403
+        )
+    return out
 
 
-@router.post("/v1/models/{name}/rollback", summary="Move the alias back to the previous version")
+@router.post(
+    "/v1/models/{name}/rollback",
+    summary="Move the alias back to the previous version",
+    responses=errors(409),
+)
 async def rollback(
     name: str, body: RollbackBody, principal: Admin, engine: EngineDep, settings: SettingsDep
-) -> Any:
+) -> AliasMoveOut:
     client = lineage.mlflow_client(settings.resolved_mlflow_tracking_uri)
     move = await run_in_threadpool(
         deploy.rollback, engine, client, principal.project_id, name, body.alias,
         f"key:{principal.key_id}", body.reason,
     )  # fmt: skip
-    return _body(move)
+    return AliasMoveOut.of(move)
 
 
 @router.get("/v1/models", summary="Model versions seen in traffic, with what they served")
-async def list_models(principal: Reader, engine: EngineDep) -> Any:
+async def list_models(principal: Reader, engine: EngineDep) -> ModelVersionList:
     items = await run_in_threadpool(model_versions.list_versions, engine, principal.project_id)
-    return {"items": items}
+    return ModelVersionList(items=items)
 
 
 @router.get(
     "/v1/models/{name}/versions/{version}",
     summary="One version: traffic, outcomes, policy outcomes, aliases, lineage",
+    responses=errors(404),
 )
-async def get_model_version(name: str, version: str, principal: Reader, engine: EngineDep) -> Any:
+async def get_model_version(
+    name: str, version: str, principal: Reader, engine: EngineDep
+) -> ModelVersionDetail:
     return await run_in_threadpool(
         model_versions.get_version, engine, principal.project_id, name, version
     )

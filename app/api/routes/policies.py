@@ -2,22 +2,25 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
 
 from app.api.deps import PrincipalDep
+from app.api.schemas import PolicyBundle, errors
 
 router = APIRouter(tags=["policies"])
 
 
 @router.get(
     "/v1/policies/bundle",
+    response_model=PolicyBundle,
     summary="The policy set (id, version, hash, CEL) for inline enforcement",
-    responses={304: {"description": "unchanged since the ETag given in If-None-Match"}},
+    responses={
+        304: {"description": "unchanged since the ETag given in If-None-Match"},
+        **errors(401),
+    },
 )
-async def bundle(request: Request, principal: PrincipalDep) -> Any:
+async def bundle(request: Request, principal: PrincipalDep) -> Response:
     policies = request.app.state.policies
     etag = f'"{policies.hash}"'
     if request.headers.get("if-none-match") == etag:

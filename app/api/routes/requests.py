@@ -3,20 +3,26 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, Query
 from starlette.concurrency import run_in_threadpool
 
 from app.api.deps import EngineDep, Reader, SettingsDep
-from app.api.schemas import RequestDetail, RequestPage, Trace
+from app.api.schemas import errors
 from app.registry import lineage
+from app.registry.read_models import RequestLineage
 from app.store import queries
+from app.store.read_models import RequestDetail, RequestPage, Trace
 
-router = APIRouter(tags=["requests"])
+router = APIRouter(tags=["requests"], responses=errors(401, 403))
 
 
-@router.get("/v1/requests", response_model=RequestPage, summary="List requests, newest first")
+@router.get(
+    "/v1/requests",
+    summary="List requests, newest first",
+    responses=errors(400),
+)
 async def list_requests(
     principal: Reader,
     engine: EngineDep,
@@ -34,7 +40,7 @@ async def list_requests(
     ] = None,
     limit: Annotated[int, Query(ge=1, le=queries.MAX_PAGE)] = 50,
     cursor: Annotated[str | None, Query(description="`next_cursor` of the previous page")] = None,
-) -> Any:
+) -> RequestPage:
     flt = queries.RequestFilter(
         since, until, model_name, model_version, outcome, fingerprint, policy_id, policy_outcome
     )
@@ -45,26 +51,31 @@ async def list_requests(
 
 @router.get(
     "/v1/requests/{request_id}",
-    response_model=RequestDetail,
     summary="One request with its spans, world-model states, decisions and policy evaluations",
+    responses=errors(404),
 )
-async def get_request(request_id: str, principal: Reader, engine: EngineDep) -> Any:
+async def get_request(request_id: str, principal: Reader, engine: EngineDep) -> RequestDetail:
     return await run_in_threadpool(queries.get_request, engine, principal.project_id, request_id)
 
 
 @router.get(
     "/v1/requests/{request_id}/lineage",
     summary="The request -> each stage's model version -> its MLflow run -> its datasets",
+    responses=errors(404),
 )
 async def get_lineage(
     request_id: str, principal: Reader, engine: EngineDep, settings: SettingsDep
-) -> Any:
+) -> RequestLineage:
     return await run_in_threadpool(
         lineage.request_lineage, engine, principal.project_id, request_id,
         settings.resolved_mlflow_tracking_uri,
     )  # fmt: skip
 
 
-@router.get("/v1/traces/{trace_id}", response_model=Trace, summary="Every span of one trace")
-async def get_trace(trace_id: str, principal: Reader, engine: EngineDep) -> Any:
+@router.get(
+    "/v1/traces/{trace_id}",
+    summary="Every span of one trace",
+    responses=errors(404),
+)
+async def get_trace(trace_id: str, principal: Reader, engine: EngineDep) -> Trace:
     return await run_in_threadpool(queries.get_trace, engine, principal.project_id, trace_id)

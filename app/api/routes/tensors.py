@@ -7,9 +7,12 @@ from starlette.concurrency import run_in_threadpool
 
 from app.api.body import read_body
 from app.api.deps import Ingester, Reader, SettingsDep
+from app.api.schemas import binary, errors
 from app.store.tensors import load_tensor, store_tensor
 
-router = APIRouter(tags=["tensors"])
+router = APIRouter(tags=["tensors"], responses=errors(401, 403))
+# The PUT answers with its status alone: an empty body.
+_EMPTY = {"schema": {"type": "string", "format": "binary", "maxLength": 0}}
 
 
 @router.put(
@@ -17,6 +20,11 @@ router = APIRouter(tags=["tensors"])
     summary="Store a sampled tensor (.npy) under the SHA-256 of its bytes",
     status_code=201,
     response_class=Response,
+    responses={
+        201: {"description": "stored", "content": {"application/octet-stream": _EMPTY}},
+        200: {"description": "stored already", "content": {"application/octet-stream": _EMPTY}},
+        **errors(400, 413),
+    },
 )
 async def put_tensor(
     digest: str, request: Request, principal: Ingester, settings: SettingsDep
@@ -28,7 +36,15 @@ async def put_tensor(
     return Response(status_code=201 if created else 200)
 
 
-@router.get("/v1/tensors/{digest}", summary="A sampled tensor (.npy)", response_class=Response)
+@router.get(
+    "/v1/tensors/{digest}",
+    summary="A sampled tensor (.npy)",
+    response_class=Response,
+    responses={
+        200: binary("application/octet-stream", "The tensor as NumPy .npy bytes"),
+        **errors(400, 404),
+    },
+)
 async def get_tensor(digest: str, principal: Reader, settings: SettingsDep) -> Response:
     body = await run_in_threadpool(load_tensor, settings.data_dir, principal.project_id, digest)
     return Response(body, media_type="application/octet-stream")

@@ -30,6 +30,7 @@ import orjson
 from sqlalchemy import Connection, Engine, Table, Text, cast, select, update
 
 from app.audit import chain, fastjcs, jcs
+from app.audit.ledger.read_models import EventPage, LedgerEvent
 from app.audit.merkle import MerkleAccumulator, leaf_hash
 from app.errors import BadRequest, NotFound
 from app.store.dialect import DriverSQL, driver_datetime, insert_on_conflict, is_postgresql
@@ -318,22 +319,22 @@ def iter_events(
         after = int(rows[-1].seq)
 
 
-def event_json(project: str, row: Any) -> dict[str, Any]:
+def _ledger_event(project: str, row: Any) -> LedgerEvent:
     """An `audit_events` row as the API shows it: the canonical event and its hashes."""
-    return {
-        "seq": int(row.seq),
-        "project": project,
-        "kind": row.kind,
-        "created_at": chain.format_time(row.created_at),
-        "payload": row.payload,
-        "prev_hash": bytes(row.prev_hash).hex(),
-        "hash": bytes(row.hash).hex(),
-    }
+    return LedgerEvent(
+        seq=int(row.seq),
+        project=project,
+        kind=row.kind,
+        created_at=chain.format_time(row.created_at),
+        payload=row.payload,
+        prev_hash=bytes(row.prev_hash).hex(),
+        hash=bytes(row.hash).hex(),
+    )
 
 
 def list_events(
     engine: Engine, project_id: int, from_seq: int = 1, limit: int = 100
-) -> dict[str, Any]:
+) -> EventPage:
     """Events from `from_seq` on, `limit` at most, with `next_from_seq` to page on."""
     if from_seq < 1:
         raise BadRequest("from_seq counts from 1")
@@ -343,14 +344,14 @@ def list_events(
         head = read_head(conn, project_id)
         rows = list(iter_events(conn, project_id, from_seq, from_seq + limit - 1, chunk=limit))
         name = head.project if head else _project_name(conn, project_id)
-    items = [event_json(name, r) for r in rows]
+    items = [_ledger_event(name, r) for r in rows]
     size = head.seq if head else 0
     following = from_seq + len(items)
-    return {
-        "items": items,
-        "tree_size": size,
-        "next_from_seq": following if following <= size and items else None,
-    }
+    return EventPage(
+        items=items,
+        tree_size=size,
+        next_from_seq=following if following <= size and items else None,
+    )
 
 
 def _project_name(conn: Connection, project_id: int) -> str:

@@ -30,6 +30,12 @@ from sqlalchemy.exc import SQLAlchemyError
 from app.audit import heads, merkle
 from app.audit.heads import TreeHead
 from app.audit.ledger import HEADS, accumulator, read_head, record_policy_set
+from app.audit.ledger.read_models import (
+    ConsistencyProof,
+    InclusionProofOut,
+    LedgerState,
+    SignedHead,
+)
 from app.config import Settings
 from app.daemons import PeriodicWorker
 from app.errors import BadRequest, Conflict, NotFound
@@ -241,16 +247,17 @@ class InclusionProof:
     head: TreeHead
     path: list[bytes]
 
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "seq": self.seq,
-            "leaf_index": self.seq - 1,
-            "event_hash": self.event_hash.hex(),
-            "leaf_hash": merkle.leaf_hash(self.event_hash).hex(),
-            "tree_size": self.head.tree_size,
-            "proof": [p.hex() for p in self.path],
-            "head": heads.head_to_json(self.head),
-        }
+    def out(self) -> InclusionProofOut:
+        """The proof as the API serves it: hex hashes, the head as HEAD.json."""
+        return InclusionProofOut(
+            seq=self.seq,
+            leaf_index=self.seq - 1,
+            event_hash=self.event_hash.hex(),
+            leaf_hash=merkle.leaf_hash(self.event_hash).hex(),
+            tree_size=self.head.tree_size,
+            proof=[p.hex() for p in self.path],
+            head=SignedHead.of(self.head),
+        )
 
 
 def inclusion(
@@ -287,7 +294,7 @@ def _signed(conn: Connection, project_id: int, name: str, size: int | None) -> T
 
 def consistency(
     engine: Engine, project_id: int, first: int, second: int | None = None
-) -> dict[str, Any]:
+) -> ConsistencyProof:
     """The proof that the tree of size `first` is a prefix of the signed head of `second`
     (the newest head by default). `first` is the size of the head the auditor pinned."""
     with read_connection(engine) as conn:
@@ -304,23 +311,23 @@ def consistency(
             .where(CHECKPOINTS.c.project_id == project_id, CHECKPOINTS.c.tree_size == first)
             .limit(1)
         ).one_or_none()
-    return {
-        "first": first,
-        "second": new.tree_size,
-        "first_root": tree.root(first).hex(),
-        "proof": [p.hex() for p in tree.consistency_proof(first, new.tree_size)],
-        "first_head": heads.head_to_json(head_from_row(name, old)) if old is not None else None,
-        "second_head": heads.head_to_json(new),
-    }
+    return ConsistencyProof(
+        first=first,
+        second=new.tree_size,
+        first_root=tree.root(first).hex(),
+        proof=[p.hex() for p in tree.consistency_proof(first, new.tree_size)],
+        first_head=SignedHead.of(head_from_row(name, old)) if old is not None else None,
+        second_head=SignedHead.of(new),
+    )
 
 
-def head_state(engine: Engine, project_id: int) -> dict[str, Any]:
+def head_state(engine: Engine, project_id: int) -> LedgerState:
     """Where the project's ledger stands now (unsigned): size and root."""
     with read_connection(engine) as conn:
         head = read_head(conn, project_id)
     if head is None:
-        return {"tree_size": 0, "root_hash": merkle.EMPTY_ROOT.hex()}
-    return {"tree_size": head.seq, "root_hash": head.accumulator().root().hex()}
+        return LedgerState(tree_size=0, root_hash=merkle.EMPTY_ROOT.hex())
+    return LedgerState(tree_size=head.seq, root_hash=head.accumulator().root().hex())
 
 
 def record_at_start(engine: Engine, policy_set: PolicySet) -> None:

@@ -41,12 +41,12 @@ def drift_page(
         if model and key != model:
             continue
         found = reports.list_reports(engine, pid, v["name"], v["version"], limit=HISTORY)
-        if not found["items"] and not model:
+        if not found.items and not model:
             continue
         sections.append({
             "key": key, "name": v["name"], "version": v["version"], "role": v["role"],
-            "aliases": v["aliases"], "charts": drift_series.charts(found["items"]),
-            "jobs": drift_series.jobs(found["items"]),
+            "aliases": v["aliases"], "charts": drift_series.charts(found.items),
+            "jobs": drift_series.jobs(found.items),
         })  # fmt: skip
     if model and not sections:
         raise NotFound(f"no model version {model!r} in this project")

@@ -30,7 +30,7 @@ def _context(request: Request, viewer: Viewer) -> dict[str, Any]:
     drift = {
         (v["name"], v["version"]): reports.list_reports(
             engine, pid, v["name"], v["version"], limit=30
-        )["items"]
+        ).items
         for v in versions
     }
     return {

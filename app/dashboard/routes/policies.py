@@ -48,7 +48,8 @@ def policies_page(
         *reviews.list_reviews(engine, pid, "approved"),
         *reviews.list_reviews(engine, pid, "rejected"),
     ]
-    done = sorted(decided_ones, key=lambda r: r["decided_at"], reverse=True)[:DECIDED_SHOWN]
+    done = sorted(decided_ones, key=lambda r: r.decided_at or r.created_at, reverse=True)
+    done = done[:DECIDED_SHOWN]
     return render(
         request, "policies.html", viewer, title="Policies", rows=rows, set_hash=loaded.hash,
         range=range, ranges=list(overview.RANGES), pending=pending, done=done,

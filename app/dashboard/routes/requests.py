@@ -108,9 +108,9 @@ def detail_page(
     engine = request.app.state.engine
     settings = request.app.state.settings
     pid = viewer.principal.project_id
-    detail = queries.get_request(engine, pid, request_id, spans=False)
-    trace_id = detail["trace_id"]
-    layers = trajectory.by_layer(detail["states"])
+    detail = queries.get_request_record(engine, pid, request_id)
+    trace_id = detail.trace_id
+    layers = trajectory.by_layer(detail.states)
     charts: dict[str, Any] = {}
     for i, layer in enumerate(layers):
         charts[f"stats-{i}"] = {
@@ -123,9 +123,11 @@ def detail_page(
             "series": [{"label": f"dim {d}", "values": values}
                        for d, values in enumerate(layer["projection"])],
         }  # fmt: skip
-    decisions = [{**d, "table": trajectory.candidate_table(d)} for d in detail["decisions"]]
+    decisions = [
+        {**d.model_dump(), "table": trajectory.candidate_table(d)} for d in detail.decisions
+    ]
     chain = lineage.request_lineage(engine, pid, trace_id, settings.resolved_mlflow_tracking_uri)
-    entry = ledger_entry.find_request_event(engine, pid, trace_id, detail["ingested_at"])
+    entry = ledger_entry.find_request_event(engine, pid, trace_id, detail.ingested_at)
     return render(
         request, "request.html", viewer, title=f"Request {trace_id[:12]}…", r=detail,
         layers=layers, charts=charts, decisions=decisions, lineage=chain, entry=entry,
@@ -151,8 +153,8 @@ def proof_fragment(request: Request, request_id: str, viewer: ViewerDep) -> Resp
     """The inclusion-proof status of the request's ledger event (loaded after the page)."""
     engine = request.app.state.engine
     pid = viewer.principal.project_id
-    detail = queries.get_request(engine, pid, request_id, spans=False)
-    entry = ledger_entry.find_request_event(engine, pid, detail["trace_id"], detail["ingested_at"])
+    detail = queries.get_request_record(engine, pid, request_id)
+    entry = ledger_entry.find_request_event(engine, pid, detail.trace_id, detail.ingested_at)
     status = (
         ledger_entry.inclusion_status(
             engine, pid, entry["seq"], request.app.state.audit_key.public_key()

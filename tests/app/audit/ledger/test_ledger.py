@@ -149,7 +149,7 @@ def test_governance_actions_are_recorded(engine: Engine, signing_key: object) ->
     projects.revoke_key(engine, key[:12])
     ingest(engine, pid, otlp.hybrid_trace(otlp.Ids(5), **{"warden.review.required": True}))
     (review,) = reviews.list_reviews(engine, pid)
-    reviews.decide(engine, pid, review["id"], False, "key:wdn_x", "no")
+    reviews.decide(engine, pid, review.id, False, "key:wdn_x", "no")
     summary = {
         "job_id": "j1", "model_name": "m", "model_version": "2", "verdict": "drift",
         "reports": [{"kind": "latent", "verdict": "drift", "share_drifted": 0.5,
@@ -168,7 +168,7 @@ def test_governance_actions_are_recorded(engine: Engine, signing_key: object) ->
                      "export.produced"]  # fmt: skip
     assert rows[0].payload == {"key_id": key[:12], "scopes": ["ingest", "read"], "name": "pods"}
     assert rows[1].payload == {"key_id": key[:12]}
-    assert rows[3].payload["review_id"] == review["id"] and rows[3].payload["note"] == "no"
+    assert rows[3].payload["review_id"] == review.id and rows[3].payload["note"] == "no"
     drift = rows[4].payload
     assert drift["verdict"] == "drift" and drift["model"] == {"name": "m", "version": "2"}
     assert drift["reports"] == [

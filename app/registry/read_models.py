@@ -1,0 +1,68 @@
+"""Typed read models of the registry side: model versions seen in traffic with what they
+served (`model_versions`), and a request's lineage to MLflow runs and datasets (`lineage`).
+
+The run, dataset and alias-event entries are kept as MLflow gave them when the version was
+resolved (`model_versions.lineage`), so they stay plain JSON objects here.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, Field
+
+
+class ModelVersionSummary(BaseModel):
+    """A model version seen in traffic: how much it served and how it went."""
+
+    name: str
+    version: str
+    role: str | None = Field(description="The stage it served (world_model, planner, ...)")
+    status: str = Field(description="`resolved` once MLflow knew it, else `unresolved`")
+    aliases: list[str]
+    first_seen: str
+    last_seen: str
+    run_id: str | None
+    requests: int
+    outcomes: dict[str, int] = Field(description="Requests per outcome")
+    policies: dict[str, dict[str, int]] = Field(
+        description="Policy evaluations per policy id, then per outcome"
+    )
+    deny_rate: float
+
+
+class ModelVersionDetail(ModelVersionSummary):
+    """A model version with its registry tags and the lineage snapshot Warden keeps."""
+
+    tags: dict[str, Any]
+    lineage: dict[str, Any] = Field(
+        description="MLflow's registry entry, run and datasets as first resolved, and the "
+        "alias changes seen since (`{}` while unresolved)"
+    )
+
+
+class LineageLinks(BaseModel):
+    """Links into the MLflow UI, when the tracking URI is a server's."""
+
+    version: str | None
+    run: str | None
+
+
+class LineageStage(BaseModel):
+    """One stage of a request: the model version that served it, its run, its datasets."""
+
+    role: str
+    name: str
+    version: str
+    status: str
+    aliases: list[str]
+    tags: dict[str, Any]
+    run: dict[str, Any] = Field(description="id, experiment_id, metrics, params; `{}` if none")
+    datasets: list[dict[str, Any]]
+    alias_events: list[dict[str, Any]]
+    links: LineageLinks
+
+
+class RequestLineage(BaseModel):
+    request_id: str
+    stages: list[LineageStage]
