@@ -510,6 +510,7 @@ def replay(
     import json
 
     from app import queries
+    from collectors import conventions as wire
     from collectors import fingerprint
     from examples.booking.replay import replay as run_replay
 
@@ -522,7 +523,7 @@ def replay(
             erasure.attach(engine, settings.server_secret()), pid, detail["trace_id"]
         )
     root = next((s for s in detail["spans"] if s["parent_span_id"] is None), None)
-    retained = kept.text or (root["attributes"].get("warden.request.input") if root else None)
+    retained = kept.text or (root["attributes"].get(wire.REQUEST_INPUT) if root else None)
     text = input or retained
     if text is None:
         if kept.state == "erased":

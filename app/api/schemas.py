@@ -6,6 +6,8 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
+from collectors import conventions as wire
+
 
 class ModelRef(BaseModel):
     name: str
@@ -104,7 +106,7 @@ class Trace(BaseModel):
 
 class RequestDetail(RequestSummary):
     features: dict[str, Any] | None = Field(
-        default=None, description="The structured input's features (`warden.input.features`)"
+        default=None, description=f"The structured input's features (`{wire.INPUT_FEATURES}`)"
     )
     spans: list[SpanOut]
     span_tree: list[dict[str, Any]]

@@ -26,6 +26,7 @@ from app.audit.ledger_verify import (
 from app.cli_common import database, err, out
 from app.config import Settings
 from app.models import Project
+from collectors import conventions as wire
 
 audit_app = typer.Typer(
     help="The audit ledger: verify it, sign its head now, show the head and the public key.",
@@ -203,7 +204,7 @@ def public_key() -> None:
 
 
 def erase(
-    subject: Annotated[str, typer.Option(help="The subject's id (warden.request.subject)")],
+    subject: Annotated[str, typer.Option(help=f"The subject's id ({wire.REQUEST_SUBJECT})")],
     project: Annotated[str, typer.Option(help="The subject's project")],
     reason: Annotated[str, typer.Option(help="Why, for the record (e.g. a ticket)")] = "",
 ) -> None:

@@ -36,6 +36,7 @@ from app.drift.windows import Bounds, Window
 from app.errors import NotFound
 from app.models import DriftReport, ModelVersion
 from app.projects import project_id as find_project
+from collectors import conventions as wire
 from policies import Effect, PolicySet, Verdict
 
 log = logging.getLogger("warden.drift")
@@ -345,7 +346,7 @@ class DriftRunner:
         self, project_id: int, name: str, version: str, cur: Window, ref: Window | None
     ) -> tuple[KindReport, str]:
         if cur.features.empty or not len(cur.features.columns):
-            raise Skipped("no input features recorded (warden.input.features)")
+            raise Skipped(f"no input features recorded ({wire.INPUT_FEATURES})")
         columns = sorted(cur.features.columns)
         dataset = references.training_dataset(self.engine, project_id, name, version)
         source: dict[str, Any]

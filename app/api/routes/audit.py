@@ -14,6 +14,7 @@ from app.audit import checkpoints, erasure, heads, ledger
 from app.errors import NotFound
 from app.keys import Scope
 from app.projects import Principal
+from collectors import conventions as wire
 
 router = APIRouter(tags=["audit"])
 
@@ -114,7 +115,7 @@ async def consistency_proof(
 
 
 class ErasureBody(BaseModel):
-    subject: str = Field(min_length=1, max_length=256, description="warden.request.subject")
+    subject: str = Field(min_length=1, max_length=256, description=wire.REQUEST_SUBJECT)
     reason: str = Field(default="", description="why, for the record")
 
 

@@ -28,6 +28,7 @@ from app.db import write_transaction
 from app.ingest.normalise import span_rows
 from app.ingest.store import store_batch
 from app.models import Review
+from collectors import conventions as wire
 from policies import BUILTIN, PolicySet
 from tests import otlp
 from tests.conftest import TEST_SECRET
@@ -62,10 +63,10 @@ def ingest(engine: Engine, project_id: int, count: int, first: int = 0, seed: in
     spans = []
     traces = []
     for i in range(first, first + count):
-        extra: dict[str, object] = {"warden.request.subject": SUBJECTS[i % len(SUBJECTS)]}
+        extra: dict[str, object] = {wire.REQUEST_SUBJECT: SUBJECTS[i % len(SUBJECTS)]}
         if i % 4 == 3:
-            extra["warden.model.world_model.version"] = "4"
-            extra["warden.request.outcome"] = "denied"
+            extra[wire.model_version("world_model")] = "4"
+            extra[wire.REQUEST_OUTCOME] = "denied"
         trace = otlp.hybrid_trace(ids, start=T0 + i * SECOND, **extra)
         traces.append(trace[0].trace_id.hex())
         spans += trace

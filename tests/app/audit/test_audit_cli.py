@@ -13,6 +13,7 @@ from app import projects
 from app.audit.ledger_verify import Failure
 from app.cli import app
 from app.config import Settings
+from collectors import conventions as wire
 from tests import otlp
 from tests.app.audit.conftest import drop_triggers, ingest, project
 from tests.conftest import TEST_SECRET
@@ -84,7 +85,7 @@ def test_verify_checkpoint_head_and_exit_codes(
 def test_erase_retention_and_hold_commands(cli: CliRunner, vault_engine: Engine) -> None:
     pid = project(vault_engine, "shop")
     spans = otlp.hybrid_trace(otlp.Ids(43), **{
-        "warden.request.subject": "erin", "warden.request.input": '{"text":"hi"}'})  # fmt: skip
+        wire.REQUEST_SUBJECT: "erin", wire.REQUEST_INPUT: '{"text":"hi"}'})  # fmt: skip
     ingest(vault_engine, pid, spans)
     trace = spans[0].trace_id.hex()
     output = run(cli, "hold", "place", "--project", "shop", "--subject", "erin",

@@ -17,6 +17,7 @@ from app.audit import chain, checkpoints, heads, ledger, merkle
 from app.config import Settings
 from app.db import write_transaction
 from app.models import AuditEvent, Project, Request, Span
+from collectors import conventions as wire
 from policies import BUILTIN
 from tests import otlp
 from tests.app.audit.conftest import events, ingest, project, verify
@@ -65,7 +66,7 @@ def test_one_request_event_per_stored_request_and_none_for_a_resend(vault_engine
     pid = project(vault_engine, "shop")
     ids = otlp.Ids(3)
     first, second = otlp.hybrid_trace(ids), otlp.hybrid_trace(
-        ids, **{"warden.request.subject": "user-1"}
+        ids, **{wire.REQUEST_SUBJECT: "user-1"}
     )
     # The root of `second` comes in a later batch than its children.
     assert ingest(vault_engine, pid, [*first, *second[1:]]).requests == 1
@@ -101,7 +102,7 @@ def test_one_request_event_per_stored_request_and_none_for_a_resend(vault_engine
     # Sent again: nothing new is stored, nothing is appended.
     assert ingest(vault_engine, pid, [*first, *second]).accepted == 0
     # The same ids with other bodies are conflicts: not stored, not recorded.
-    changed = otlp.hybrid_trace(otlp.Ids(3), **{"warden.request.outcome": "other"})
+    changed = otlp.hybrid_trace(otlp.Ids(3), **{wire.REQUEST_OUTCOME: "other"})
     assert ingest(vault_engine, pid, changed).conflicts == 1  # the root: a new outcome
     assert len(events(vault_engine, pid)) == 2
 
@@ -145,7 +146,7 @@ def test_governance_actions_are_recorded(vault_engine: Engine, signing_key: obje
     pid = project(vault_engine, "shop")
     key = projects.create_key(vault_engine, b"s", "shop", ["read", "ingest"], "pods")
     projects.revoke_key(vault_engine, key[:12])
-    ingest(vault_engine, pid, otlp.hybrid_trace(otlp.Ids(5), **{"warden.review.required": True}))
+    ingest(vault_engine, pid, otlp.hybrid_trace(otlp.Ids(5), **{wire.REVIEW_REQUIRED: True}))
     (review,) = reviews.list_reviews(vault_engine, pid)
     reviews.decide(vault_engine, pid, review["id"], False, "key:wdn_x", "no")
     summary = {

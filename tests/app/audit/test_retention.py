@@ -12,6 +12,7 @@ from sqlalchemy import Engine, func, select
 from app.audit import checkpoints, erasure, heads, retention
 from app.errors import BadRequest
 from app.models import PlannerDecision, Request, RequestPayload, Span, WorldModelState
+from collectors import conventions as wire
 from tests import otlp
 from tests.app.audit.conftest import events, ingest, project, verify
 
@@ -46,9 +47,9 @@ def test_retention_deletes_expired_detail_except_held_and_the_ledger_verifies(
         ingest(vault_engine, pid, spans)
         sent[name] = spans[0].trace_id.hex()
 
-    send("old", old, **{"warden.request.input": '{"a":1}'})
-    send("old_held_subject", old, **{"warden.request.subject": "dora"})
-    send("old_held_model", old, **{"warden.model.planner.version": "9"})
+    send("old", old, **{wire.REQUEST_INPUT: '{"a":1}'})
+    send("old_held_subject", old, **{wire.REQUEST_SUBJECT: "dora"})
+    send("old_held_model", old, **{wire.model_version("planner"): "9"})
     send("recent", NOW - timedelta(days=5))
     # A span whose trace never got its root: deleted by its own time.
     orphan = otlp.span(ids.trace(), ids.span(), "late child", parent=ids.span(), start=_ns(old))
