@@ -6,15 +6,29 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install run test lint bench lock clean
+.PHONY: install sdk-wheels run test lint bench lock clean
 
 install: $(STAMP)
 
-$(STAMP): pyproject.toml constraints.txt
+$(STAMP): pyproject.toml constraints.txt collectors/pyproject.toml policies/pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[dev]'
+	$(MAKE) sdk-wheels
 	touch $(STAMP)
+
+# The SDK's own distributions and every wheel they need, pinned by constraints.txt: a test
+# installs the SDK from them, offline, into a fresh virtual environment. setuptools builds in
+# the source folders, so its leftovers there are removed before (stale files would end up in
+# the wheels) and after.
+SDK_WHEELS := $(VENV)/sdk-wheels
+SDK_LEFTOVERS := collectors/build collectors/*.egg-info policies/build policies/*.egg-info
+
+sdk-wheels:
+	rm -rf $(SDK_WHEELS) $(SDK_LEFTOVERS)
+	$(BIN)/python -m pip wheel --quiet -c constraints.txt --wheel-dir $(SDK_WHEELS) \
+	  ./policies ./collectors
+	rm -rf $(SDK_LEFTOVERS)
 
 run: $(STAMP)
 	$(BIN)/warden demo

@@ -51,6 +51,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path[:] = [str(ROOT)] + [p for p in sys.path if Path(p or ".").resolve() != ROOT / "bench"]
 
 from bench.warden_process import clean_env, start_server, stop_server
+from collectors import conventions as wire
 
 SECRET = "bench-dashboard-secret"
 NS = 1_000_000_000
@@ -184,8 +185,8 @@ def _detail(
 ) -> None:  # fmt: skip
     """The rest of a request as the service stores it: spans, states, decision, policies."""
     ids = [root] + [f"{rng.getrandbits(64):016x}" for _ in range(4)]
-    names = ["request", "chat booking-intent-rules", "world_model.rollout", "planner.decide",
-             "calendar.lookup"]  # fmt: skip
+    names = [wire.REQUEST_SPAN, wire.llm_span("chat", "booking-intent-rules"), wire.ROLLOUT_SPAN,
+             wire.DECISION_SPAN, "calendar.lookup"]  # fmt: skip
     for n, (span_id, name) in enumerate(zip(ids, names, strict=True)):
         spans.append({
             "project_id": project_id, "trace_id": trace, "span_id": span_id,

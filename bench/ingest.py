@@ -77,6 +77,7 @@ from bench.warden_process import (
     start_server,
     stop_server,
 )
+from collectors import conventions as wire
 
 TARGET_SPANS_PER_S = 15_000
 TARGET_RATIO = 0.35
@@ -183,16 +184,16 @@ class TraceFactory:
             )))
             return sid
 
-        span("gateway", "request", b"", 2, start, start + total, {
-            "warden.request.fingerprint": rng.randbytes(32).hex(),
-            "warden.request.fingerprint_key_id": "fpk-2025-01",
-            "warden.model.llm.name": llm[0],
-            "warden.model.llm.version": llm[1],
-            "warden.model.world_model.name": wm[0],
-            "warden.model.world_model.version": wm[1],
-            "warden.model.planner.name": planner[0],
-            "warden.model.planner.version": planner[1],
-            "warden.request.outcome": outcome,
+        span("gateway", wire.REQUEST_SPAN, b"", 2, start, start + total, {
+            wire.REQUEST_FINGERPRINT: rng.randbytes(32).hex(),
+            wire.REQUEST_FINGERPRINT_KEY_ID: "fpk-2025-01",
+            wire.model_name("llm"): llm[0],
+            wire.model_version("llm"): llm[1],
+            wire.model_name("world_model"): wm[0],
+            wire.model_version("world_model"): wm[1],
+            wire.model_name("planner"): planner[0],
+            wire.model_version("planner"): planner[1],
+            wire.REQUEST_OUTCOME: outcome,
             "http.request.method": "POST",
             "url.path": "/v1/plan",
         }, span_id=root_id, error=outcome == "error")
@@ -201,10 +202,10 @@ class TraceFactory:
         llm_end = t + total // 3
         input_tokens = rng.randint(200, 4000)
         span("llm", "llm", root_id, 3, t, llm_end, {
-            "gen_ai.system": "vllm",
-            "gen_ai.request.model": llm[0],
-            "gen_ai.usage.input_tokens": input_tokens,
-            "gen_ai.usage.output_tokens": rng.randint(20, 800),
+            wire.GEN_AI_SYSTEM: "vllm",
+            wire.GEN_AI_REQUEST_MODEL: llm[0],
+            wire.GEN_AI_USAGE_INPUT_TOKENS: input_tokens,
+            wire.GEN_AI_USAGE_OUTPUT_TOKENS: rng.randint(20, 800),
             "gen_ai.request.temperature": 0.2,
         })
 
@@ -217,17 +218,17 @@ class TraceFactory:
                 lo, hi = min(projection), max(projection)
                 mean = sum(projection) / 16
                 events.append(Span.Event(
-                    name="world_model.state",
+                    name=wire.STATE_EVENT,
                     time_unix_nano=wm_start + (step + 1) * step_ns,
                     attributes=_kvs({
-                        "world_model.step": step,
-                        "world_model.layer": layer,
-                        "world_model.state.summary": [
+                        wire.STATE_STEP: step,
+                        wire.STATE_LAYER: layer,
+                        wire.STATE_SUMMARY: [
                             mean, rng.uniform(0.5, 1.5), lo, hi, rng.uniform(3.0, 5.0)],
-                        "world_model.state.projection": projection,
+                        wire.STATE_PROJECTION: projection,
                     }),
                 ))
-        span("world_model", "world_model.rollout", root_id, 1, wm_start, wm_end, {
+        span("world_model", wire.ROLLOUT_SPAN, root_id, 1, wm_start, wm_end, {
             "world_model.horizon": 8,
             "world_model.name": wm[0],
         }, events=events)
@@ -240,11 +241,11 @@ class TraceFactory:
             for _ in range(16)
         ]
         best = max(candidates, key=lambda c: c["score"])
-        span("planner", "planner.decide", root_id, 1, wm_end, start + total - 5_000_000, {
-            "planner.candidates": json.dumps(candidates),
-            "planner.chosen": best["action"],
-            "planner.confidence": best["score"],
-            "planner.constraints": json.dumps(
+        span("planner", wire.DECISION_SPAN, root_id, 1, wm_end, start + total - 5_000_000, {
+            wire.PLANNER_CANDIDATES: json.dumps(candidates),
+            wire.PLANNER_CHOSEN: best["action"],
+            wire.PLANNER_CONFIDENCE: best["score"],
+            wire.PLANNER_CONSTRAINTS: json.dumps(
                 ["min_separation_nm>=5", "max_climb_fpm<=3000", "no_restricted_airspace"]),
         })
 

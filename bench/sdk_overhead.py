@@ -103,6 +103,7 @@ from bench.warden_process import (
     start_server,
     stop_server,
 )
+from collectors import conventions as wire
 
 STEPS = 8
 CANDIDATES = 16
@@ -232,27 +233,28 @@ def fingerprint(value: Any) -> str:
 
 def root_attributes(payload: dict[str, Any]) -> dict[str, Any]:
     attrs: dict[str, Any] = {
-        "warden.request.fingerprint": fingerprint(payload),
-        "warden.request.fingerprint_key_id": KEY_ID,
+        wire.REQUEST_FINGERPRINT: fingerprint(payload),
+        wire.REQUEST_FINGERPRINT_KEY_ID: KEY_ID,
     }
     for role, name, version in MODELS:
-        attrs[f"warden.model.{role}.name"] = name
-        attrs[f"warden.model.{role}.version"] = version
+        attrs[wire.model_name(role)] = name
+        attrs[wire.model_version(role)] = version
     return attrs
 
 
+LLM_SPAN = wire.llm_span("chat", "intent-parser")
 LLM_ATTRIBUTES = {
-    "gen_ai.operation.name": "chat",
-    "gen_ai.system": "offline",
-    "gen_ai.request.model": "intent-parser",
+    wire.GEN_AI_OPERATION_NAME: "chat",
+    wire.GEN_AI_SYSTEM: "offline",
+    wire.GEN_AI_REQUEST_MODEL: "intent-parser",
 }
 
 
 def llm_response(text: str) -> dict[str, Any]:
     return {
-        "gen_ai.response.model": "intent-parser-1",
-        "gen_ai.usage.input_tokens": len(text.split()),
-        "gen_ai.usage.output_tokens": 5,
+        wire.GEN_AI_RESPONSE_MODEL: "intent-parser-1",
+        wire.GEN_AI_USAGE_INPUT_TOKENS: len(text.split()),
+        wire.GEN_AI_USAGE_OUTPUT_TOKENS: 5,
     }
 
 
@@ -332,12 +334,12 @@ class OTel(Variant):
             self.steps[layer] = step + 1
             summary, projected = step_summary(output, projection)
             span = tracer.start_span(
-                "world_model.state",
+                wire.STATE_EVENT,
                 attributes={
-                    "world_model.step": step,
-                    "world_model.layer": layer,
-                    "world_model.state.summary": summary,
-                    "world_model.state.projection": projected,
+                    wire.STATE_STEP: step,
+                    wire.STATE_LAYER: layer,
+                    wire.STATE_SUMMARY: summary,
+                    wire.STATE_PROJECTION: projected,
                 },
             )
             span.end()
@@ -347,28 +349,28 @@ class OTel(Variant):
     def handle(self, text: str) -> str:
         tracer = self.tracer
         with tracer.start_as_current_span(
-            "request", kind=SpanKind.SERVER, attributes=root_attributes({"text": text})
+            wire.REQUEST_SPAN, kind=SpanKind.SERVER, attributes=root_attributes({"text": text})
         ) as root:
             with tracer.start_as_current_span(
-                "chat intent-parser", kind=SpanKind.CLIENT, attributes=LLM_ATTRIBUTES
+                LLM_SPAN, kind=SpanKind.CLIENT, attributes=LLM_ATTRIBUTES
             ) as llm:
                 intent = parse(text)
                 llm.set_attributes(llm_response(text))
             self.steps.clear()
-            with tracer.start_as_current_span("world_model.rollout"):
+            with tracer.start_as_current_span(wire.ROLLOUT_SPAN):
                 scores = self.stack.rollout(self.model, intent)
             candidates, chosen, constraints, confidence = self.stack.decide(scores, intent)
             with tracer.start_as_current_span(
-                "planner.decide",
+                wire.DECISION_SPAN,
                 attributes={
-                    "planner.candidates": json.dumps(candidates),
-                    "planner.chosen": chosen,
-                    "planner.constraints": json.dumps(constraints),
-                    "planner.confidence": confidence,
+                    wire.PLANNER_CANDIDATES: json.dumps(candidates),
+                    wire.PLANNER_CHOSEN: chosen,
+                    wire.PLANNER_CONSTRAINTS: json.dumps(constraints),
+                    wire.PLANNER_CONFIDENCE: confidence,
                 },
             ):
                 pass
-            root.set_attribute("warden.request.outcome", "booked")
+            root.set_attribute(wire.REQUEST_OUTCOME, "booked")
         return chosen
 
     def drain(self) -> float | None:
@@ -494,12 +496,12 @@ class MLflow(Variant):
             self.steps[layer] = step + 1
             summary, projected = step_summary(output, projection)
             with start_span(
-                "world_model.state",
+                wire.STATE_EVENT,
                 attributes={
-                    "world_model.step": step,
-                    "world_model.layer": layer,
-                    "world_model.state.summary": summary,
-                    "world_model.state.projection": projected,
+                    wire.STATE_STEP: step,
+                    wire.STATE_LAYER: layer,
+                    wire.STATE_SUMMARY: summary,
+                    wire.STATE_PROJECTION: projected,
                 },
             ):
                 pass
@@ -510,28 +512,28 @@ class MLflow(Variant):
         start_span = self.mlflow.start_span
         self.started += 1
         with start_span(
-            "request", span_type="CHAIN", attributes=root_attributes({"text": text})
+            wire.REQUEST_SPAN, span_type="CHAIN", attributes=root_attributes({"text": text})
         ) as root:
             with start_span(
-                "chat intent-parser", span_type="LLM", attributes=LLM_ATTRIBUTES
+                LLM_SPAN, span_type="LLM", attributes=LLM_ATTRIBUTES
             ) as llm:
                 intent = parse(text)
                 llm.set_attributes(llm_response(text))
             self.steps.clear()
-            with start_span("world_model.rollout"):
+            with start_span(wire.ROLLOUT_SPAN):
                 scores = self.stack.rollout(self.model, intent)
             candidates, chosen, constraints, confidence = self.stack.decide(scores, intent)
             with start_span(
-                "planner.decide",
+                wire.DECISION_SPAN,
                 attributes={
-                    "planner.candidates": json.dumps(candidates),
-                    "planner.chosen": chosen,
-                    "planner.constraints": json.dumps(constraints),
-                    "planner.confidence": confidence,
+                    wire.PLANNER_CANDIDATES: json.dumps(candidates),
+                    wire.PLANNER_CHOSEN: chosen,
+                    wire.PLANNER_CONSTRAINTS: json.dumps(constraints),
+                    wire.PLANNER_CONFIDENCE: confidence,
                 },
             ):
                 pass
-            root.set_attribute("warden.request.outcome", "booked")
+            root.set_attribute(wire.REQUEST_OUTCOME, "booked")
         return chosen
 
     def drain(self) -> float | None:

@@ -12,36 +12,45 @@
 ...     collectors.decision(plan.candidates, plan.chosen, plan.constraints)
 ...     req.set_outcome("booked")
 
-Every request becomes OpenTelemetry spans under the names of docs/conventions.md, exported
-over OTLP/HTTP by a background thread; when the service is away they wait in an on-disk
-spool. Recording never raises into the caller (except `RecordNotDurable` in fail-closed
-mode) and never waits on the network.
+Every request becomes OpenTelemetry spans under the names of docs/conventions.md (in code:
+`collectors.conventions`), exported over OTLP/HTTP by a background thread; when the service is
+away they wait in an on-disk spool. Recording never raises into the caller (except
+`RecordNotDurable` in fail-closed mode) and never waits on the network.
+
+Importing the package loads only its exceptions and the fingerprint: every other public name
+is imported on first use (PEP 562), so `collectors.conventions` costs its readers nothing.
+torch is imported by `collectors.watch()` alone (the module `collectors.torch`); without it,
+`watch()` raises `ConfigurationError` saying what to install. `collectors.Watch` resolves the
+same way, which is why it is left out of `__all__`.
 """
 
 from __future__ import annotations
 
-from typing import Any
+import importlib
+from types import ModuleType
+from typing import TYPE_CHECKING, Any
 
-from torch import nn
-
-from collectors import _client
-from collectors._client import Client, ModelRef, init, shutdown
-from collectors._scope import (
-    LLMCall,
-    Request,
-    decision,
-    features,
-    llm_call,
-    model,
-    recorded,
-    request,
-    stage,
-)
-from collectors._transport import Outcome, Result, Sender
-from collectors._watch import Watch
 from collectors.errors import CollectorError, ConfigurationError, RecordNotDurable
 from collectors.fingerprint import canonical_json, fingerprint
-from policies import PolicyDenied, PolicyError
+
+if TYPE_CHECKING:
+    from torch import nn
+
+    from collectors._client import Client, ModelRef, flush, init, shutdown, stats
+    from collectors._scope import (
+        LLMCall,
+        Request,
+        decision,
+        features,
+        llm_call,
+        model,
+        recorded,
+        request,
+        stage,
+    )
+    from collectors._transport import Outcome, Result, Sender
+    from collectors.torch import Watch as Watch
+    from policies import PolicyDenied, PolicyError
 
 __all__ = [
     "Client",
@@ -56,7 +65,6 @@ __all__ = [
     "Request",
     "Result",
     "Sender",
-    "Watch",
     "canonical_json",
     "decision",
     "features",
@@ -73,6 +81,63 @@ __all__ = [
     "watch",
 ]
 
+# Where each public name lives. The first access imports the module and keeps the name here,
+# so later accesses are plain attribute reads.
+_HOMES = {
+    name: module
+    for module, names in (
+        ("collectors._client", ("Client", "ModelRef", "flush", "init", "shutdown", "stats")),
+        (
+            "collectors._scope",
+            (
+                "LLMCall",
+                "Request",
+                "decision",
+                "features",
+                "llm_call",
+                "model",
+                "recorded",
+                "request",
+                "stage",
+            ),
+        ),
+        ("collectors._transport", ("Outcome", "Result", "Sender")),
+        ("collectors.torch", ("Watch",)),
+        ("policies", ("PolicyDenied", "PolicyError")),
+    )
+    for name in names
+}
+
+_TORCH_NEEDED = (
+    "collectors.watch() needs PyTorch, which is not installed here: pip install torch "
+    "(or the SDK with its extra: pip install 'warden-collectors[torch]')"
+)
+
+
+def _torch_module() -> ModuleType:
+    try:
+        return importlib.import_module("collectors.torch")
+    except ModuleNotFoundError as exc:
+        if exc.name != "torch" and not (exc.name or "").startswith("torch."):
+            raise
+        raise ConfigurationError(_TORCH_NEEDED) from exc
+
+
+if not TYPE_CHECKING:
+    # Hidden from type checkers, which see the imports above: a misspelt name stays an error.
+
+    def __getattr__(name: str) -> Any:
+        home = _HOMES.get(name)
+        if home is None:
+            raise AttributeError(f"module 'collectors' has no attribute {name!r}")
+        module = _torch_module() if home == "collectors.torch" else importlib.import_module(home)
+        value = getattr(module, name)
+        globals()[name] = value
+        return value
+
+    def __dir__() -> list[str]:
+        return sorted({*globals(), *__all__})
+
 
 def watch(
     module: nn.Module,
@@ -87,41 +152,11 @@ def watch(
     Each forward call of a watched layer inside a request is a step; every `every`-th step is
     summarised (mean, std, min, max, L2 norm) and projected to `dim` values by a fixed random
     projection seeded by `seed`. Full tensors are exported for a `tensor_sample_rate` share of
-    steps. `remove()` the handle (or use it in a `with` block) to unhook.
+    steps. `remove()` the handle (or use it in a `with` block) to unhook. Needs PyTorch
+    (`pip install 'warden-collectors[torch]'`); without it this raises `ConfigurationError`.
 
     >>> handle = collectors.watch(model, layers=["encoder", "transition"], dim=16)  # doctest: +SKIP
     >>> handle.remove()                                                        # doctest: +SKIP
     """
-    return Watch(module, layers, every, dim, tensor_sample_rate, seed)
-
-
-def flush(timeout: float = 10.0, include_spool: bool = False) -> bool:
-    """Wait until what was recorded so far is delivered or spooled; with `include_spool`,
-    until the spool is empty too (the service has everything). True if done in time.
-
-    >>> collectors.flush(timeout=5)  # doctest: +SKIP
-    True
-    """
-    client = _client.active()
-    return client.flush(timeout, include_spool) if client else True
-
-
-def stats() -> dict[str, Any]:
-    """Counters of what the SDK did with the spans it recorded: queued, exported, spooled,
-    replayed, rejected (refused for good by the service), dropped (only if the spool was
-    full), plus what waits in the spool now.
-
-    >>> collectors.stats()["dropped"]  # doctest: +SKIP
-    0
-    """
-    client = _client.active()
-    if client is None or client.pipeline is None:
-        return {}
-    pipeline = client.pipeline
-    rows, spans = pipeline.spool.pending()
-    return {
-        **pipeline.counters.as_dict(),
-        "spool_pending_batches": rows,
-        "spool_pending_spans": spans,
-        "spool_corrupt_batches": pipeline.spool.corrupt,
-    }
+    handle: Watch = _torch_module().Watch(module, layers, every, dim, tensor_sample_rate, seed)
+    return handle

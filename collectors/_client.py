@@ -19,6 +19,7 @@ from opentelemetry import metrics, trace
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor, TracerProvider
 
+from collectors import conventions as wire
 from collectors._config import Config, resolve
 from collectors._gates import Gates
 from collectors._pipeline import Pipeline
@@ -73,12 +74,14 @@ class Client:
     ) -> None:
         self.config = config
         self.resource: dict[str, Any] = {
-            "service.name": config.service_name,
-            "telemetry.sdk.name": "warden.collectors",
+            wire.SERVICE_NAME: config.service_name,
+            wire.TELEMETRY_SDK_NAME: wire.SDK_NAME,
         }
         if config.project:
-            self.resource["warden.project"] = config.project
+            self.resource[wire.PROJECT] = config.project
         self.models: dict[str, ModelRef] = {}
+        # The root-span attributes that name those models, ready for every request to copy.
+        self.model_attributes: dict[str, str] = {}
         self.gates = Gates(policies) if policies is not None else _gates(config)
         self._sender = sender
         self._inherited: Pipeline | None = None
@@ -89,11 +92,11 @@ class Client:
 
     def _register_metrics(self, meter_provider: metrics.MeterProvider | None) -> None:
         meter = (meter_provider or metrics.get_meter_provider()).get_meter(
-            "warden.collectors", "0.1.0"
+            wire.SDK_NAME, "0.1.0"
         )
         for name in ("queued", "exported", "spooled", "replayed", "rejected", "dropped"):
             meter.create_observable_counter(
-                f"warden.collectors.spans.{name}",
+                wire.spans_metric(name),
                 callbacks=[self._observe(name)],
                 unit="{span}",
                 description=f"Spans {name} by the Warden SDK",
@@ -106,6 +109,12 @@ class Client:
             return [metrics.Observation(getattr(self.pipeline.counters, name))]
 
         return callback
+
+    def use_model(self, ref: ModelRef) -> None:
+        """Declare the model version that serves a stage in every later request."""
+        self.models[ref.role] = ref
+        self.model_attributes[wire.model_name(ref.role)] = ref.name
+        self.model_attributes[wire.model_version(ref.role)] = ref.version
 
     def flush(self, timeout: float = 10.0, include_spool: bool = False) -> bool:
         return self.pipeline.flush(timeout, include_spool) if self.pipeline else True
@@ -199,6 +208,38 @@ def shutdown(timeout: float = 10.0) -> None:
         client.shutdown(timeout)
 
 
+def flush(timeout: float = 10.0, include_spool: bool = False) -> bool:
+    """Wait until what was recorded so far is delivered or spooled; with `include_spool`,
+    until the spool is empty too (the service has everything). True if done in time.
+
+    >>> collectors.flush(timeout=5)  # doctest: +SKIP
+    True
+    """
+    client = _active
+    return client.flush(timeout, include_spool) if client else True
+
+
+def stats() -> dict[str, Any]:
+    """Counters of what the SDK did with the spans it recorded: queued, exported, spooled,
+    replayed, rejected (refused for good by the service), dropped (only if the spool was
+    full), plus what waits in the spool now.
+
+    >>> collectors.stats()["dropped"]  # doctest: +SKIP
+    0
+    """
+    client = _active
+    if client is None or client.pipeline is None:
+        return {}
+    pipeline = client.pipeline
+    rows, spans = pipeline.spool.pending()
+    return {
+        **pipeline.counters.as_dict(),
+        "spool_pending_batches": rows,
+        "spool_pending_spans": spans,
+        "spool_corrupt_batches": pipeline.spool.corrupt,
+    }
+
+
 def _after_fork_in_child() -> None:
     if _active is not None:
         _active.after_fork()
@@ -206,3 +247,4 @@ def _after_fork_in_child() -> None:
 
 os.register_at_fork(after_in_child=_after_fork_in_child)
 atexit.register(shutdown)
+

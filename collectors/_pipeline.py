@@ -23,6 +23,7 @@ from typing import Any
 from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
 from opentelemetry.sdk.trace import ReadableSpan
 
+from collectors import conventions as wire
 from collectors._config import Config
 from collectors._record import RequestRecord, encode
 from collectors._spool import Spool, SpooledBatch
@@ -242,21 +243,18 @@ class Pipeline:
     def _upload_tensors(self, records: list[RequestRecord]) -> None:
         """Sampled full tensors: content-addressed, sent from this thread, spooled on failure."""
         for record in records:
-            for child in record.children:
-                for _, _, attrs in child.events:
-                    tensor = attrs.pop("_tensor", None)
-                    if tensor is None:
-                        continue
-                    payload = _npy(tensor)
-                    digest = hashlib.sha256(payload).hexdigest()
-                    attrs["world_model.state.tensor_sha256"] = digest
-                    result = self.transport.send(
-                        f"{self.config.tensors_url}/{digest}", payload, "application/octet-stream"
-                    )
-                    if result.outcome is Outcome.DELIVERED:
-                        self._count("tensors_exported", 1)
-                    elif result.outcome is Outcome.RETRY:
-                        self.spool.put(digest, payload, 0)
+            sampled, record.tensors = record.tensors, ()
+            for item in sampled:
+                payload = _npy(item.tensor)
+                digest = hashlib.sha256(payload).hexdigest()
+                item.attributes[wire.STATE_TENSOR_SHA256] = digest
+                result = self.transport.send(
+                    f"{self.config.tensors_url}/{digest}", payload, "application/octet-stream"
+                )
+                if result.outcome is Outcome.DELIVERED:
+                    self._count("tensors_exported", 1)
+                elif result.outcome is Outcome.RETRY:
+                    self.spool.put(digest, payload, 0)
 
     # -- control ---------------------------------------------------------------------------
 

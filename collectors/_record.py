@@ -11,7 +11,8 @@ import hashlib
 import json
 import random
 import time
-from typing import Any
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.proto.common.v1.common_pb2 import (
@@ -23,7 +24,12 @@ from opentelemetry.proto.common.v1.common_pb2 import (
 from opentelemetry.proto.resource.v1.resource_pb2 import Resource
 from opentelemetry.proto.trace.v1.trace_pb2 import ResourceSpans, ScopeSpans, Span, Status
 
-SCOPE = InstrumentationScope(name="warden.collectors", version="0.1.0")
+from collectors import conventions as wire
+
+if TYPE_CHECKING:
+    import torch
+
+SCOPE = InstrumentationScope(name=wire.SDK_NAME, version="0.1.0")
 _INTERNAL = Span.SPAN_KIND_INTERNAL
 _SERVER = Span.SPAN_KIND_SERVER
 
@@ -42,6 +48,15 @@ class ChildSpan:
         self.status: tuple[int, str] = (Status.STATUS_CODE_UNSET, "")
 
 
+@dataclass(frozen=True, slots=True)
+class SampledTensor:
+    """A full latent-state tensor sampled for upload, beside the attributes of its
+    `world_model.state` event: the export thread uploads the tensor and adds its hash there."""
+
+    attributes: dict[str, Any]
+    tensor: torch.Tensor
+
+
 class RequestRecord:
     """Everything recorded about one request, until it is encoded for export."""
 
@@ -57,6 +72,7 @@ class RequestRecord:
         "start_ns",
         "status",
         "steps",
+        "tensors",
         "trace_id",
     )
 
@@ -71,6 +87,8 @@ class RequestRecord:
         # (layer, step, tensor) captured by forward hooks; summarised when the request ends.
         self.captures: list[tuple[str, int, Any]] = []
         self.steps: dict[str, int] = {}
+        # Set by the summary of the captures when some states were sampled in full.
+        self.tensors: tuple[SampledTensor, ...] = ()
         self.status: tuple[int, str] = (Status.STATUS_CODE_UNSET, "")
         self.events: list[tuple[str, int, dict[str, Any]]] = []
         # What the pre_request gates saw; the post_decision gates see it too.

@@ -24,9 +24,10 @@ from opentelemetry import trace
 from opentelemetry.proto.trace.v1.trace_pb2 import Span, Status
 
 from collectors import _client
+from collectors import conventions as wire
 from collectors._client import ModelRef
 from collectors._record import ChildSpan, RequestRecord, trace_id_for
-from collectors.errors import RecordNotDurable
+from collectors.errors import ConfigurationError, RecordNotDurable
 from collectors.fingerprint import canonical_json, fingerprint
 from policies import PolicyDenied, Verdict, strongest
 
@@ -57,11 +58,11 @@ class Request:
 
     @property
     def fingerprint(self) -> str | None:
-        return self._record.attributes.get("warden.request.fingerprint") if self._record else None
+        return self._record.attributes.get(wire.REQUEST_FINGERPRINT) if self._record else None
 
     def set_outcome(self, outcome: str) -> None:
         """What the stack answered, e.g. `booked`, `clarify`, `denied`."""
-        self.set_attribute("warden.request.outcome", outcome)
+        self.set_attribute(wire.REQUEST_OUTCOME, outcome)
 
     def set_attribute(self, key: str, value: Any) -> None:
         if self._record is not None:
@@ -74,7 +75,7 @@ def request(
     subject: str | None = None,
     *,
     request_id: str | None = None,
-    name: str = "request",
+    name: str = wire.REQUEST_SPAN,
     capture_input: bool = False,
 ) -> Iterator[Request]:
     """Record one request of the stack: every stage recorded inside lands in it.
@@ -130,19 +131,17 @@ def _open(
     record = RequestRecord(name, trace_id)
     attrs = record.attributes
     try:
-        attrs["warden.request.fingerprint"] = fingerprint(input, config.fingerprint_secret)
+        attrs[wire.REQUEST_FINGERPRINT] = fingerprint(input, config.fingerprint_secret)
         if capture_input:
-            attrs["warden.request.input"] = canonical_json(input).decode()
+            attrs[wire.REQUEST_INPUT] = canonical_json(input).decode()
     except (TypeError, ValueError) as exc:
         log.warning("Warden could not fingerprint the input (%s); recorded without one", exc)
-    attrs["warden.request.fingerprint_key_id"] = config.fingerprint_key_id
+    attrs[wire.REQUEST_FINGERPRINT_KEY_ID] = config.fingerprint_key_id
     if subject is not None:
-        attrs["warden.request.subject"] = subject
+        attrs[wire.REQUEST_SUBJECT] = subject
     if request_id is not None:
-        attrs["warden.request.id"] = request_id
-    for ref in client.models.values():
-        attrs[f"warden.model.{ref.role}.name"] = ref.name
-        attrs[f"warden.model.{ref.role}.version"] = ref.version
+        attrs[wire.REQUEST_ID] = request_id
+    attrs.update(client.model_attributes)
     token = _current.set(record)
     # Spans of other OpenTelemetry instrumentation inside the request become its children.
     parent = trace.NonRecordingSpan(
@@ -161,16 +160,16 @@ def _close(client: _client.Client, record: RequestRecord, failure: BaseException
     """Finish and hand over the record; False only when fail-closed could not spool it."""
     record.end_ns = time.time_ns()
     if isinstance(failure, PolicyDenied):
-        record.attributes["warden.request.outcome"] = "denied"
+        record.attributes[wire.REQUEST_OUTCOME] = "denied"
     elif failure is not None:
         record.status = (Status.STATUS_CODE_ERROR, f"{type(failure).__name__}: {failure}")
-        record.attributes.setdefault("warden.request.outcome", "error")
+        record.attributes.setdefault(wire.REQUEST_OUTCOME, "error")
     pipeline = client.pipeline
     if pipeline is None:
         return not client.config.fail_closed
     try:
         if record.captures:
-            from collectors._watch import summarise
+            from collectors.torch import summarise
 
             summarise(record)
         if client.config.fail_closed:
@@ -242,11 +241,11 @@ class LLMCall:
             return
         attrs = self._span.attributes
         if response_model is not None:
-            attrs["gen_ai.response.model"] = response_model
+            attrs[wire.GEN_AI_RESPONSE_MODEL] = response_model
         if input_tokens is not None:
-            attrs["gen_ai.usage.input_tokens"] = input_tokens
+            attrs[wire.GEN_AI_USAGE_INPUT_TOKENS] = input_tokens
         if output_tokens is not None:
-            attrs["gen_ai.usage.output_tokens"] = output_tokens
+            attrs[wire.GEN_AI_USAGE_OUTPUT_TOKENS] = output_tokens
         attrs.update(attributes)
 
 
@@ -264,12 +263,12 @@ def llm_call(
     record = _current.get()
     span = None
     if record is not None:
-        span = record.child(f"{operation} {request_model}", Span.SPAN_KIND_CLIENT)
+        span = record.child(wire.llm_span(operation, request_model), Span.SPAN_KIND_CLIENT)
         span.attributes.update(
             {
-                "gen_ai.operation.name": operation,
-                "gen_ai.system": system,
-                "gen_ai.request.model": request_model,
+                wire.GEN_AI_OPERATION_NAME: operation,
+                wire.GEN_AI_SYSTEM: system,
+                wire.GEN_AI_REQUEST_MODEL: request_model,
                 **attributes,
             }
         )
@@ -327,7 +326,7 @@ def features(values: Mapping[str, float | int | str | bool | None]) -> None:
         if isinstance(value, float) and not math.isfinite(value):
             continue  # JSON has no NaN; a missing value is what it means
         kept[key] = value
-    record.attributes["warden.input.features"] = json.dumps(kept, separators=(",", ":"))
+    record.attributes[wire.INPUT_FEATURES] = json.dumps(kept, separators=(",", ":"))
 
 
 def model(
@@ -352,12 +351,12 @@ def model(
     ref = ModelRef(role, name, str(version), aliases, tags)
     record = _current.get()
     if record is not None:
-        record.attributes[f"warden.model.{role}.name"] = ref.name
-        record.attributes[f"warden.model.{role}.version"] = ref.version
+        record.attributes[wire.model_name(role)] = ref.name
+        record.attributes[wire.model_version(role)] = ref.version
     else:
         client = _client.active()
         if client is not None:
-            client.models[role] = ref
+            client.use_model(ref)
     return ref
 
 
@@ -365,7 +364,13 @@ def _resolve_uri(
     uri: str, tracking_uri: str | None
 ) -> tuple[str, str, tuple[str, ...], dict[str, str]]:
     """Name, version, aliases and tags of a `models:/` URI, as the registry has them now."""
-    from mlflow.tracking import MlflowClient
+    try:
+        from mlflow.tracking import MlflowClient
+    except ModuleNotFoundError as exc:
+        raise ConfigurationError(
+            f"{uri!r}: resolving a models:/ URI needs MLflow, which is not installed here: "
+            "pip install mlflow (or 'warden-collectors[mlflow]'), or name the version itself"
+        ) from exc
 
     path = uri[len("models:/") :]
     mlflow = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
@@ -404,16 +409,16 @@ def decision(
     if record is None:
         return None
     try:
-        span = record.child("planner.decide")
+        span = record.child(wire.DECISION_SPAN)
         attrs = span.attributes
-        attrs["planner.candidates"] = json.dumps(candidates, default=float)
+        attrs[wire.PLANNER_CANDIDATES] = json.dumps(candidates, default=float)
         if chosen is not None:
-            attrs["planner.chosen"] = chosen
-        attrs["planner.constraints"] = json.dumps(constraints or [], default=str)
+            attrs[wire.PLANNER_CHOSEN] = chosen
+        attrs[wire.PLANNER_CONSTRAINTS] = json.dumps(constraints or [], default=str)
         if rationale is not None:
-            attrs["planner.rationale"] = rationale
+            attrs[wire.PLANNER_RATIONALE] = rationale
         if confidence is not None:
-            attrs["planner.confidence"] = float(confidence)
+            attrs[wire.PLANNER_CONFIDENCE] = float(confidence)
     except (TypeError, ValueError):
         log.exception("Warden could not record a decision")
         return None
@@ -476,15 +481,15 @@ def _enforce(
     for v in verdicts:
         events.append(
             (
-                "policy.evaluation",
+                wire.POLICY_EVENT,
                 now,
                 {
-                    "policy.id": v.policy_id,
-                    "policy.version": v.version,
-                    "policy.hash": v.hash,
-                    "policy.phase": v.phase,
-                    "policy.outcome": v.effect.value,
-                    "policy.message": v.message or None,
+                    wire.POLICY_ID: v.policy_id,
+                    wire.POLICY_VERSION: v.version,
+                    wire.POLICY_HASH: v.hash,
+                    wire.POLICY_PHASE: v.phase,
+                    wire.POLICY_OUTCOME: v.effect.value,
+                    wire.POLICY_MESSAGE: v.message or None,
                 },
             )
         )
@@ -492,10 +497,10 @@ def _enforce(
     if decisive is None:
         return None
     if decisive.effect == "deny":
-        record.attributes["warden.request.outcome"] = "denied"
-        record.attributes["warden.policy.denied_by"] = decisive.policy_id
+        record.attributes[wire.REQUEST_OUTCOME] = "denied"
+        record.attributes[wire.POLICY_DENIED_BY] = decisive.policy_id
         raise PolicyDenied(decisive.policy_id, decisive.version, decisive.message, decisive.hash)
     if decisive.effect == "require_review":
-        record.attributes["warden.review.required"] = True
-        record.attributes["warden.review.policy"] = decisive.policy_id
+        record.attributes[wire.REVIEW_REQUIRED] = True
+        record.attributes[wire.REVIEW_POLICY] = decisive.policy_id
     return decisive

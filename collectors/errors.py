@@ -1,7 +1,7 @@
 """Exceptions the SDK lets reach user code. Everything else it logs and swallows.
 
 CollectorError
-├── ConfigurationError     init() was given settings that cannot work
+├── ConfigurationError     settings that cannot work, or an optional part not installed
 └── RecordNotDurable       fail-closed mode: a request's record could not be made durable
 """
 
@@ -13,7 +13,8 @@ class CollectorError(Exception):
 
 
 class ConfigurationError(CollectorError):
-    """Raised by `init()` for settings that cannot work (e.g. no endpoint)."""
+    """Settings that cannot work (e.g. `init()` without a fingerprint secret), or a call that
+    needs an optional dependency not installed here (`watch()` without torch)."""
 
 
 class RecordNotDurable(CollectorError):

@@ -14,6 +14,8 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue, ArrayValue, KeyValue
 from opentelemetry.proto.trace.v1.trace_pb2 import ResourceSpans, ScopeSpans, Span
 
+from collectors import conventions as wire
+
 PROTOBUF = {"Content-Type": "application/x-protobuf"}
 JSON = {"Content-Type": "application/json"}
 
@@ -62,7 +64,7 @@ def span(
 
 def request(spans: list[Span], service: str = "booking") -> ExportTraceServiceRequest:
     resource_spans = ResourceSpans(scope_spans=[ScopeSpans(spans=spans)])
-    resource_spans.resource.attributes.extend(kvs({"service.name": service}))
+    resource_spans.resource.attributes.extend(kvs({wire.SERVICE_NAME: service}))
     return ExportTraceServiceRequest(resource_spans=[resource_spans])
 
 
@@ -83,25 +85,25 @@ def hybrid_trace(ids: Ids, start: int = 1_700_000_000_000_000_000, **root_attrs:
     """A request of the hybrid stack: root, LLM call, world-model rollout, planner decision."""
     trace, root = ids.trace(), ids.span()
     attrs = {
-        "warden.request.fingerprint": "ab" * 32,
-        "warden.request.fingerprint_key_id": "k1",
-        "warden.model.llm.name": "intent-parser",
-        "warden.model.llm.version": "1",
-        "warden.model.world_model.name": "booking-world-model",
-        "warden.model.world_model.version": "3",
-        "warden.model.planner.name": "mpc-planner",
-        "warden.model.planner.version": "2",
-        "warden.request.outcome": "booked",
+        wire.REQUEST_FINGERPRINT: "ab" * 32,
+        wire.REQUEST_FINGERPRINT_KEY_ID: "k1",
+        wire.model_name("llm"): "intent-parser",
+        wire.model_version("llm"): "1",
+        wire.model_name("world_model"): "booking-world-model",
+        wire.model_version("world_model"): "3",
+        wire.model_name("planner"): "mpc-planner",
+        wire.model_version("planner"): "2",
+        wire.REQUEST_OUTCOME: "booked",
         **root_attrs,
     }
     states = [
         (
-            "world_model.state",
+            wire.STATE_EVENT,
             {
-                "world_model.step": step,
-                "world_model.layer": layer,
-                "world_model.state.summary": [0.1 * step, 1.0, -2.0, 2.0, 3.5],
-                "world_model.state.projection": [float(i) / 16 for i in range(16)],
+                wire.STATE_STEP: step,
+                wire.STATE_LAYER: layer,
+                wire.STATE_SUMMARY: [0.1 * step, 1.0, -2.0, 2.0, 3.5],
+                wire.STATE_PROJECTION: [float(i) / 16 for i in range(16)],
             },
         )
         for step in range(8)
@@ -112,37 +114,37 @@ def hybrid_trace(ids: Ids, start: int = 1_700_000_000_000_000_000, **root_attrs:
         ' {"action": "room-b@15:00", "score": 0.4, "predicted": {"conflict": 0.5}}]'
     )
     return [
-        span(trace, root, "request", start=start, duration=50_000_000, attrs=attrs),
+        span(trace, root, wire.REQUEST_SPAN, start=start, duration=50_000_000, attrs=attrs),
         span(
             trace,
             ids.span(),
             "llm",
             parent=root,
             start=start + 1,
-            attrs={"gen_ai.system": "offline", "gen_ai.usage.input_tokens": 12},
+            attrs={wire.GEN_AI_SYSTEM: "offline", wire.GEN_AI_USAGE_INPUT_TOKENS: 12},
         ),
-        span(trace, ids.span(), "world_model.rollout", parent=root, start=start + 2, events=states),
+        span(trace, ids.span(), wire.ROLLOUT_SPAN, parent=root, start=start + 2, events=states),
         span(
             trace,
             ids.span(),
-            "planner.decide",
+            wire.DECISION_SPAN,
             parent=root,
             start=start + 3,
             attrs={
-                "planner.candidates": candidates,
-                "planner.chosen": "room-a@15:00",
-                "planner.confidence": 0.9,
-                "planner.constraints": '["capacity>=6"]',
+                wire.PLANNER_CANDIDATES: candidates,
+                wire.PLANNER_CHOSEN: "room-a@15:00",
+                wire.PLANNER_CONFIDENCE: 0.9,
+                wire.PLANNER_CONSTRAINTS: '["capacity>=6"]',
             },
             events=[
                 (
-                    "policy.evaluation",
+                    wire.POLICY_EVENT,
                     {
-                        "policy.id": "risk-cap",
-                        "policy.version": "1",
-                        "policy.hash": "f" * 64,
-                        "policy.phase": "post_decision",
-                        "policy.outcome": "allow",
+                        wire.POLICY_ID: "risk-cap",
+                        wire.POLICY_VERSION: "1",
+                        wire.POLICY_HASH: "f" * 64,
+                        wire.POLICY_PHASE: "post_decision",
+                        wire.POLICY_OUTCOME: "allow",
                     },
                 )
             ],

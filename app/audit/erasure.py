@@ -43,9 +43,8 @@ from app.errors import Conflict, NotFound
 from app.store.dialect import insert_on_conflict, is_postgresql
 from app.store.engine import read_connection, write_transaction
 from app.store.tables import LegalHold, Request, RequestPayload, Span, SubjectKey
+from collectors import conventions as wire
 
-INPUT_ATTRIBUTE = "warden.request.input"
-SUBJECT_ATTRIBUTE = "warden.request.subject"
 _WRAP_INFO = b"warden subject-key wrap v1"
 _NONCE = 12
 
@@ -91,7 +90,7 @@ def take_inputs(rows: Iterable[dict[str, Any]]) -> dict[str, str]:
     taken: dict[str, str] = {}
     for row in rows:
         if row["parent_span_id"] is None:
-            value = row["attributes"].pop(INPUT_ATTRIBUTE, None)
+            value = row["attributes"].pop(wire.REQUEST_INPUT, None)
             if value is not None:
                 taken[row["trace_id"]] = value if isinstance(value, str) else str(value)
     return taken
@@ -309,10 +308,10 @@ def erase_subject(
 def _strip_subject_attribute(conn: Connection, project_id: int, traces: list[str]) -> None:
     """Remove `warden.request.subject` from the stored root spans of these requests."""
     if is_postgresql(conn):
-        expression = text("attributes - :name").bindparams(name=SUBJECT_ATTRIBUTE)
+        expression = text("attributes - :name").bindparams(name=wire.REQUEST_SUBJECT)
     else:
         expression = text("json_remove(attributes, :path)").bindparams(
-            path=f'$."{SUBJECT_ATTRIBUTE}"'
+            path=f'$."{wire.REQUEST_SUBJECT}"'
         )
     for start in range(0, len(traces), 500):
         conn.execute(

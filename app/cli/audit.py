@@ -28,6 +28,7 @@ from app.config import Settings
 from app.store.dialect import consistent_snapshot
 from app.store.tables import Project
 from app.tenancy import projects
+from collectors import conventions as wire
 
 audit_app = typer.Typer(
     help="The audit ledger: verify it, sign its head now, show the head and the public key.",
@@ -196,7 +197,7 @@ def public_key() -> None:
 
 
 def erase(
-    subject: Annotated[str, typer.Option(help="The subject's id (warden.request.subject)")],
+    subject: Annotated[str, typer.Option(help=f"The subject's id ({wire.REQUEST_SUBJECT})")],
     project: Annotated[str, typer.Option(help="The subject's project")],
     reason: Annotated[str, typer.Option(help="Why, for the record (e.g. a ticket)")] = "",
 ) -> None:

@@ -31,6 +31,7 @@ from app.cli.resources import database, err, out, policy_set
 from app.config import Settings
 from app.errors import WardenError
 from app.tenancy import projects
+from collectors import conventions as wire
 
 
 @runtime_checkable
@@ -321,7 +322,7 @@ def replay(
             engine, erasure.Vault(settings.server_secret()), pid, detail.trace_id
         )
     root = next((s for s in detail.spans if s.parent_span_id is None), None)
-    retained = kept.text or (root.attributes.get("warden.request.input") if root else None)
+    retained = kept.text or (root.attributes.get(wire.REQUEST_INPUT) if root else None)
     text = input or retained
     if text is None:
         if kept.state == "erased":

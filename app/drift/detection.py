@@ -42,6 +42,7 @@ from app.drift.plan import Plan
 from app.drift.results import Clock, KindReport, VersionResult
 from app.drift.settings import DriftSettings
 from app.drift.windows import Bounds, Window
+from collectors import conventions as wire
 
 log = logging.getLogger("warden.drift")
 
@@ -226,7 +227,7 @@ class Detection:
         read through its source once."""
         columns = sorted(current.features.columns)
         if not columns:
-            return Unavailable("no input features recorded (warden.input.features)")
+            return Unavailable(f"no input features recorded ({wire.INPUT_FEATURES})")
         name, version = plan.model_name, plan.model_version
         dataset = references.training_dataset(self.engine, project_id, name, version)
         if not dataset:

@@ -1,4 +1,5 @@
-"""From OTLP spans to Warden's typed rows, by the attribute names of docs/conventions.md.
+"""From OTLP spans to Warden's typed rows, by the names of docs/conventions.md (in code:
+`collectors.conventions`, shared with the SDK that writes them).
 
 Two steps, so that the store can normalise only the spans it actually inserted:
 `span_rows` turns a parsed export request into rows of the `spans` table (rejecting spans
@@ -18,29 +19,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTrace
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
 
 from app.ingest.decision_summary import summarise
-
-# Attribute and event names: the single source is docs/conventions.md.
-FINGERPRINT = "warden.request.fingerprint"
-FINGERPRINT_KEY_ID = "warden.request.fingerprint_key_id"
-SUBJECT = "warden.request.subject"
-OUTCOME = "warden.request.outcome"
-FEATURES = "warden.input.features"
-REVIEW_REQUIRED = "warden.review.required"
-REVIEW_POLICY = "warden.review.policy"
-MODEL_PREFIX = "warden.model."
-STATE_EVENT = "world_model.state"
-STATE_STEP = "world_model.step"
-STATE_LAYER = "world_model.layer"
-STATE_SUMMARY = "world_model.state.summary"
-STATE_PROJECTION = "world_model.state.projection"
-STATE_TENSOR = "world_model.state.tensor_sha256"
-PLANNER_CANDIDATES = "planner.candidates"
-PLANNER_CHOSEN = "planner.chosen"
-PLANNER_CONSTRAINTS = "planner.constraints"
-PLANNER_RATIONALE = "planner.rationale"
-PLANNER_CONFIDENCE = "planner.confidence"
-POLICY_EVENT = "policy.evaluation"
-POLICY_ID = "policy.id"
+from collectors import conventions as wire
 
 STATUS_NAMES = {0: "unset", 1: "ok", 2: "error"}
 _ZERO_TRACE = bytes(16)
@@ -100,7 +79,7 @@ def span_rows(request: ExportTraceServiceRequest) -> ParsedBatch:
     for resource_spans in request.resource_spans:
         resource = attributes(resource_spans.resource.attributes)
         resource_json = orjson.dumps(resource).decode()
-        service = resource.get("service.name")
+        service = resource.get(wire.SERVICE_NAME)
         service_name = str(service) if service is not None else None
         for scope_spans in resource_spans.scope_spans:
             scope_name = scope_spans.scope.name or None
@@ -112,7 +91,7 @@ def span_rows(request: ExportTraceServiceRequest) -> ParsedBatch:
                 events = []
                 states = []
                 for e in span.events:
-                    if e.name == STATE_EVENT:
+                    if e.name == wire.STATE_EVENT:
                         states.append((e.time_unix_nano, attributes(e.attributes)))
                     else:
                         events.append((e.name, e.time_unix_nano, attributes(e.attributes)))
@@ -190,10 +169,10 @@ def normalise(spans: Iterable[dict[str, Any]]) -> Normalised:
             _request(out, span, attrs, models)
         # Sequence numbers within the span keep re-sent spans idempotent row by row.
         seq = policy_seq = 0
-        if STATE_STEP in attrs:
+        if wire.STATE_STEP in attrs:
             out.states.append(_state(span, attrs, seq, span["start_time_unix_nano"]))
             seq += 1
-        if POLICY_ID in attrs:
+        if wire.POLICY_ID in attrs:
             out.policy_evaluations.append(
                 _policy(span, attrs, policy_seq, span["start_time_unix_nano"])
             )
@@ -202,10 +181,10 @@ def normalise(spans: Iterable[dict[str, Any]]) -> Normalised:
             out.states.append(_state(span, state, seq, time))
             seq += 1
         for name, time, event_attrs in span["events"]:
-            if name == POLICY_EVENT:
+            if name == wire.POLICY_EVENT:
                 out.policy_evaluations.append(_policy(span, event_attrs, policy_seq, time))
                 policy_seq += 1
-        if PLANNER_CHOSEN in attrs or PLANNER_CANDIDATES in attrs:
+        if wire.PLANNER_CHOSEN in attrs or wire.PLANNER_CANDIDATES in attrs:
             out.decisions.append(_decision(span, attrs))
     return out
 
@@ -213,8 +192,8 @@ def normalise(spans: Iterable[dict[str, Any]]) -> Normalised:
 def _models(attrs: dict[str, Any]) -> dict[str, tuple[str, str]]:
     found: dict[str, dict[str, str]] = {}
     for key, value in attrs.items():
-        if key.startswith(MODEL_PREFIX):
-            role, _, part = key[len(MODEL_PREFIX) :].rpartition(".")
+        if key.startswith(wire.MODEL_PREFIX):
+            role, _, part = key[len(wire.MODEL_PREFIX) :].rpartition(".")
             if role and part in ("name", "version"):
                 found.setdefault(role, {})[part] = str(value)
     return {
@@ -243,7 +222,7 @@ def _request(
 ) -> None:
     start, end = span["start_time_unix_nano"], span["end_time_unix_nano"]
     status = STATUS_NAMES.get(span["status_code"], "unset")
-    outcome = attrs.get(OUTCOME)
+    outcome = attrs.get(wire.REQUEST_OUTCOME)
     out.requests.append(
         {
             "trace_id": span["trace_id"],
@@ -254,19 +233,19 @@ def _request(
             "end_time_unix_nano": end,
             "duration_ms": max(end - start, 0) / 1e6,
             "status": status,
-            "fingerprint": _text(attrs.get(FINGERPRINT)),
-            "fingerprint_key_id": _text(attrs.get(FINGERPRINT_KEY_ID)),
-            "subject": _text(attrs.get(SUBJECT)),
+            "fingerprint": _text(attrs.get(wire.REQUEST_FINGERPRINT)),
+            "fingerprint_key_id": _text(attrs.get(wire.REQUEST_FINGERPRINT_KEY_ID)),
+            "subject": _text(attrs.get(wire.REQUEST_SUBJECT)),
             "outcome": str(outcome)
             if outcome is not None
             else ("error" if status == "error" else "ok"),
             "models": {role: {"name": n, "version": v} for role, (n, v) in models.items()},
-            "features": _features(attrs.get(FEATURES)),
+            "features": _features(attrs.get(wire.INPUT_FEATURES)),
         }
     )
-    if attrs.get(REVIEW_REQUIRED) is True:
+    if attrs.get(wire.REVIEW_REQUIRED) is True:
         out.reviews.append(
-            {"trace_id": span["trace_id"], "policy_id": _text(attrs.get(REVIEW_POLICY))}
+            {"trace_id": span["trace_id"], "policy_id": _text(attrs.get(wire.REVIEW_POLICY))}
         )
     for role, (name, version) in models.items():
         out.request_models.append(
@@ -281,7 +260,7 @@ def _request(
 
 
 def _state(span: dict[str, Any], attrs: dict[str, Any], seq: int, time: int) -> dict[str, Any]:
-    summary = attrs.get(STATE_SUMMARY)
+    summary = attrs.get(wire.STATE_SUMMARY)
     if isinstance(summary, list) and len(summary) == 5 and all(type(x) is float for x in summary):
         stats: list[float | None] = summary
     else:
@@ -289,35 +268,35 @@ def _state(span: dict[str, Any], attrs: dict[str, Any], seq: int, time: int) -> 
         if isinstance(summary, list):
             for i, value in enumerate(summary[:5]):
                 stats[i] = _number(value)
-    projection = attrs.get(STATE_PROJECTION)
+    projection = attrs.get(wire.STATE_PROJECTION)
     return {
         "trace_id": span["trace_id"],
         "span_id": span["span_id"],
         "seq": seq,
-        "step": _integer(attrs.get(STATE_STEP)),
-        "layer": str(attrs.get(STATE_LAYER, "")),
+        "step": _integer(attrs.get(wire.STATE_STEP)),
+        "layer": str(attrs.get(wire.STATE_LAYER, "")),
         "mean": stats[0],
         "std": stats[1],
         "min": stats[2],
         "max": stats[3],
         "l2_norm": stats[4],
         "projection": projection if isinstance(projection, list) else [],
-        "tensor_sha256": _text(attrs.get(STATE_TENSOR)),
+        "tensor_sha256": _text(attrs.get(wire.STATE_TENSOR_SHA256)),
         "time_unix_nano": time,
     }
 
 
 def _decision(span: dict[str, Any], attrs: dict[str, Any]) -> dict[str, Any]:
-    candidates = _json_list(attrs.get(PLANNER_CANDIDATES))
-    chosen = _text(attrs.get(PLANNER_CHOSEN))
+    candidates = _json_list(attrs.get(wire.PLANNER_CANDIDATES))
+    chosen = _text(attrs.get(wire.PLANNER_CHOSEN))
     return {
         "trace_id": span["trace_id"],
         "span_id": span["span_id"],
         "chosen": chosen,
-        "confidence": _number(attrs.get(PLANNER_CONFIDENCE)),
+        "confidence": _number(attrs.get(wire.PLANNER_CONFIDENCE)),
         "candidates": candidates,
-        "constraints": _json_list(attrs.get(PLANNER_CONSTRAINTS)),
-        "rationale": _text(attrs.get(PLANNER_RATIONALE)),
+        "constraints": _json_list(attrs.get(wire.PLANNER_CONSTRAINTS)),
+        "rationale": _text(attrs.get(wire.PLANNER_RATIONALE)),
         "time_unix_nano": span["end_time_unix_nano"],
         **summarise(candidates, chosen),
     }
@@ -328,12 +307,12 @@ def _policy(span: dict[str, Any], attrs: dict[str, Any], seq: int, time: int) ->
         "trace_id": span["trace_id"],
         "span_id": span["span_id"],
         "seq": seq,
-        "phase": str(attrs.get("policy.phase", "")),
-        "policy_id": str(attrs.get(POLICY_ID, "")),
-        "policy_version": _text(attrs.get("policy.version")),
-        "policy_hash": _text(attrs.get("policy.hash")),
-        "outcome": str(attrs.get("policy.outcome", "")),
-        "message": _text(attrs.get("policy.message")),
+        "phase": str(attrs.get(wire.POLICY_PHASE, "")),
+        "policy_id": str(attrs.get(wire.POLICY_ID, "")),
+        "policy_version": _text(attrs.get(wire.POLICY_VERSION)),
+        "policy_hash": _text(attrs.get(wire.POLICY_HASH)),
+        "outcome": str(attrs.get(wire.POLICY_OUTCOME, "")),
+        "message": _text(attrs.get(wire.POLICY_MESSAGE)),
         "time_unix_nano": time,
     }
 

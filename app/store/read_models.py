@@ -12,6 +12,8 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
+from collectors import conventions as wire
+
 
 class ModelRef(BaseModel):
     name: str
@@ -131,7 +133,7 @@ class RequestRecord(RequestSummary):
     hold tens of thousands)."""
 
     features: dict[str, Any] | None = Field(
-        default=None, description="The structured input's features (`warden.input.features`)"
+        default=None, description=f"The structured input's features (`{wire.INPUT_FEATURES}`)"
     )
     states: list[StateOut]
     decisions: list[DecisionOut]
@@ -142,7 +144,7 @@ class RequestDetail(RequestSummary):
     """A request with its spans (flat and as a tree) and what they recorded."""
 
     features: dict[str, Any] | None = Field(
-        default=None, description="The structured input's features (`warden.input.features`)"
+        default=None, description=f"The structured input's features (`{wire.INPUT_FEATURES}`)"
     )
     spans: list[SpanOut]
     span_tree: list[SpanNode]

@@ -26,6 +26,7 @@ from app.store.tables import (
     Span,
     WorldModelState,
 )
+from collectors import conventions as wire
 from tests import otlp
 from tests.conftest import LiveService, warden_serve
 
@@ -53,10 +54,10 @@ def test_official_exporter_spans_come_back_with_attributes(live: LiveService) ->
     provider.add_span_processor(SimpleSpanProcessor(exporter))
     tracer = provider.get_tracer("tests")
     with tracer.start_as_current_span(
-        "handle", attributes={"warden.request.fingerprint": "f00d", "custom.count": 3}
+        "handle", attributes={wire.REQUEST_FINGERPRINT: "f00d", "custom.count": 3}
     ) as root:
-        root.set_attribute("warden.model.planner.name", "mpc")
-        root.set_attribute("warden.model.planner.version", "7")
+        root.set_attribute(wire.model_name("planner"), "mpc")
+        root.set_attribute(wire.model_version("planner"), "7")
         with tracer.start_as_current_span("child", attributes={"ratio": 0.5, "tags": ["a", "b"]}):
             pass
     provider.shutdown()
@@ -83,7 +84,7 @@ def test_json_and_gzip_bodies_are_normalised_into_typed_rows(live: LiveService) 
     ids = otlp.Ids(1)
     json_trace = otlp.hybrid_trace(ids)
     gzip_trace = otlp.hybrid_trace(
-        ids, start=1_700_000_001_000_000_000, **{"warden.request.subject": "u-1"}
+        ids, start=1_700_000_001_000_000_000, **{wire.REQUEST_SUBJECT: "u-1"}
     )
     with live.client(key) as client:
         answer = client.post("/v1/traces", json=otlp.to_json(otlp.request(json_trace)))
@@ -146,8 +147,8 @@ def test_same_ids_with_another_body_keep_the_first_and_count_the_conflict(
     key = live.key("shop", "ingest", "read")
     ids = otlp.Ids(4)
     trace, root = ids.trace(), ids.span()
-    first = otlp.span(trace, root, "request", attrs={"warden.request.outcome": "booked"})
-    forged = otlp.span(trace, root, "request", attrs={"warden.request.outcome": "denied"})
+    first = otlp.span(trace, root, "request", attrs={wire.REQUEST_OUTCOME: "booked"})
+    forged = otlp.span(trace, root, "request", attrs={wire.REQUEST_OUTCOME: "denied"})
     with live.client(key) as client:
         assert post(client, otlp.request([first]).SerializeToString()).status_code == 200
         answer = post(client, otlp.request([forged]).SerializeToString())

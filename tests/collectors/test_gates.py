@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 import collectors
+from collectors import conventions as wire
 from policies import BUILTIN, PolicySet
 from tests.collectors.test_sdk import SECRET, TinyWorldModel, handle
 from tests.conftest import LiveService
@@ -116,8 +117,8 @@ def test_require_review_marks_the_request_and_lets_the_stack_decide(
     assert collectors.flush(10)
     stored = detail(live, req.trace_id or "")
     root = next(s for s in stored["spans"] if s["parent_span_id"] is None)
-    assert root["attributes"]["warden.review.required"] is True
-    assert root["attributes"]["warden.review.policy"] == "planner-confidence-floor"
+    assert root["attributes"][wire.REVIEW_REQUIRED] is True
+    assert root["attributes"][wire.REVIEW_POLICY] == "planner-confidence-floor"
 
 
 def test_the_sdk_enforces_the_service_bundle_and_refreshes_it_by_etag(

@@ -17,6 +17,7 @@ import torch
 from torch import nn
 
 import collectors
+from collectors import conventions as wire
 from tests.conftest import LiveService, free_port
 
 SECRET = "fingerprint-secret"
@@ -119,11 +120,12 @@ def test_a_request_records_fingerprint_models_states_and_the_whole_decision(
     assert len(decision["candidates"]) == 3
     assert decision["chosen"] in {c["action"] for c in decision["candidates"]}
     assert decision["constraints"] == ["capacity>=6"]
-    llm = next(s for s in detail["spans"] if s["name"] == "chat intent-parser")
-    assert llm["attributes"]["gen_ai.usage.input_tokens"] == len("a room for 6 tomorrow")
-    assert llm["attributes"]["gen_ai.system"] == "offline"
+    llm_span = wire.llm_span("chat", "intent-parser")
+    llm = next(s for s in detail["spans"] if s["name"] == llm_span)
+    assert llm["attributes"][wire.GEN_AI_USAGE_INPUT_TOKENS] == len("a room for 6 tomorrow")
+    assert llm["attributes"][wire.GEN_AI_SYSTEM] == "offline"
     assert {s["name"] for s in detail["spans"]} == {
-        "request", "chat intent-parser", "world_model.rollout", "planner.decide",
+        wire.REQUEST_SPAN, llm_span, wire.ROLLOUT_SPAN, wire.DECISION_SPAN,
     }  # fmt: skip
 
 
@@ -337,5 +339,5 @@ def test_counters_are_also_opentelemetry_metrics(live: LiveService, tmp_path: Pa
         for scope in resource.scope_metrics
         for metric in scope.metrics
     }
-    assert points["warden.collectors.spans.exported"] == 3
-    assert points["warden.collectors.spans.dropped"] == 0
+    assert points[wire.spans_metric("exported")] == 3
+    assert points[wire.spans_metric("dropped")] == 0

@@ -17,6 +17,7 @@ from app.audit.ledger.read_models import ConsistencyProof, EventPage, InclusionP
 from app.errors import NotFound
 from app.tenancy.keys import Scope
 from app.tenancy.projects import Principal
+from collectors import conventions as wire
 
 router = APIRouter(tags=["audit"])
 
@@ -134,7 +135,7 @@ async def consistency_proof(
 
 
 class ErasureBody(BaseModel):
-    subject: str = Field(min_length=1, max_length=256, description="warden.request.subject")
+    subject: str = Field(min_length=1, max_length=256, description=wire.REQUEST_SUBJECT)
     reason: str = Field(default="", description="why, for the record")
 
 

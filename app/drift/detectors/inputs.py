@@ -70,6 +70,7 @@ from app.drift.detectors.protocol import (
     Verdict,
 )
 from app.drift.detectors.sample import Sample
+from collectors import conventions as wire
 
 MIN_SAMPLES = 20
 SMALL_SAMPLE = 1_000
@@ -241,7 +242,7 @@ class InputDetector:
             raise RuntimeError("fit the detector on a reference first")
         features = current.features
         if features.empty or not len(features.columns):
-            raise Skipped("no input features recorded (warden.input.features)")
+            raise Skipped(f"no input features recorded ({wire.INPUT_FEATURES})")
         common = [c for c in features.columns if c in self._reference.columns]
         if not common:
             raise Skipped("the reference has none of the recorded input features")

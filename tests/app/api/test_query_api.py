@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from collectors import conventions as wire
 from tests import otlp
 from tests.conftest import LiveService
 
@@ -21,8 +22,8 @@ def stored(live: LiveService) -> tuple[LiveService, str, list[str]]:
     for i in range(10):
         extra = {}
         if i % 2:
-            extra = {"warden.model.world_model.version": "4", "warden.request.outcome": "denied"}
-        extra["warden.request.fingerprint"] = f"{i:064x}"
+            extra = {wire.model_version("world_model"): "4", wire.REQUEST_OUTCOME: "denied"}
+        extra[wire.REQUEST_FINGERPRINT] = f"{i:064x}"
         trace = otlp.hybrid_trace(ids, start=T0 + i * SECOND, **extra)
         trace_ids.append(trace[0].trace_id.hex())
         spans += trace
@@ -100,8 +101,8 @@ def test_a_trace_and_its_request_from_another_project_are_404(
         assert {s["name"] for s in trace["spans"]} == {
             "request",
             "llm",
-            "world_model.rollout",
-            "planner.decide",
+            wire.ROLLOUT_SPAN,
+            wire.DECISION_SPAN,
         }
         assert [n["name"] for n in trace["span_tree"]] == ["request"]
         assert client.get(f"/v1/traces/{'0' * 32}").status_code == 404

@@ -29,6 +29,7 @@ from app.ingest.store import store_batch
 from app.store.engine import write_transaction
 from app.store.tables import Review
 from app.tenancy import projects
+from collectors import conventions as wire
 from policies import BUILTIN, PolicySet
 from tests import otlp
 from tests.app.audit.conftest import VAULT
@@ -63,10 +64,10 @@ def ingest(engine: Engine, project_id: int, count: int, first: int = 0, seed: in
     spans = []
     traces = []
     for i in range(first, first + count):
-        extra: dict[str, object] = {"warden.request.subject": SUBJECTS[i % len(SUBJECTS)]}
+        extra: dict[str, object] = {wire.REQUEST_SUBJECT: SUBJECTS[i % len(SUBJECTS)]}
         if i % 4 == 3:
-            extra["warden.model.world_model.version"] = "4"
-            extra["warden.request.outcome"] = "denied"
+            extra[wire.model_version("world_model")] = "4"
+            extra[wire.REQUEST_OUTCOME] = "denied"
         trace = otlp.hybrid_trace(ids, start=T0 + i * SECOND, **extra)
         traces.append(trace[0].trace_id.hex())
         spans += trace

@@ -9,6 +9,7 @@ from app.audit import erasure, heads, retention
 from app.audit.ledger import checkpoints
 from app.store.tables import Request, RequestPayload, Span, SubjectKey
 from app.tenancy import projects
+from collectors import conventions as wire
 from tests import otlp
 from tests.app.audit.conftest import events, verify
 from tests.conftest import LiveService
@@ -17,9 +18,9 @@ SECRET_INPUT = '{"text":"a room for six, Anna Example, +49 170 0000000"}'
 
 
 def _send(live: LiveService, key: str, ids: otlp.Ids, subject: str | None) -> str:
-    attrs = {"warden.request.input": SECRET_INPUT}
+    attrs = {wire.REQUEST_INPUT: SECRET_INPUT}
     if subject:
-        attrs["warden.request.subject"] = subject
+        attrs[wire.REQUEST_SUBJECT] = subject
     spans = otlp.hybrid_trace(ids, **attrs)
     with live.client(key) as client:
         body = otlp.request(spans).SerializeToString()
@@ -46,7 +47,7 @@ def test_erasing_a_subject_makes_their_inputs_unreadable_and_the_ledger_verifies
         ).scalar_one()
         sealed = conn.execute(select(RequestPayload.ciphertext)).scalars().all()
         keys = conn.execute(select(SubjectKey.subject, SubjectKey.key)).all()
-    assert "warden.request.input" not in attributes
+    assert wire.REQUEST_INPUT not in attributes
     assert len(sealed) == 4 and all(b"Anna" not in bytes(c) for c in sealed)
     assert {s for s, _ in keys} == {"anna", "bob", None}  # None: the per-request key
     for trace in (*anna, bob, anonymous):
@@ -68,7 +69,7 @@ def test_erasing_a_subject_makes_their_inputs_unreadable_and_the_ledger_verifies
         detail = client.get(f"/v1/requests/{anna[0]}").json()
     assert detail["subject"] is None
     root = next(s for s in detail["spans"] if s["parent_span_id"] is None)
-    assert "warden.request.subject" not in root["attributes"]
+    assert wire.REQUEST_SUBJECT not in root["attributes"]
 
     for trace in anna:
         assert erasure.read_input(engine, vault, pid, trace).state == "erased"

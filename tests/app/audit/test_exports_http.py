@@ -11,6 +11,7 @@ import pytest
 from app.audit import heads, ledger
 from app.audit.verify import verify_bundle
 from app.registry.mlflow_results import find_results
+from collectors import conventions as wire
 from tests import otlp
 from tests.conftest import LiveService
 
@@ -37,7 +38,7 @@ def test_an_export_job_runs_in_the_service_and_its_bundle_verifies_offline(
     spans = []
     for i in range(8):
         spans += otlp.hybrid_trace(
-            ids, start=T0 + i * SECOND, **{"warden.request.subject": f"user-{i % 2}"}
+            ids, start=T0 + i * SECOND, **{wire.REQUEST_SUBJECT: f"user-{i % 2}"}
         )
     with live.client(ingest) as client:
         client.post(

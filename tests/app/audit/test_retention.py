@@ -13,6 +13,7 @@ from app.audit import erasure, heads, retention
 from app.audit.ledger import checkpoints
 from app.errors import BadRequest
 from app.store.tables import PlannerDecision, Request, RequestPayload, Span, WorldModelState
+from collectors import conventions as wire
 from tests import otlp
 from tests.app.audit.conftest import VAULT, events, ingest, project, verify
 
@@ -47,9 +48,9 @@ def test_retention_deletes_expired_detail_except_held_and_the_ledger_verifies(
         ingest(engine, pid, spans)
         sent[name] = spans[0].trace_id.hex()
 
-    send("old", old, **{"warden.request.input": '{"a":1}'})
-    send("old_held_subject", old, **{"warden.request.subject": "dora"})
-    send("old_held_model", old, **{"warden.model.planner.version": "9"})
+    send("old", old, **{wire.REQUEST_INPUT: '{"a":1}'})
+    send("old_held_subject", old, **{wire.REQUEST_SUBJECT: "dora"})
+    send("old_held_model", old, **{wire.model_version("planner"): "9"})
     send("recent", NOW - timedelta(days=5))
     # A span whose trace never got its root: deleted by its own time.
     orphan = otlp.span(ids.trace(), ids.span(), "late child", parent=ids.span(), start=_ns(old))

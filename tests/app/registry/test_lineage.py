@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from app.registry import lineage
+from collectors import conventions as wire
 from tests import otlp
 from tests.app.governance.test_deploy import GOOD, MODEL, Registry
 from tests.conftest import LiveService
@@ -15,8 +16,8 @@ from tests.conftest import LiveService
 
 def send(live: LiveService, key: str, version: str, seed: int, model: str = MODEL) -> str:
     trace = otlp.hybrid_trace(
-        otlp.Ids(seed), **{"warden.model.world_model.name": model,
-                           "warden.model.world_model.version": version}
+        otlp.Ids(seed), **{wire.model_name("world_model"): model,
+                           wire.model_version("world_model"): version}
     )  # fmt: skip
     with live.client(key) as client:
         body = otlp.request(trace).SerializeToString()
@@ -128,9 +129,9 @@ def test_models_show_their_traffic_and_mlflow_gets_it_as_tags(
     for seed in range(3):
         send(live, key, version, 10 + seed)
     denied = otlp.hybrid_trace(
-        otlp.Ids(20), **{"warden.model.world_model.name": MODEL,
-                         "warden.model.world_model.version": version,
-                         "warden.request.outcome": "denied"}
+        otlp.Ids(20), **{wire.model_name("world_model"): MODEL,
+                         wire.model_version("world_model"): version,
+                         wire.REQUEST_OUTCOME: "denied"}
     )  # fmt: skip
     with live.client(key) as client:
         body = otlp.request(denied).SerializeToString()

@@ -19,6 +19,7 @@ from app.governance import reviews
 from app.store.engine import write_transaction
 from app.store.tables import AuditEvent, Project, Request, Span
 from app.tenancy import projects
+from collectors import conventions as wire
 from policies import BUILTIN
 from tests import otlp
 from tests.app.audit.conftest import events, ingest, project, verify
@@ -67,7 +68,7 @@ def test_one_request_event_per_stored_request_and_none_for_a_resend(engine: Engi
     pid = project(engine, "shop")
     ids = otlp.Ids(3)
     first, second = otlp.hybrid_trace(ids), otlp.hybrid_trace(
-        ids, **{"warden.request.subject": "user-1"}
+        ids, **{wire.REQUEST_SUBJECT: "user-1"}
     )
     # The root of `second` comes in a later batch than its children.
     assert ingest(engine, pid, [*first, *second[1:]]).requests == 1

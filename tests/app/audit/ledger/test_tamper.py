@@ -30,6 +30,7 @@ from app.config import Settings
 from app.store import schema
 from app.store.engine import create_db_engine, write_transaction
 from app.tenancy import projects
+from collectors import conventions as wire
 from tests import otlp
 from tests.app.audit.conftest import ingest, tampering
 from tests.conftest import TEST_SECRET
@@ -50,7 +51,7 @@ def build_ledger(engine: Engine, key: Ed25519PrivateKey) -> int:
     projects.create_project(engine, PROJECT)
     pid = projects.project_id(engine, PROJECT)
     ids = otlp.Ids(11)
-    retained = {"warden.request.subject": "u-1", "warden.request.input": '{"text": "a room"}'}
+    retained = {wire.REQUEST_SUBJECT: "u-1", wire.REQUEST_INPUT: '{"text": "a room"}'}
     steps: list[Callable[[], object]] = [
         lambda: projects.create_key(engine, b"s", PROJECT, ["ingest"], "pods ü"),
         lambda: ingest(engine, pid, otlp.hybrid_trace(ids)),

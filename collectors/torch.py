@@ -1,5 +1,8 @@
 """World-model latent states: PyTorch forward hooks, summarised in one batch per request.
 
+The one module of the SDK that imports torch: `collectors.watch()` loads it on first use, so
+a process that watches no torch module never imports torch.
+
 A hook only keeps a reference to the (detached) output of a watched layer. When the request
 ends, all captures of a layer are stacked and summarised with torch ops under `no_grad`
 (mean, std, min, max, L2 norm, and a fixed seeded random projection), and the whole request's
@@ -19,14 +22,17 @@ import torch
 from torch import nn
 from torch.utils.hooks import RemovableHandle
 
-from collectors._record import RequestRecord
+from collectors import conventions as wire
+from collectors._record import RequestRecord, SampledTensor
 from collectors._scope import current_record
-
-STATE_EVENT = "world_model.state"
 
 
 class Watch:
-    """Handle of `collectors.watch()`: `remove()` (or leaving a `with` block) unhooks."""
+    """Handle of `collectors.watch()`: `remove()` (or leaving a `with` block) unhooks.
+
+    >>> with collectors.watch(world_model, layers=["encoder", "transition"]) as watch:
+    ...     plan = planner.plan(intent)  # doctest: +SKIP
+    """
 
     def __init__(
         self,
@@ -95,7 +101,7 @@ class Watch:
 
 def summarise(record: RequestRecord) -> None:
     """Turn a record's captures into one `world_model.rollout` span with a state event per
-    (step, layer)."""
+    (step, layer); the sampled full tensors go to `record.tensors`, for the export thread."""
     if not record.captures:
         return
     groups: dict[tuple[int, str, tuple[int, ...]], list[tuple[int, torch.Tensor, int]]] = (
@@ -135,16 +141,19 @@ def summarise(record: RequestRecord) -> None:
             for block in blocks:
                 rows += block.cpu().tolist()
 
-    span = record.child("world_model.rollout")
+    span = record.child(wire.ROLLOUT_SPAN)
     span.start_ns = min(when for _, _, _, when, _ in index)
     span.end_ns = max(when for _, _, _, when, _ in index)
+    tensors: list[SampledTensor] = []
     for (_, layer, step, when, tensor), row in zip(index, rows, strict=True):
         attrs: dict[str, Any] = {
-            "world_model.step": step,
-            "world_model.layer": layer,
-            "world_model.state.summary": row[:5],
-            "world_model.state.projection": row[5:],
+            wire.STATE_STEP: step,
+            wire.STATE_LAYER: layer,
+            wire.STATE_SUMMARY: row[:5],
+            wire.STATE_PROJECTION: row[5:],
         }
         if tensor is not None:
-            attrs["_tensor"] = tensor  # hashed and uploaded by the export thread
-        span.events.append((STATE_EVENT, when, attrs))
+            tensors.append(SampledTensor(attrs, tensor))
+        span.events.append((wire.STATE_EVENT, when, attrs))
+    if tensors:
+        record.tensors = tuple(tensors)
