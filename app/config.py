@@ -50,6 +50,14 @@ class Settings(BaseSettings):
             "generated once and kept in `<data_dir>/secret.key`."
         ),
     )
+    fingerprint_secret: str = Field(
+        default="",
+        description=(
+            "Secret keying the fingerprints of inputs that the service records itself (the "
+            "gateway, the demo, replay's check) — the SDK's `WARDEN_FINGERPRINT_SECRET`. Empty "
+            "means a random secret generated once and kept in `<data_dir>/fingerprint.key`."
+        ),
+    )
     sqlite_synchronous: Literal["OFF", "NORMAL", "FULL", "EXTRA"] = Field(
         default="FULL",
         description="SQLite `synchronous` pragma; FULL makes an acknowledged batch durable.",
@@ -135,6 +143,12 @@ class Settings(BaseSettings):
         if self.secret_key:
             return self.secret_key.encode()
         return self.local_secret("secret.key")
+
+    def fingerprint_key(self) -> bytes:
+        """The secret keying input fingerprints; generated and kept on disk when not configured."""
+        if self.fingerprint_secret:
+            return self.fingerprint_secret.encode()
+        return self.local_secret("fingerprint.key")
 
     def local_secret(self, name: str) -> bytes:
         """A random secret kept in `<data_dir>/<name>` (mode 0600), made on first use."""

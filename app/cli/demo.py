@@ -11,9 +11,7 @@ the contracts below: `DemoRun` returning a `DemoOutcome`, and `Replay` returning
 
 from __future__ import annotations
 
-import importlib
 import json
-import os
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -26,6 +24,7 @@ from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 from rich.table import Table
 from sqlalchemy import Engine
 
+from app import entry_points
 from app.audit import erasure
 from app.cli.resources import database, err, out, policy_set
 from app.config import Settings
@@ -149,20 +148,11 @@ def _fail(message: str, code: int = 1) -> NoReturn:
 
 
 def load_entry_point(setting: str, spec: str) -> Callable[..., Any]:
-    """The callable a `module:callable` setting names, imported now; when it cannot be
-    loaded, a one-line error and exit 1."""
-    module_name, _, name = spec.partition(":")
-    if not module_name or not name:
-        _fail(f"{setting}={spec!r}: write it as module:callable")
+    """The callable a `module:callable` setting names; a one-line error and exit 1 if none."""
     try:
-        module = importlib.import_module(module_name)
-    except Exception as exc:  # whatever the module raises on import, it cannot be loaded
-        reason = (str(exc).splitlines() or [""])[0]
-        _fail(f"{setting}={spec!r}: cannot import {module_name} ({type(exc).__name__}: {reason})")
-    target = getattr(module, name, None)
-    if not callable(target):
-        _fail(f"{setting}={spec!r}: {module_name} has no callable {name!r}")
-    return cast(Callable[..., Any], target)
+        return entry_points.load(setting, spec)
+    except entry_points.EntryPointError as exc:
+        _fail(str(exc))
 
 
 def demo(
@@ -231,14 +221,13 @@ def _run_demo(
 ) -> None:
     from rich.progress import Progress
 
-    secret = settings.local_secret("fingerprint.key").decode()
     with Progress(console=out, transient=True) as bar:
         task = bar.add_task("demo requests", total=requests)
         result = run(
             endpoint,
             api_key,
             settings.resolved_mlflow_tracking_uri,
-            fingerprint_secret=os.environ.get("WARDEN_FINGERPRINT_SECRET", secret),
+            fingerprint_secret=settings.fingerprint_key().decode(),
             spool_dir=settings.data_dir / "spool",
             requests=requests,
             shift=shift,
@@ -338,11 +327,7 @@ def replay(
     except json.JSONDecodeError as exc:
         err.print(f"error: --input is not JSON: {exc}")
         raise typer.Exit(2) from None
-    secret = (
-        os.environ.get("WARDEN_FINGERPRINT_SECRET")
-        or settings.local_secret("fingerprint.key").decode()
-    )
-    if input is not None and fingerprint(value, secret.encode()) != detail.fingerprint:
+    if input is not None and fingerprint(value, settings.fingerprint_key()) != detail.fingerprint:
         err.print("error: --input does not match the stored request's fingerprint")
         raise typer.Exit(1)
     served = detail.models.get("world_model")

@@ -8,8 +8,6 @@ loopback HTTP), so a gateway request is recorded exactly as an SDK request is.
 
 from __future__ import annotations
 
-import importlib
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -17,6 +15,7 @@ from sqlalchemy import Engine, select
 from sqlalchemy.exc import SQLAlchemyError
 
 import collectors
+from app import entry_points
 from app.audit.erasure import Vault
 from app.config import Settings
 from app.errors import BadRequest, NotFound, WardenError
@@ -74,16 +73,6 @@ class Inference:
     review_id: int | None = None
 
 
-def load_stack(spec: str) -> Callable[[Any], Any]:
-    module, _, name = spec.partition(":")
-    if not module or not name:
-        raise ValueError(f"WARDEN_STACK={spec!r}: write it as module:callable")
-    stack = getattr(importlib.import_module(module), name)
-    if not callable(stack):
-        raise ValueError(f"WARDEN_STACK={spec!r} is not callable")
-    return stack  # type: ignore[no-any-return]
-
-
 class Gateway:
     def __init__(
         self,
@@ -94,11 +83,11 @@ class Gateway:
         policies: PolicySet,
     ) -> None:
         self.engine = engine
-        self.stack = load_stack(settings.stack)
+        self.stack = entry_points.load("WARDEN_STACK", settings.stack)
         self.project_id = projects.project_id(engine, settings.stack_project)
         collectors.init(
             endpoint="http://127.0.0.1",  # unused: the sender delivers in-process
-            fingerprint_secret=settings.local_secret("fingerprint.key"),
+            fingerprint_secret=settings.fingerprint_key(),
             spool_dir=settings.data_dir / "gateway-spool",
             service_name="warden-gateway",
             project=settings.stack_project,
