@@ -15,6 +15,7 @@ from app.config import Settings
 from app.tenancy import projects
 from tests import otlp
 from tests.app.audit.conftest import drop_triggers, ingest, project
+from tests.app.cli.in_process import run
 from tests.conftest import TEST_SECRET
 
 
@@ -29,13 +30,6 @@ def cli(
     monkeypatch.delenv("WARDEN_AUDIT_SIGNING_KEY", raising=False)
     monkeypatch.setenv("COLUMNS", "200")
     return CliRunner()
-
-
-def run(cli: CliRunner, *args: str, code: int = 0) -> str:
-    result = cli.invoke(app, list(args))
-    output = result.stdout + result.stderr
-    assert result.exit_code == code, f"warden {' '.join(args)} -> {result.exit_code}:\n{output}"
-    return output
 
 
 def test_verify_checkpoint_head_and_exit_codes(

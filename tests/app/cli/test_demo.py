@@ -10,10 +10,10 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from app.cli import app
 from collectors import fingerprint
 from tests import otlp
 from tests.app.cli import plain_stack
+from tests.app.cli.in_process import run
 from tests.conftest import TEST_SECRET, LiveService
 
 STACK = "tests.app.cli.plain_stack"
@@ -29,13 +29,6 @@ def cli(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> CliRunner:
     monkeypatch.setenv("WARDEN_FINGERPRINT_SECRET", SECRET)
     monkeypatch.setenv("COLUMNS", "200")
     return CliRunner()
-
-
-def run(cli: CliRunner, *args: str, code: int = 0) -> str:
-    result = cli.invoke(app, list(args))
-    output = result.stdout + result.stderr
-    assert result.exit_code == code, f"warden {' '.join(args)} -> {result.exit_code}:\n{output}"
-    return output
 
 
 def test_demo_runs_the_stack_the_settings_name(
