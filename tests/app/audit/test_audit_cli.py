@@ -13,6 +13,7 @@ from app.audit.ledger.verify import Failure
 from app.cli import app
 from app.config import Settings
 from app.tenancy import projects
+from collectors import conventions as wire
 from tests import otlp
 from tests.app.audit.conftest import drop_triggers, ingest, project
 from tests.app.cli.in_process import run
@@ -78,7 +79,7 @@ def test_verify_checkpoint_head_and_exit_codes(
 def test_erase_retention_and_hold_commands(cli: CliRunner, engine: Engine) -> None:
     pid = project(engine, "shop")
     spans = otlp.hybrid_trace(otlp.Ids(43), **{
-        "warden.request.subject": "erin", "warden.request.input": '{"text":"hi"}'})  # fmt: skip
+        wire.REQUEST_SUBJECT: "erin", wire.REQUEST_INPUT: '{"text":"hi"}'})  # fmt: skip
     ingest(engine, pid, spans)
     trace = spans[0].trace_id.hex()
     output = run(cli, "hold", "place", "--project", "shop", "--subject", "erin",

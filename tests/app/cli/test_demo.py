@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
+from collectors import conventions as wire
 from collectors import fingerprint
 from tests import otlp
 from tests.app.cli import plain_stack
@@ -68,7 +69,7 @@ def test_a_demo_that_cannot_be_loaded_is_one_line(
 
 def _stored_request(live: LiveService) -> str:
     spans = otlp.hybrid_trace(otlp.Ids(71), **{
-        "warden.request.fingerprint": fingerprint(plain_stack.ASKED, SECRET.encode()),
+        wire.REQUEST_FINGERPRINT: fingerprint(plain_stack.ASKED, SECRET.encode()),
         "warden.model.world_model.name": "plain-model",
         "warden.model.world_model.version": "1",
     })  # fmt: skip

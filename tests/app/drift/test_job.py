@@ -116,6 +116,6 @@ def test_a_fourth_kind_drops_in(engine: Engine, tmp_path: Path) -> None:
     assert hours.verdict == "drift" and hours.scores["shift"] == pytest.approx(70 / 14.577, 1e-3)
     assert hours.reference["source"] == "traffic" and hours.reference["rows"] == 50
     assert version.verdict == "drift"
-    stored = reports.list_reports(engine, project_id)["items"]
-    assert sorted(r["kind"] for r in stored) == sorted([*registry.KINDS, "hours"])
-    assert {r["job_id"] for r in stored} == {version.job_id}
+    stored = reports.list_reports(engine, project_id).items
+    assert sorted(r.kind for r in stored) == sorted([*registry.KINDS, "hours"])
+    assert {r.job_id for r in stored} == {version.job_id}

@@ -104,7 +104,7 @@ def test_one_request_event_per_stored_request_and_none_for_a_resend(engine: Engi
     # Sent again: nothing new is stored, nothing is appended.
     assert ingest(engine, pid, [*first, *second]).accepted == 0
     # The same ids with other bodies are conflicts: not stored, not recorded.
-    changed = otlp.hybrid_trace(otlp.Ids(3), **{"warden.request.outcome": "other"})
+    changed = otlp.hybrid_trace(otlp.Ids(3), **{wire.REQUEST_OUTCOME: "other"})
     assert ingest(engine, pid, changed).conflicts == 1  # the root: a new outcome
     assert len(events(engine, pid)) == 2
 
@@ -148,7 +148,7 @@ def test_governance_actions_are_recorded(engine: Engine, signing_key: object) ->
     pid = project(engine, "shop")
     key = projects.create_key(engine, b"s", "shop", ["read", "ingest"], "pods")
     projects.revoke_key(engine, key[:12])
-    ingest(engine, pid, otlp.hybrid_trace(otlp.Ids(5), **{"warden.review.required": True}))
+    ingest(engine, pid, otlp.hybrid_trace(otlp.Ids(5), **{wire.REVIEW_REQUIRED: True}))
     (review,) = reviews.list_reviews(engine, pid)
     reviews.decide(engine, pid, review.id, False, "key:wdn_x", "no")
     summary = {
