@@ -1,5 +1,6 @@
 """Dependencies shared by the routes (the API's and the dashboard's), declared once as typed
-aliases. The app factory (`app.main`) sets what they hand out on `app.state`."""
+aliases. The app factory (`app.main`) sets what they hand out on `app.state`; these functions
+are the only readers of it."""
 
 from __future__ import annotations
 
@@ -12,7 +13,9 @@ from sqlalchemy import Engine
 from app.audit.erasure import Vault
 from app.audit.exports import ExportJobs
 from app.config import Settings
+from app.drift.schedule import DriftRunners
 from app.errors import WardenError
+from app.governance.gateway import Gateway
 from app.metrics import Metrics
 from app.tenancy.keys import Scope
 from app.tenancy.projects import Principal, authenticate
@@ -56,6 +59,18 @@ def get_audit_key(request: Request) -> Ed25519PrivateKey:
     return key
 
 
+def get_drift_runners(request: Request) -> DriftRunners:
+    """The drift runners (one per MLflow tracking URI and policy set, made on first use)."""
+    runners: DriftRunners = request.app.state.drift
+    return runners
+
+
+def get_gateway(request: Request) -> Gateway | None:
+    """The stack the service runs (`POST /v1/infer`), or None when none is configured."""
+    gateway: Gateway | None = request.app.state.gateway
+    return gateway
+
+
 def find_export_jobs(request: Request) -> ExportJobs | None:
     """The export worker, or None in an app whose lifespan (which makes it) has not run."""
     jobs: ExportJobs | None = getattr(request.app.state, "exports", None)
@@ -69,6 +84,8 @@ VaultDep = Annotated[Vault, Depends(get_vault)]
 ServerSecretDep = Annotated[bytes, Depends(get_server_secret)]
 PoliciesDep = Annotated[PolicySet, Depends(get_policies)]
 AuditKeyDep = Annotated[Ed25519PrivateKey, Depends(get_audit_key)]
+DriftRunnersDep = Annotated[DriftRunners, Depends(get_drift_runners)]
+GatewayDep = Annotated[Gateway | None, Depends(get_gateway)]
 ExportJobsOrNoneDep = Annotated[ExportJobs | None, Depends(find_export_jobs)]
 
 
