@@ -1,7 +1,11 @@
 """The audit dashboard: server-rendered pages under `/ui`, behind the API's keys and scopes.
 
-`install(app)` adds its routes and its static files to the service; `Roller` (in `rollups`)
-keeps the overview's traffic rollups current.
+`routes/` are thin: they take what they need as typed dependencies (`routes/deps.py`,
+`app.api.deps`), call one function of `views/` (the page as a typed object, read through the
+same store and service functions as the API) and render its template (`templating`).
+`session` holds the signed session cookie and the CSRF checks. `install(app)` adds the
+routes and the static files to the service; `Roller` (in `rollups`) keeps the overview's
+traffic rollups current.
 """
 
 from __future__ import annotations

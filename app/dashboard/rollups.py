@@ -15,6 +15,7 @@ in the rollups: the overview shows the traffic as it arrived.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -290,6 +291,22 @@ def read_buckets(
     for (_, _, start), bucket in aggregate(tail, flags, (width,)).items():
         out.setdefault(start, Bucket()).add(bucket)
     return out, after
+
+
+def known_outcomes(engine: Engine, project_id: int, days: int = 30) -> list[str]:
+    """Outcomes seen in the last `days` days, from the hourly rollups."""
+    hour = HOUR * _NS
+    since = (time.time_ns() - days * 86_400 * _NS) // hour * hour
+    query = select(RequestRollup.outcomes).where(
+        RequestRollup.project_id == project_id,
+        RequestRollup.width_seconds == HOUR,
+        RequestRollup.start_unix_nano >= since,
+    )
+    found: set[str] = set()
+    with read_connection(engine) as conn:
+        for (outcomes,) in conn.execute(query):
+            found.update(outcomes or {})
+    return sorted(found)
 
 
 class Roller(PeriodicWorker):

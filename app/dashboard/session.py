@@ -26,15 +26,11 @@ from urllib.parse import parse_qs
 import orjson
 from fastapi import Request
 from fastapi.responses import Response
-from sqlalchemy import Engine, select
-from starlette.concurrency import run_in_threadpool
+from sqlalchemy import Engine
 
 from app.errors import BadRequest, Forbidden, WardenError
-from app.store.engine import read_connection
-from app.store.tables import ApiKey, Project
-from app.tenancy import keys
 from app.tenancy.keys import Scope
-from app.tenancy.projects import Principal
+from app.tenancy.projects import Principal, active_principal
 
 COOKIE = "warden_session"
 LOGIN_COOKIE = "warden_login"
@@ -122,7 +118,11 @@ def _set_cookie(response: Response, request: Request, name: str, value: str, age
 
 
 def start_session(
-    response: Response, request: Request, principal: Principal, now: float | None = None
+    response: Response,
+    request: Request,
+    server_secret: bytes,
+    principal: Principal,
+    now: float | None = None,
 ) -> None:
     """Set the session cookie for `principal` (after a successful login)."""
     now = now or time.time()
@@ -130,8 +130,7 @@ def start_session(
         "k": principal.key_id, "p": principal.project_id, "iat": int(now),
         "exp": int(now) + SESSION_SECONDS, "c": secrets.token_urlsafe(32),
     }  # fmt: skip
-    _set_cookie(response, request, COOKIE, sign(request.app.state.server_secret, payload),
-                SESSION_SECONDS)  # fmt: skip
+    _set_cookie(response, request, COOKIE, sign(server_secret, payload), SESSION_SECONDS)
     response.delete_cookie(LOGIN_COOKIE, path="/ui")
 
 
@@ -140,46 +139,29 @@ def end_session(response: Response, request: Request) -> None:
                            secure=_secure(request))  # fmt: skip
 
 
-def login_token(response: Response, request: Request, token: str) -> None:
+def login_token(response: Response, request: Request, server_secret: bytes, token: str) -> None:
     """Set the signed cookie that pairs with the login form's CSRF `token`."""
     payload = {"t": token, "exp": int(time.time()) + LOGIN_SECONDS}
-    _set_cookie(response, request, LOGIN_COOKIE, sign(request.app.state.server_secret, payload),
-                LOGIN_SECONDS)  # fmt: skip
+    _set_cookie(response, request, LOGIN_COOKIE, sign(server_secret, payload), LOGIN_SECONDS)
 
 
-def check_login_token(request: Request, form: dict[str, str]) -> None:
-    payload = unsign(request.app.state.server_secret, request.cookies.get(LOGIN_COOKIE))
+def check_login_token(request: Request, server_secret: bytes, form: dict[str, str]) -> None:
+    payload = unsign(server_secret, request.cookies.get(LOGIN_COOKIE))
     sent = form.get("csrf_token", "")
     if payload is None or not sent or not hmac.compare_digest(str(payload.get("t")), sent):
         raise Forbidden("the login form expired or did not come from this dashboard: reload it")
 
 
-def principal_of(engine: Engine, key_id: str, project_id: int) -> Principal | None:
-    """The principal of an active key, by its public id; None if revoked or unknown."""
-    query = (
-        select(ApiKey.scopes, Project.name)
-        .join(Project, Project.id == ApiKey.project_id)
-        .where(
-            ApiKey.key_id == key_id, ApiKey.project_id == project_id, ApiKey.revoked_at.is_(None)
-        )
-    )
-    with read_connection(engine) as conn:
-        row = conn.execute(query).one_or_none()
-    if row is None:
-        return None
-    return Principal(project_id, row.name, key_id, keys.granted(row.scopes))
-
-
-def viewer_of(request: Request) -> Viewer:
-    """The viewer of a dashboard request, or `LoginRequired`."""
-    payload = unsign(request.app.state.server_secret, request.cookies.get(COOKIE))
+def viewer_of(request: Request, engine: Engine, server_secret: bytes) -> Viewer:
+    """The viewer of a dashboard request (its session cookie), or `LoginRequired`."""
+    payload = unsign(server_secret, request.cookies.get(COOKIE))
     if payload is None:
         raise LoginRequired("log in with an API key to see the dashboard")
     try:
         key_id, project_id, csrf = str(payload["k"]), int(payload["p"]), str(payload["c"])
     except (KeyError, TypeError, ValueError):
         raise LoginRequired("log in again") from None
-    principal = principal_of(request.app.state.engine, key_id, project_id)
+    principal = active_principal(engine, key_id, project_id)
     if principal is None:
         raise LoginRequired("the key of this session was revoked: log in with another")
     if Scope.READ not in principal.scopes:
@@ -209,11 +191,19 @@ def check_csrf(request: Request, viewer: Viewer, form: dict[str, str]) -> None:
         raise Forbidden("missing or wrong CSRF token: reload the page and submit the form again")
 
 
-async def acting(request: Request, scope: Scope = Scope.ADMIN) -> tuple[Viewer, dict[str, str]]:
-    """For a state-changing POST: the viewer (logged in, CSRF token checked, holding `scope`)
-    and the form."""
-    viewer = await run_in_threadpool(viewer_of, request)
+@dataclass(frozen=True, slots=True)
+class Action:
+    """A state-changing POST: who acts (logged in, CSRF token checked) and their form."""
+
+    viewer: Viewer
+    form: dict[str, str]
+
+
+async def action_of(request: Request, viewer: Viewer, scope: Scope | None) -> Action:
+    """The action of a POST by `viewer`: its form read, its CSRF token checked, `scope`
+    (if any) required, in that order."""
     form = await read_form(request)
     check_csrf(request, viewer, form)
-    viewer.principal.require(scope)
-    return viewer, form
+    if scope is not None:
+        viewer.principal.require(scope)
+    return Action(viewer, form)

@@ -3,12 +3,13 @@ errors into pages and adds the security headers to every answer."""
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 from collections.abc import Callable, Coroutine
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, urlencode
 
 import jinja2
@@ -20,6 +21,9 @@ from sqlalchemy.exc import OperationalError
 
 from app.dashboard.session import LoginRequired, Viewer
 from app.errors import WardenError
+
+if TYPE_CHECKING:
+    from _typeshed import DataclassInstance
 
 log = logging.getLogger("warden.dashboard")
 HERE = Path(__file__).parent
@@ -106,6 +110,20 @@ def render(
         request=request, viewer=viewer, path=request.url.path, **context
     )
     return HTMLResponse(page, status_code=status_code)
+
+
+def render_page(
+    request: Request,
+    template: str,
+    viewer: Viewer,
+    page: DataclassInstance,
+    status_code: int = 200,
+    **context: Any,
+) -> HTMLResponse:
+    """Render a view's page object (a dataclass): each of its fields is a name the template
+    reads."""
+    fields = {f.name: getattr(page, f.name) for f in dataclasses.fields(page)}
+    return render(request, template, viewer, status_code, **fields, **context)
 
 
 def _error_page(request: Request, status: int, message: str) -> Response:

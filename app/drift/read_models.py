@@ -30,6 +30,19 @@ class StoredDriftReport(BaseModel):
     created_at: str = Field(description="ISO 8601")
 
 
+class DriftWindow(BaseModel):
+    """A drift job's current window of one model version, and its verdict per kind: what
+    the requests of the window are looked up by."""
+
+    id: int = Field(description="The id of the (newest) report of the window")
+    job_id: str | None
+    model_name: str
+    model_version: str
+    window_start_unix_nano: int
+    window_end_unix_nano: int
+    verdicts: dict[str, str] = Field(description="Verdict per kind")
+
+
 class DriftReportPage(BaseModel):
     items: list[StoredDriftReport]
     next_cursor: str | None = Field(

@@ -1,4 +1,5 @@
-"""Stored drift reports: listing with filters, newest first, a page at a time."""
+"""Stored drift reports: listing with filters, newest first, a page at a time; the windows
+they judged; whether a report names an MLflow run."""
 
 from __future__ import annotations
 
@@ -8,8 +9,8 @@ from typing import Any
 from sqlalchemy import Engine, select
 
 from app.drift.detectors import registry
-from app.drift.read_models import DriftReportPage, StoredDriftReport
-from app.errors import BadRequest
+from app.drift.read_models import DriftReportPage, DriftWindow, StoredDriftReport
+from app.errors import BadRequest, NotFound
 from app.store.engine import read_connection
 from app.store.tables import DriftReport
 
@@ -79,3 +80,62 @@ def _report(row: Any) -> StoredDriftReport:
         mlflow_run_id=row.mlflow_run_id,
         created_at=row.created_at.isoformat(),
     )
+
+
+_WINDOW = (
+    DriftReport.id, DriftReport.job_id, DriftReport.model_name, DriftReport.model_version,
+    DriftReport.kind, DriftReport.verdict, DriftReport.window_start_unix_nano,
+    DriftReport.window_end_unix_nano,
+)  # fmt: skip
+
+
+def recent_windows(engine: Engine, project_id: int, limit: int = 30) -> list[DriftWindow]:
+    """The newest drift jobs' current windows, one per job (newest first), with each kind's
+    verdict."""
+    query = (
+        select(*_WINDOW)
+        .where(DriftReport.project_id == project_id)
+        .order_by(DriftReport.id.desc())
+        .limit(limit * 3)
+    )
+    with read_connection(engine) as conn:
+        rows = conn.execute(query).all()
+    seen: dict[str, DriftWindow] = {}
+    for row in rows:
+        window = seen.setdefault(row.job_id or str(row.id), _window(row))
+        window.verdicts[row.kind] = row.verdict
+    return list(seen.values())[:limit]
+
+
+def window_of(engine: Engine, project_id: int, report_id: int) -> DriftWindow:
+    """The window a report judged (with that report's verdict), or 404."""
+    with read_connection(engine) as conn:
+        row = conn.execute(
+            select(*_WINDOW).where(
+                DriftReport.project_id == project_id, DriftReport.id == report_id
+            )
+        ).one_or_none()
+    if row is None:
+        raise NotFound(f"no drift report {report_id} in this project")
+    window = _window(row)
+    window.verdicts[row.kind] = row.verdict
+    return window
+
+
+def _window(row: Any) -> DriftWindow:
+    return DriftWindow(
+        id=row.id, job_id=row.job_id, model_name=row.model_name,
+        model_version=row.model_version, window_start_unix_nano=row.window_start_unix_nano,
+        window_end_unix_nano=row.window_end_unix_nano, verdicts={},
+    )  # fmt: skip
+
+
+def run_known(engine: Engine, project_id: int, run_id: str) -> bool:
+    """Whether a drift report of this project names MLflow run `run_id`."""
+    with read_connection(engine) as conn:
+        found = conn.execute(
+            select(DriftReport.id)
+            .where(DriftReport.project_id == project_id, DriftReport.mlflow_run_id == run_id)
+            .limit(1)
+        ).first()
+    return found is not None

@@ -1,10 +1,11 @@
 """Typed read models of governance: reviews of parked decisions (`reviews`) and alias moves
-through the deploy gates with the verdicts that allowed or refused them (`deploy`)."""
+through the deploy gates with the verdicts that allowed or refused them (`deploy`, and as
+stored: `deployments`)."""
 
 from __future__ import annotations
 
 from datetime import datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, Field
 
@@ -76,3 +77,21 @@ class RefusedMove(AliasMoveOut):
     """A promotion the deploy policies refused: the alias did not move."""
 
     detail: str = Field(description="The refusing policies and their messages")
+
+
+class StoredMove(BaseModel):
+    """An alias move as `deployments` keeps it: asked for, allowed or refused, and why."""
+
+    model_name: str
+    alias: str
+    action: str = Field(description="promote or rollback")
+    from_version: str | None
+    to_version: str | None
+    allowed: bool
+    verdicts: list[dict[str, Any]] = Field(
+        description="Each deploy policy's verdict as stored (policy_id, version, hash, effect, "
+        "fired, message)"
+    )
+    actor: str
+    reason: str | None
+    created_at: datetime

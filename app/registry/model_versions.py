@@ -7,10 +7,17 @@ from typing import Any
 from sqlalchemy import Engine, func, select
 
 from app.errors import NotFound
-from app.registry.read_models import ModelVersionDetail, ModelVersionSummary
+from app.registry.read_models import (
+    ModelVersionDetail,
+    ModelVersionSummary,
+    SeenVersion,
+    VersionTraffic,
+)
 from app.store.engine import read_connection
 from app.store.queries import iso
 from app.store.tables import DriftReport, ModelVersion, PolicyEvaluation, Request, RequestModel
+
+DENIED = "denied"  # the outcome counted as a denial
 
 
 def _traffic(
@@ -50,7 +57,7 @@ def _traffic(
         entry["policies"].setdefault(policy_id, {})[outcome] = count
     for entry in out.values():
         total = entry["requests"]
-        entry["deny_rate"] = entry["outcomes"].get("denied", 0) / total if total else 0.0
+        entry["deny_rate"] = entry["outcomes"].get(DENIED, 0) / total if total else 0.0
     return out
 
 
@@ -80,6 +87,85 @@ def list_versions(engine: Engine, project_id: int) -> list[ModelVersionSummary]:
         ModelVersionSummary.model_validate(_version(row, traffic.get((row.name, row.version))))
         for row in rows
     ]
+
+
+_SEEN = (
+    ModelVersion.name, ModelVersion.version, ModelVersion.role, ModelVersion.status,
+    ModelVersion.aliases, ModelVersion.lineage, ModelVersion.first_seen_unix_nano,
+    ModelVersion.last_seen_unix_nano,
+)  # fmt: skip
+
+
+def _seen(row: Any) -> SeenVersion:
+    return SeenVersion(
+        name=row.name, version=row.version, role=row.role, status=row.status,
+        aliases=row.aliases or [], lineage=row.lineage or {},
+        first_seen_unix_nano=row.first_seen_unix_nano, last_seen_unix_nano=row.last_seen_unix_nano,
+    )  # fmt: skip
+
+
+def seen_versions(engine: Engine, project_id: int) -> list[SeenVersion]:
+    """Every model version seen in traffic, by role, name and first sighting; a read of the
+    model index alone (`list_versions` also counts each version's traffic)."""
+    query = (
+        select(*_SEEN)
+        .where(ModelVersion.project_id == project_id)
+        .order_by(ModelVersion.role, ModelVersion.name, ModelVersion.first_seen_unix_nano)
+    )
+    with read_connection(engine) as conn:
+        return [_seen(r) for r in conn.execute(query)]
+
+
+def serving_since(engine: Engine, project_id: int, since_ns: int) -> list[SeenVersion]:
+    """The model versions seen in traffic since `since_ns`, by role, name and version."""
+    query = (
+        select(*_SEEN)
+        .where(ModelVersion.project_id == project_id, ModelVersion.last_seen_unix_nano >= since_ns)
+        .order_by(ModelVersion.role, ModelVersion.name, ModelVersion.version)
+    )
+    with read_connection(engine) as conn:
+        return [_seen(r) for r in conn.execute(query)]
+
+
+def traffic_per_version(engine: Engine, project_id: int) -> dict[tuple[str, str], VersionTraffic]:
+    """Requests and denials per model version, from the model index (a count per version)
+    and the denied requests (looked up by trace id): it reads the denied requests, not every
+    request, unlike `list_versions`."""
+    out: dict[tuple[str, str], VersionTraffic] = {}
+    with read_connection(engine) as conn:
+        seen = conn.execute(
+            select(ModelVersion.name, ModelVersion.version).where(
+                ModelVersion.project_id == project_id
+            )
+        ).all()
+        for name, version in seen:
+            count = conn.execute(
+                select(func.count())
+                .select_from(RequestModel)
+                .where(
+                    RequestModel.project_id == project_id,
+                    RequestModel.model_name == name,
+                    RequestModel.model_version == version,
+                )
+            ).scalar_one()
+            out[(name, version)] = VersionTraffic(requests=int(count))
+        denied = list(
+            conn.execute(
+                select(Request.trace_id).where(
+                    Request.project_id == project_id, Request.outcome == DENIED
+                )
+            ).scalars()
+        )
+        for start in range(0, len(denied), 500):
+            stages = conn.execute(
+                select(RequestModel.model_name, RequestModel.model_version).where(
+                    RequestModel.project_id == project_id,
+                    RequestModel.trace_id.in_(denied[start : start + 500]),
+                )
+            )
+            for name, version in stages:
+                out.setdefault((name, version), VersionTraffic()).denied += 1
+    return out
 
 
 def get_version(engine: Engine, project_id: int, name: str, version: str) -> ModelVersionDetail:

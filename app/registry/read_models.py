@@ -31,6 +31,31 @@ class ModelVersionSummary(BaseModel):
     deny_rate: float
 
 
+class SeenVersion(BaseModel):
+    """A model version as the model index holds it, without counting its traffic: what the
+    dashboard's lists, filters and lineage graph start from."""
+
+    name: str
+    version: str
+    role: str | None
+    status: str
+    aliases: list[str]
+    lineage: dict[str, Any] = Field(description="The lineage snapshot (`{}` while unresolved)")
+    first_seen_unix_nano: int
+    last_seen_unix_nano: int
+
+
+class VersionTraffic(BaseModel):
+    """How many requests a version served, and how many of them were denied."""
+
+    requests: int = 0
+    denied: int = 0
+
+    @property
+    def deny_rate(self) -> float:
+        return self.denied / self.requests if self.requests else 0.0
+
+
 class ModelVersionDetail(ModelVersionSummary):
     """A model version with its registry tags and the lineage snapshot Warden keeps."""
 

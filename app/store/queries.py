@@ -1,4 +1,5 @@
-"""Read side of the stored telemetry: requests, their details, and traces. Always per project."""
+"""Read side of the stored telemetry: requests, their details, traces, and how often each
+policy judged. Always per project."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Engine, Table, and_, or_, select
+from sqlalchemy import Engine, Table, and_, func, or_, select
 
 from app.errors import BadRequest, NotFound
 from app.store.engine import read_connection
@@ -28,6 +29,7 @@ from app.store.tables import (
     Span,
     WorldModelState,
 )
+from policies import Effect
 
 MAX_PAGE = 500
 # A model, policy or fingerprint filter matching at most this many requests is looked up by
@@ -399,3 +401,29 @@ def span_tree(spans: list[dict[str, Any]]) -> list[dict[str, Any]]:
                 parent["children"].append(child_node)
                 queue.append((child, child_node))
     return roots
+
+
+def policy_hits(
+    engine: Engine, project_id: int, policy_ids: Sequence[str], since_ns: int
+) -> dict[str, dict[str, int]]:
+    """Evaluations since `since_ns` per policy and outcome (outcomes never met left out): one
+    count over the (policy, outcome, time) index per pair, never a pass over the evaluations
+    themselves."""
+    out: dict[str, dict[str, int]] = {}
+    with read_connection(engine) as conn:
+        for policy_id in policy_ids:
+            counts = out.setdefault(policy_id, {})
+            for outcome in Effect:
+                n = conn.execute(
+                    select(func.count())
+                    .select_from(PolicyEvaluation)
+                    .where(
+                        PolicyEvaluation.project_id == project_id,
+                        PolicyEvaluation.policy_id == policy_id,
+                        PolicyEvaluation.outcome == outcome.value,
+                        PolicyEvaluation.time_unix_nano >= since_ns,
+                    )
+                ).scalar_one()
+                if n:
+                    counts[outcome.value] = int(n)
+    return out

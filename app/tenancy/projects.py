@@ -161,6 +161,23 @@ def authenticate(engine: Engine, server_secret: bytes, authorization: str | None
     return Principal(int(row[0]), row[1], row[2], keys.granted(row[3]))
 
 
+def active_principal(engine: Engine, key_id: str, project_id: int) -> Principal | None:
+    """The principal of an active key, by its public id (a dashboard session names it);
+    None if the key was revoked or is unknown."""
+    query = (
+        select(ApiKey.scopes, Project.name)
+        .join(Project, Project.id == ApiKey.project_id)
+        .where(
+            ApiKey.key_id == key_id, ApiKey.project_id == project_id, ApiKey.revoked_at.is_(None)
+        )
+    )
+    with read_connection(engine) as conn:
+        row = conn.execute(query).one_or_none()
+    if row is None:
+        return None
+    return Principal(project_id, row.name, key_id, keys.granted(row.scopes))
+
+
 def ensure_default_project(engine: Engine, server_secret: bytes) -> str | None:
     """On a store with no project yet, create `default` and return a key for it (else None)."""
     with read_connection(engine) as conn:

@@ -11,7 +11,8 @@ import numpy as np
 import pytest
 from sqlalchemy import Engine, insert
 
-from app.dashboard import overview, rollups
+from app.dashboard import rollups
+from app.dashboard.views import overview
 from app.store.engine import read_connection, write_transaction
 from app.store.tables import PolicyEvaluation, Request
 from app.tenancy import projects
@@ -116,8 +117,8 @@ def test_overview_reads_the_range_and_the_percentiles(engine: Engine) -> None:
     rows = _requests(engine, pid, 200, now - 4 * 3600 * NS, datetime.now(UTC), seed=4)
     seen = overview.traffic(engine, pid, "6h", now_ns=now)
     assert seen.total.requests == 200
-    assert len(seen.series["t"]) == 6 * 60 and seen.width == rollups.MINUTE
-    assert sum(1 for v in seen.series["per_minute"] if v) <= 200
+    assert len(seen.series.t) == 6 * 60 and seen.width == rollups.MINUTE
+    assert sum(1 for v in seen.series.per_minute if v) <= 200
     durations = sorted(float(r["duration_ms"]) for r in rows)
     p95 = seen.p95
     assert p95 is not None and abs(p95 / durations[int(0.95 * 199)] - 1) < 0.1

@@ -5,11 +5,11 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Depends, Query
 from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
-from app.api.deps import Admin, EngineDep, PrincipalDep
+from app.api.deps import Admin, AuditKeyDep, EngineDep, PrincipalDep
 from app.api.schemas import ErasureOut, HeadList, PublicKey, errors
 from app.audit import erasure, heads, ledger
 from app.audit.ledger import checkpoints
@@ -33,8 +33,7 @@ _KEYED = errors(401, 403)
 
 
 @router.get("/v1/audit/public-key", summary="The Ed25519 public key that signs tree heads")
-async def public_key(request: Request) -> PublicKey:
-    key = request.app.state.audit_key
+async def public_key(key: AuditKeyDep) -> PublicKey:
     return PublicKey(
         algorithm="Ed25519",
         key_id=heads.key_id(key.public_key()),
@@ -74,10 +73,8 @@ async def latest_head(principal: Auditor, engine: EngineDep) -> SignedHead:
 
 
 @router.post("/v1/audit/heads", summary="Sign the ledger's head now (if it grew)", responses=_KEYED)
-async def sign_head(principal: Admin, engine: EngineDep, request: Request) -> SignedHead:
-    head = await run_in_threadpool(
-        checkpoints.sign_now, engine, request.app.state.audit_key, principal.project_id
-    )
+async def sign_head(principal: Admin, engine: EngineDep, key: AuditKeyDep) -> SignedHead:
+    head = await run_in_threadpool(checkpoints.sign_now, engine, key, principal.project_id)
     return SignedHead.of(head)
 
 

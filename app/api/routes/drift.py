@@ -5,15 +5,14 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Query
 from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
-from app.api.deps import Admin, EngineDep, Reader
+from app.api.deps import Admin, DriftRunnersDep, EngineDep, Reader
 from app.api.schemas import errors
 from app.drift import reports
 from app.drift.read_models import DriftJobOut, DriftReportPage
-from app.drift.schedule import DriftRunners
 from app.errors import BadRequest
 
 router = APIRouter(tags=["drift"], responses=errors(400, 401, 403))
@@ -31,10 +30,9 @@ class RunBody(BaseModel):
     "world-model versions (or one version), stored, judged by the drift policies",
     responses=errors(404),
 )
-async def run(body: RunBody, request: Request, principal: Admin) -> DriftJobOut:
+async def run(body: RunBody, principal: Admin, runners: DriftRunnersDep) -> DriftJobOut:
     if (body.model_name is None) != (body.model_version is None):
         raise BadRequest("give model_name and model_version together, or neither")
-    runners: DriftRunners = request.app.state.drift
     runner = await run_in_threadpool(runners.get)
     result = await run_in_threadpool(
         runner.run, principal.project, body.model_name, body.model_version, None, None, body.seed

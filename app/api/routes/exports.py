@@ -8,15 +8,15 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Depends
 from fastapi.responses import FileResponse
 from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
-from app.api.deps import PrincipalDep
+from app.api.deps import ExportJobsDep, PrincipalDep
 from app.api.schemas import ExportList, binary, errors
 from app.audit.bundle import Scope, parse_model
-from app.audit.exports import ExportJobs, parse_time
+from app.audit.exports import parse_time
 from app.audit.read_models import ExportStatus
 from app.tenancy.keys import Scope as KeyScope
 from app.tenancy.projects import Principal
@@ -40,14 +40,6 @@ Auditor = Annotated[Principal, Depends(_auditor)]
 Admin = Annotated[Principal, Depends(_admin)]
 
 
-def _jobs(request: Request) -> ExportJobs:
-    jobs: ExportJobs = request.app.state.exports
-    return jobs
-
-
-Jobs = Annotated[ExportJobs, Depends(_jobs)]
-
-
 class ExportBody(BaseModel):
     from_: str | None = Field(
         default=None, alias="from", description="Start of the period (ISO 8601, inclusive)"
@@ -63,7 +55,7 @@ class ExportBody(BaseModel):
     summary="Start an export bundle of a period (and a model, a subject): a background job",
     responses=errors(400),
 )
-async def start_export(body: ExportBody, principal: Admin, jobs: Jobs) -> ExportStatus:
+async def start_export(body: ExportBody, principal: Admin, jobs: ExportJobsDep) -> ExportStatus:
     name, version = parse_model(body.model)
     scope = Scope(
         project=principal.project,
@@ -78,7 +70,7 @@ async def start_export(body: ExportBody, principal: Admin, jobs: Jobs) -> Export
 
 
 @router.get("/v1/exports", summary="This project's export jobs, newest first")
-async def list_exports(principal: Auditor, jobs: Jobs) -> ExportList:
+async def list_exports(principal: Auditor, jobs: ExportJobsDep) -> ExportList:
     found = await run_in_threadpool(jobs.list, principal.project)
     return ExportList(items=[ExportStatus.model_validate(s) for s in found])
 
@@ -88,7 +80,7 @@ async def list_exports(principal: Auditor, jobs: Jobs) -> ExportList:
     summary="An export job's status and progress",
     responses=errors(404),
 )
-async def get_export(export_id: str, principal: Auditor, jobs: Jobs) -> ExportStatus:
+async def get_export(export_id: str, principal: Auditor, jobs: ExportJobsDep) -> ExportStatus:
     return ExportStatus.model_validate(
         await run_in_threadpool(jobs.get, principal.project, export_id)
     )
@@ -103,7 +95,9 @@ async def get_export(export_id: str, principal: Auditor, jobs: Jobs) -> ExportSt
         **errors(404, 409),
     },
 )
-async def download_export(export_id: str, principal: Auditor, jobs: Jobs) -> FileResponse:
+async def download_export(
+    export_id: str, principal: Auditor, jobs: ExportJobsDep
+) -> FileResponse:
     path = await run_in_threadpool(jobs.bundle, principal.project, export_id)
     return FileResponse(
         path,

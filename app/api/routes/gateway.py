@@ -6,7 +6,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
-from app.api.deps import Ingester
+from app.api.deps import GatewayDep, Ingester
 from app.api.schemas import Error, InferAnswer, InferDenied, InferParked, errors
 from app.errors import NotFound
 
@@ -31,8 +31,9 @@ router = APIRouter(tags=["gateway"])
         404: {"model": Error, "description": "no stack is configured (WARDEN_STACK)"},
     },
 )
-async def infer(request: Request, principal: Ingester) -> InferAnswer | JSONResponse:
-    gateway = request.app.state.gateway
+async def infer(
+    request: Request, principal: Ingester, gateway: GatewayDep
+) -> InferAnswer | JSONResponse:
     if gateway is None:
         raise NotFound("no stack is configured: set WARDEN_STACK=module:callable")
     body = await request.json()

@@ -3,12 +3,12 @@ version to an alias and roll an alias back (admin scope)."""
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
-from app.api.deps import Admin, EngineDep, Reader, SettingsDep
+from app.api.deps import Admin, EngineDep, PoliciesDep, Reader, SettingsDep
 from app.api.schemas import ModelVersionList, errors
 from app.governance import deploy
 from app.governance.read_models import AliasMoveOut, RefusedMove
@@ -42,12 +42,12 @@ class RollbackBody(BaseModel):
     },
 )
 async def promote(
-    name: str, body: PromoteBody, request: Request, principal: Admin,
-    engine: EngineDep, settings: SettingsDep,
+    name: str, body: PromoteBody, principal: Admin, engine: EngineDep, settings: SettingsDep,
+    policies: PoliciesDep,
 ) -> AliasMoveOut | JSONResponse:  # fmt: skip
     client = lineage.mlflow_client(settings.resolved_mlflow_tracking_uri)
     move = await run_in_threadpool(
-        deploy.promote, engine, client, request.app.state.policies, principal.project_id,
+        deploy.promote, engine, client, policies, principal.project_id,
         principal.project, name, body.version, body.alias, f"key:{principal.key_id}",
     )  # fmt: skip
     out = AliasMoveOut.of(move)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
 
-from app.api.deps import PrincipalDep
+from app.api.deps import PoliciesDep, PrincipalDep
 from app.api.schemas import PolicyBundle, errors
 
 router = APIRouter(tags=["policies"])
@@ -20,8 +20,7 @@ router = APIRouter(tags=["policies"])
         **errors(401),
     },
 )
-async def bundle(request: Request, principal: PrincipalDep) -> Response:
-    policies = request.app.state.policies
+async def bundle(request: Request, principal: PrincipalDep, policies: PoliciesDep) -> Response:
     etag = f'"{policies.hash}"'
     if request.headers.get("if-none-match") == etag:
         return Response(status_code=304, headers={"ETag": etag})

@@ -2,7 +2,8 @@
 
 `verify_records` is the whole check over rows in hand (events in seq order, the signed heads,
 the `audit_heads` row); `verify_project` reads them from the database, a chunk of events at a
-time, and hands them to it. `warden audit verify` runs it for each project.
+time, and hands them to it. `warden audit verify` runs it for each project; `verify_ledger`
+runs it for one, against one key (the dashboard's audit page, with the service's own key).
 
 What is checked, in order, stopping at the first failure:
 
@@ -26,7 +27,7 @@ from typing import Any
 
 import orjson
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
-from sqlalchemy import Connection, func, select
+from sqlalchemy import Connection, Engine, func, select
 
 from app.audit import chain, heads, merkle
 from app.audit.chain import ChainFailure
@@ -34,6 +35,7 @@ from app.audit.heads import TreeHead
 from app.audit.ledger import EMPTY_STATE, EVENTS, Head, accumulator, iter_events, read_head
 from app.audit.ledger.checkpoints import stored_heads
 from app.errors import NotFound
+from app.store.dialect import consistent_snapshot
 from app.store.tables import Project
 
 Progress = Callable[[int], None]
@@ -312,6 +314,12 @@ def verify_project(
     signed = stored_heads(conn, int(project_id), project)
     events = iter_events(conn, int(project_id), raw_payload=True)
     return verify_records(project, events, signed, keys, head_row, pin, progress)
+
+
+def verify_ledger(engine: Engine, project: str, public_key: Ed25519PublicKey) -> Report:
+    """`verify_project` in a transaction of its own, on one snapshot, trusting `public_key`."""
+    with engine.connect() as conn:
+        return verify_project(consistent_snapshot(conn), project, trusted_keys([public_key]))
 
 
 def event_count(conn: Connection, project: str) -> int:

@@ -4,7 +4,8 @@ laid out in four columns for an SVG."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+
+from app.registry.read_models import SeenVersion, VersionTraffic
 
 WIDTH, HEIGHT, GAP_X, GAP_Y, TOP = 230, 46, 70, 16, 30
 COLUMNS = ("dataset", "run", "version", "traffic")
@@ -35,9 +36,10 @@ def _short(text: str, length: int = 30) -> str:
     return text if len(text) <= length else text[: length - 1] + "…"
 
 
-def build(versions: list[dict[str, Any]], traffic: dict[tuple[str, str], dict[str, Any]]) -> Graph:
-    """`versions` as `catalog.versions` lists them (with their lineage snapshots); `traffic`
-    per (name, version) as `model_versions.list_versions` counts it."""
+def build(
+    versions: list[SeenVersion], traffic: dict[tuple[str, str], VersionTraffic]
+) -> Graph:
+    """`versions` with their lineage snapshots; `traffic` per (name, version)."""
     columns: dict[str, list[Node]] = {kind: [] for kind in COLUMNS}
     index: dict[str, Node] = {}
     links: list[tuple[str, str]] = []
@@ -50,20 +52,18 @@ def build(versions: list[dict[str, Any]], traffic: dict[tuple[str, str], dict[st
         return full
 
     for v in versions:
-        snapshot = v.get("lineage") or {}
-        version = node("version", f"{v['name']}@{v['version']}", f"{v['name']} v{v['version']}",
-                       f"{v.get('role') or ''} · {v['status']}",
-                       f"#{v['name']}-{v['version']}")  # fmt: skip
-        seen = traffic.get((v["name"], v["version"]), {})
-        aliases = " ".join(f"@{a}" for a in v.get("aliases") or [])
-        served = node("traffic", f"{v['name']}@{v['version']}",
-                      f"{seen.get('requests', 0):,} requests",
-                      f"deny {100 * seen.get('deny_rate', 0.0):.1f}% {aliases}")  # fmt: skip
+        snapshot = v.lineage
+        version = node("version", f"{v.name}@{v.version}", f"{v.name} v{v.version}",
+                       f"{v.role or ''} · {v.status}", f"#{v.name}-{v.version}")  # fmt: skip
+        seen = traffic.get((v.name, v.version), VersionTraffic())
+        aliases = " ".join(f"@{a}" for a in v.aliases)
+        served = node("traffic", f"{v.name}@{v.version}", f"{seen.requests:,} requests",
+                      f"deny {100 * seen.deny_rate:.1f}% {aliases}")  # fmt: skip
         links.append((version, served))
         run = snapshot.get("run") or {}
         if run.get("id"):
-            metrics = ", ".join(f"{k}={v:.3g}" for k, v in sorted(run.get("metrics", {}).items())
-                                if isinstance(v, int | float))  # fmt: skip
+            metrics = ", ".join(f"{k}={m:.3g}" for k, m in sorted(run.get("metrics", {}).items())
+                                if isinstance(m, int | float))  # fmt: skip
             run_key = node("run", run["id"], f"run {run['id'][:12]}", metrics or "no metrics")
             links.append((run_key, version))
             for d in snapshot.get("datasets") or []:

@@ -3,6 +3,7 @@ planner's candidates as table rows."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from app.store.read_models import DecisionOut, StateOut
@@ -10,10 +11,38 @@ from app.store.read_models import DecisionOut, StateOut
 STATS = ("mean", "std", "min", "max", "l2_norm")
 
 
-def by_layer(states: list[StateOut]) -> list[dict[str, Any]]:
-    """States (step, layer, summary statistics, projection) -> one entry per layer: the
-    steps, each statistic per step and each projection dimension per step (averaged when a
-    layer ran more than once at a step)."""
+@dataclass(frozen=True)
+class LayerTrajectory:
+    """One layer over the rollout's steps: each statistic per step, and each projection
+    dimension per step (averaged when the layer ran more than once at a step)."""
+
+    layer: str
+    steps: list[int]
+    stats: dict[str, list[float | None]]
+    projection: list[list[float | None]]
+    count: int  # captured states
+
+
+@dataclass(frozen=True)
+class CandidateRow:
+    action: str
+    score: Any
+    predicted: list[Any]  # one per `CandidateTable.predicted` outcome
+    extra: list[Any]  # one per `CandidateTable.extra` field
+    chosen: bool
+
+
+@dataclass(frozen=True)
+class CandidateTable:
+    """A decision's candidates as rows, with the columns every candidate may fill."""
+
+    predicted: list[str]
+    extra: list[str]
+    rows: list[CandidateRow]
+
+
+def by_layer(states: list[StateOut]) -> list[LayerTrajectory]:
+    """States (step, layer, summary statistics, projection) -> one entry per layer."""
     layers: dict[str, dict[int, list[StateOut]]] = {}
     for state in states:
         layers.setdefault(state.layer, {}).setdefault(state.step, []).append(state)
@@ -25,8 +54,8 @@ def by_layer(states: list[StateOut]) -> list[dict[str, Any]]:
         projection = [
             [_mean([_at(s.projection, d) for s in steps[x]]) for x in xs] for d in range(width)
         ]
-        out.append({"layer": layer, "steps": xs, "stats": stats, "projection": projection,
-                    "count": sum(len(v) for v in steps.values())})  # fmt: skip
+        out.append(LayerTrajectory(layer, xs, stats, projection,
+                                   sum(len(v) for v in steps.values())))  # fmt: skip
     return out
 
 
@@ -42,7 +71,7 @@ def _mean(values: list[Any]) -> float | None:
     return round(sum(numbers) / len(numbers), 6) if numbers else None
 
 
-def candidate_table(decision: DecisionOut) -> dict[str, Any]:
+def candidate_table(decision: DecisionOut) -> CandidateTable:
     """A decision's candidates as rows of columns: action, score, each predicted outcome,
     the remaining scalar fields; the chosen one flagged."""
     candidates = [c for c in decision.candidates if isinstance(c, dict)]
@@ -58,14 +87,16 @@ def candidate_table(decision: DecisionOut) -> dict[str, Any]:
     rows = []
     for c in candidates:
         outcomes = c.get("predicted") or {}
-        rows.append({
-            "action": str(c.get("action", "")),
-            "score": c.get("score"),
-            "predicted": [outcomes.get(k) for k in predicted],
-            "extra": [c.get(k) for k in extra],
-            "chosen": decision.chosen is not None and c.get("action") == decision.chosen,
-        })  # fmt: skip
-    return {"predicted": predicted, "extra": extra, "rows": rows}
+        rows.append(
+            CandidateRow(
+                action=str(c.get("action", "")),
+                score=c.get("score"),
+                predicted=[outcomes.get(k) for k in predicted],
+                extra=[c.get(k) for k in extra],
+                chosen=decision.chosen is not None and c.get("action") == decision.chosen,
+            )
+        )
+    return CandidateTable(predicted, extra, rows)
 
 
 def _scalar(value: Any) -> bool:

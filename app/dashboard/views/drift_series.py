@@ -1,12 +1,31 @@
 """Drift reports of one model version as chart series: each input feature's score, each
-latent layer's p-value and MMD², each decision test's adjusted p-value, over time."""
+latent layer's p-value and MMD², each decision test's adjusted p-value, over time; and the
+reports grouped by the drift job that made them."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from app.dashboard.views.charts import Chart, Series
 from app.drift.read_models import StoredDriftReport
+
+Pick = Callable[[dict[str, Any]], dict[str, Any]]  # a report's scores -> value per series
+
+
+@dataclass
+class DriftJob:
+    """The reports of one drift job of a version: its window, verdict per kind, MLflow run."""
+
+    job_id: str | None
+    created_at: str
+    start: int
+    end: int
+    run_id: str | None
+    kinds: dict[str, str] = field(default_factory=dict)  # verdict per kind
+    reports: dict[str, StoredDriftReport] = field(default_factory=dict)  # report per kind
 
 
 def _when(report: StoredDriftReport) -> int:
@@ -14,8 +33,8 @@ def _when(report: StoredDriftReport) -> int:
 
 
 def _series(
-    reports: list[StoredDriftReport], pick: Any, names: list[str]
-) -> tuple[list[int], list[dict[str, Any]]]:
+    reports: list[StoredDriftReport], pick: Pick, names: list[str]
+) -> tuple[list[int], list[Series]]:
     xs = [_when(r) for r in reports]
     values: dict[str, list[float | None]] = {n: [] for n in names}
     for r in reports:
@@ -26,10 +45,10 @@ def _series(
     return xs, [{"label": n, "values": values[n]} for n in names]
 
 
-def charts(reports: list[StoredDriftReport]) -> dict[str, dict[str, Any]]:
-    """Chart specs (warden.js) of a version's reports (any order), one per kind present."""
+def charts(reports: list[StoredDriftReport]) -> dict[str, Chart]:
+    """Charts of a version's reports (any order), one per kind present."""
     ordered = sorted(reports, key=lambda r: (r.created_at, r.id))
-    out: dict[str, dict[str, Any]] = {}
+    out: dict[str, Chart] = {}
     inputs = [r for r in ordered if r.kind == "input"]
     if inputs:
         names = sorted({c["column"] for r in inputs for c in r.scores.get("columns", [])})
@@ -57,7 +76,7 @@ def charts(reports: list[StoredDriftReport]) -> dict[str, dict[str, Any]]:
         for s in p_values:
             s["label"] = f"{s['label']} p-value"
         for s in mmd:
-            s.update(label=f"{s['label']} MMD²", scale="y2")
+            s["label"], s["scale"] = f"{s['label']} MMD²", "y2"
         out["latent"] = {"x": xs, "time": True, "yLabel": "p-value", "y2Label": "MMD²",
                          "series": p_values + mmd}  # fmt: skip
     decisions = [r for r in ordered if r.kind == "decision"]
@@ -73,15 +92,15 @@ def charts(reports: list[StoredDriftReport]) -> dict[str, dict[str, Any]]:
     return out
 
 
-def jobs(reports: list[StoredDriftReport]) -> list[dict[str, Any]]:
-    """Reports grouped by drift job, newest first: window, verdict per kind, MLflow run."""
-    grouped: dict[str, dict[str, Any]] = {}
+def jobs(reports: list[StoredDriftReport]) -> list[DriftJob]:
+    """Reports grouped by drift job, newest first."""
+    grouped: dict[str, DriftJob] = {}
     for r in sorted(reports, key=lambda r: (r.created_at, r.id), reverse=True):
-        job = grouped.setdefault(r.job_id or str(r.id), {
-            "job_id": r.job_id, "created_at": r.created_at,
-            "start": r.window_start_unix_nano, "end": r.window_end_unix_nano,
-            "run_id": r.mlflow_run_id, "kinds": {}, "reports": {},
-        })  # fmt: skip
-        job["kinds"][r.kind] = r.verdict
-        job["reports"][r.kind] = r
+        new = DriftJob(
+            r.job_id, r.created_at, r.window_start_unix_nano, r.window_end_unix_nano,
+            r.mlflow_run_id,
+        )
+        job = grouped.setdefault(r.job_id or str(r.id), new)
+        job.kinds[r.kind] = r.verdict
+        job.reports[r.kind] = r
     return list(grouped.values())

@@ -1,4 +1,4 @@
-"""A trace's span waterfall, one page at a time: a trace may hold tens of thousands of spans.
+"""A trace's spans in tree order, one page at a time: a trace may hold tens of thousands.
 
 The tree is ordered depth first (children by start time) from a light read of every span's
 ids and times; only the spans of the page asked for are read whole. The order of a big
@@ -19,44 +19,38 @@ from app.store.engine import read_connection
 from app.store.tables import Span
 
 PAGE = 200
-STATUS = {0: "unset", 1: "ok", 2: "error"}
 
 
-@dataclass
-class Row:
+@dataclass(frozen=True, slots=True)
+class PagedSpan:
+    """A span of a page, placed in its tree: its depth below the top shown, how many
+    children it has and how many spans are under it in all."""
+
     span_id: str
     parent_span_id: str | None
     name: str
     depth: int
-    start: int
-    end: int
-    status: str
+    start_time_unix_nano: int
+    end_time_unix_nano: int
+    status_code: int
     status_message: str | None
     service_name: str | None
     attributes: dict[str, Any]
     children: int
     below: int
-    offset_pct: float
-    width_pct: float
-
-    @property
-    def duration_ms(self) -> float:
-        return (self.end - self.start) / 1e6
 
 
-@dataclass
-class Waterfall:
-    total: int
+@dataclass(frozen=True, slots=True)
+class SpanPage:
+    """One page of the spans shown (the whole trace, or a subtree of it)."""
+
+    total: int  # spans shown, over every page
     page: int
     pages: int
-    start: int
-    end: int
-    rows: list[Row]
-    trace_total: int = 0
-
-    @property
-    def first_index(self) -> int:
-        return self.page * PAGE
+    start_unix_nano: int  # the whole trace's first start and last end
+    end_unix_nano: int
+    spans: list[PagedSpan]
+    trace_total: int  # spans of the whole trace
 
 
 def order(
@@ -171,14 +165,14 @@ def page_of(
     page: int = 0,
     focus: str | None = None,
     levels: int | None = None,
-) -> Waterfall:
-    """Page `page` (from 0) of the trace's waterfall, or of the subtree under span `focus`,
-    `levels` deep below its top (None: all); a page past the end is the last one."""
+) -> SpanPage:
+    """Page `page` (from 0) of the trace's spans in tree order, or of the subtree under span
+    `focus`, `levels` deep below its top (None: all); a page past the end is the last one."""
     trace_id = trace_id.lower()
     with read_connection(engine) as conn:
         layout = _layout(conn, project_id, trace_id)
         if layout is None:
-            return Waterfall(0, 0, 1, 0, 0, [], 0)
+            return SpanPage(0, 0, 1, 0, 0, [], 0)
         shown, base = layout.select(focus, levels)
         pages = max(1, -(-len(shown) // PAGE))
         page = min(max(page, 0), pages - 1)
@@ -193,23 +187,20 @@ def page_of(
                        Span.span_id.in_(wanted))
             )
         }  # fmt: skip
-    start, span = layout.start, max(layout.end - layout.start, 1)
-    rows = []
+    spans = []
     for span_id in wanted:
         r = full.get(span_id)
         if r is None:  # removed meanwhile (retention)
             continue
-        t0, t1 = int(r.start_time_unix_nano), int(r.end_time_unix_nano)
-        rows.append(
-            Row(
+        spans.append(
+            PagedSpan(
                 span_id=span_id, parent_span_id=r.parent_span_id, name=r.name,
-                depth=layout.depth[span_id] - base, start=t0, end=t1,
-                status=STATUS.get(int(r.status_code), str(r.status_code)),
+                depth=layout.depth[span_id] - base,
+                start_time_unix_nano=int(r.start_time_unix_nano),
+                end_time_unix_nano=int(r.end_time_unix_nano), status_code=int(r.status_code),
                 status_message=r.status_message, service_name=r.service_name,
                 attributes=r.attributes or {}, children=layout.children.get(span_id, 0),
                 below=layout.sizes.get(span_id, 1) - 1,
-                offset_pct=round(100 * (t0 - start) / span, 3),
-                width_pct=round(max(100 * (t1 - t0) / span, 0.2), 3),
             )
         )  # fmt: skip
-    return Waterfall(len(shown), page, pages, layout.start, layout.end, rows, len(layout.ids))
+    return SpanPage(len(shown), page, pages, layout.start, layout.end, spans, len(layout.ids))

@@ -1,0 +1,59 @@
+"""The models page: the versions seen in traffic with their aliases, traffic and drift
+history; the lineage graph; the alias moves asked for; and the outcome of a promotion or a
+rollback just asked for."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlalchemy import Engine
+
+from app.dashboard.views.lineage_graph import Graph, build
+from app.drift import reports
+from app.drift.read_models import StoredDriftReport
+from app.governance import deployments
+from app.governance.deploy import AliasMove
+from app.governance.read_models import StoredMove
+from app.registry import model_versions
+from app.registry.read_models import SeenVersion, VersionTraffic
+
+DRIFT_HISTORY = 30  # reports shown per version
+
+
+@dataclass(frozen=True)
+class ModelsPage:
+    versions: list[SeenVersion]
+    traffic: dict[tuple[str, str], VersionTraffic]
+    drift: dict[tuple[str, str], list[StoredDriftReport]]  # newest first
+    graph: Graph
+    names: list[str]  # model names, the world model's first
+    moves: list[StoredMove]
+    result: AliasMove | None = None
+    error: str | None = None
+
+
+def models_page(
+    engine: Engine, project_id: int, result: AliasMove | None = None, error: str | None = None
+) -> ModelsPage:
+    """The page, with the outcome of a move just asked for (`result`), or why it could not be
+    asked (`error`)."""
+    traffic = model_versions.traffic_per_version(engine, project_id)
+    versions = model_versions.seen_versions(engine, project_id)
+    served = {v.name for v in versions if v.role == "world_model"}
+    drift = {
+        (v.name, v.version): reports.list_reports(
+            engine, project_id, v.name, v.version, limit=DRIFT_HISTORY
+        ).items
+        for v in versions
+    }
+    return ModelsPage(
+        versions=versions,
+        traffic=traffic,
+        drift=drift,
+        graph=build(versions, traffic),
+        # The world model's name first: the one whose aliases the deploy gates usually move.
+        names=sorted({v.name for v in versions}, key=lambda n: (n not in served, n)),
+        moves=deployments.list_moves(engine, project_id),
+        result=result,
+        error=error,
+    )
