@@ -40,6 +40,7 @@ from app.ingest import otlp
 from app.metrics import Metrics, MetricsMiddleware
 from app.registry.lineage import Resolver
 from app.store.engine import create_db_engine
+from app.store.trace_pages import TraceLayouts
 from policies import BUILTIN, PolicySet
 
 log = logging.getLogger("warden")
@@ -118,6 +119,7 @@ def create_app(
     app.state.server_secret = settings.server_secret()
     # Seals retained inputs at ingest (app/audit/erasure.py); routes take it as `VaultDep`.
     app.state.vault = Vault(app.state.server_secret)
+    app.state.trace_layouts = TraceLayouts()
     # Signs the audit ledger's tree heads; made on first use in the data folder.
     app.state.audit_key = audit_checkpoints.signing_key(settings)
     # Loaded at start: a broken policy file stops the service here, not on a request.

@@ -17,6 +17,7 @@ from app.drift.schedule import DriftRunners
 from app.errors import WardenError
 from app.governance.gateway import Gateway
 from app.metrics import Metrics
+from app.store.trace_pages import TraceLayouts
 from app.tenancy.keys import Scope
 from app.tenancy.projects import Principal, authenticate
 from policies import PolicySet
@@ -65,6 +66,12 @@ def get_drift_runners(request: Request) -> DriftRunners:
     return runners
 
 
+def get_trace_layouts(request: Request) -> TraceLayouts:
+    """The layouts of big traces the service keeps for paging through their spans."""
+    layouts: TraceLayouts = request.app.state.trace_layouts
+    return layouts
+
+
 def get_gateway(request: Request) -> Gateway | None:
     """The stack the service runs (`POST /v1/infer`), or None when none is configured."""
     gateway: Gateway | None = request.app.state.gateway
@@ -86,6 +93,7 @@ PoliciesDep = Annotated[PolicySet, Depends(get_policies)]
 AuditKeyDep = Annotated[Ed25519PrivateKey, Depends(get_audit_key)]
 DriftRunnersDep = Annotated[DriftRunners, Depends(get_drift_runners)]
 GatewayDep = Annotated[Gateway | None, Depends(get_gateway)]
+TraceLayoutsDep = Annotated[TraceLayouts, Depends(get_trace_layouts)]
 ExportJobsOrNoneDep = Annotated[ExportJobs | None, Depends(find_export_jobs)]
 
 

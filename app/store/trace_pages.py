@@ -124,42 +124,51 @@ class _Layout:
         return ids, base
 
 
-# Layouts of big traces, kept while their span count stays the same: paging through a trace
-# of 50,000 spans reads its ids once, not once a page.
-_CACHE: OrderedDict[tuple[int, str], _Layout] = OrderedDict()
-_CACHE_SPANS = 500_000
-_cache_lock = threading.Lock()
+class TraceLayouts:
+    """Layouts of big traces, kept while their span count stays the same: paging through a
+    trace of 50,000 spans reads its ids once, not once a page. The service keeps one (the
+    app factory makes it); at most `max_spans` ids are kept, the least recently used go."""
 
+    def __init__(self, max_spans: int = 500_000) -> None:
+        self.max_spans = max_spans
+        self._kept: OrderedDict[tuple[int, str], _Layout] = OrderedDict()
+        self._lock = threading.Lock()
 
-def _layout(conn: Any, project_id: int, trace_id: str) -> _Layout | None:
-    where = (Span.project_id == project_id, Span.trace_id == trace_id)
-    count = int(conn.execute(select(func.count()).select_from(Span).where(*where)).scalar_one())
-    if not count:
-        return None
-    key = (project_id, trace_id)
-    with _cache_lock:
-        cached = _CACHE.get(key)
-        if cached is not None and len(cached.ids) == count:
-            _CACHE.move_to_end(key)
-            return cached
-    skeleton = conn.execute(
-        select(Span.span_id, Span.parent_span_id, Span.start_time_unix_nano,
-               Span.end_time_unix_nano).where(*where)
-    ).all()  # fmt: skip
-    skeleton.sort(key=lambda r: (r[2], r[0]))
-    ids, depth, children = order([(s, p, t0) for s, p, t0, _ in skeleton])
-    start, end = min(r[2] for r in skeleton), max(r[3] for r in skeleton)
-    layout = _Layout(ids, depth, children, subtree_sizes(ids, depth), start, end)
-    if count > PAGE:
-        with _cache_lock:
-            _CACHE[key] = layout
-            while sum(len(v.ids) for v in _CACHE.values()) > _CACHE_SPANS and len(_CACHE) > 1:
-                _CACHE.popitem(last=False)
-    return layout
+    def layout(self, conn: Any, project_id: int, trace_id: str) -> _Layout | None:
+        where = (Span.project_id == project_id, Span.trace_id == trace_id)
+        count = int(
+            conn.execute(select(func.count()).select_from(Span).where(*where)).scalar_one()
+        )
+        if not count:
+            return None
+        key = (project_id, trace_id)
+        with self._lock:
+            cached = self._kept.get(key)
+            if cached is not None and len(cached.ids) == count:
+                self._kept.move_to_end(key)
+                return cached
+        skeleton = conn.execute(
+            select(Span.span_id, Span.parent_span_id, Span.start_time_unix_nano,
+                   Span.end_time_unix_nano).where(*where)
+        ).all()  # fmt: skip
+        skeleton.sort(key=lambda r: (r[2], r[0]))
+        ids, depth, children = order([(s, p, t0) for s, p, t0, _ in skeleton])
+        start, end = min(r[2] for r in skeleton), max(r[3] for r in skeleton)
+        layout = _Layout(ids, depth, children, subtree_sizes(ids, depth), start, end)
+        if count > PAGE:
+            with self._lock:
+                self._kept[key] = layout
+                while (
+                    sum(len(v.ids) for v in self._kept.values()) > self.max_spans
+                    and len(self._kept) > 1
+                ):
+                    self._kept.popitem(last=False)
+        return layout
 
 
 def page_of(
     engine: Engine,
+    layouts: TraceLayouts,
     project_id: int,
     trace_id: str,
     page: int = 0,
@@ -170,7 +179,7 @@ def page_of(
     `focus`, `levels` deep below its top (None: all); a page past the end is the last one."""
     trace_id = trace_id.lower()
     with read_connection(engine) as conn:
-        layout = _layout(conn, project_id, trace_id)
+        layout = layouts.layout(conn, project_id, trace_id)
         if layout is None:
             return SpanPage(0, 0, 1, 0, 0, [], 0)
         shown, base = layout.select(focus, levels)

@@ -13,6 +13,7 @@ from app.audit.ledger import checkpoints
 from app.dashboard.views import models, policies, request_detail, requests
 from app.errors import BadRequest
 from app.registry.read_models import VersionTraffic
+from app.store.trace_pages import TraceLayouts
 from collectors import conventions as wire
 from policies import BUILTIN, PolicySet
 from tests import otlp
@@ -39,7 +40,9 @@ def _traffic(engine: Engine, pid: int) -> list[str]:
 def test_a_request_page_holds_what_its_template_shows(engine: Engine) -> None:
     pid = project(engine, "views")
     trace_id = _traffic(engine, pid)[0]
-    page = request_detail.request_page(engine, TRACKING_URI, pid, trace_id.upper())
+    page = request_detail.request_page(
+        engine, TraceLayouts(), TRACKING_URI, pid, trace_id.upper()
+    )
     assert page.record.trace_id == trace_id and page.record.outcome == "booked"
     # The rollout: two layers over eight steps, each statistic and projection dimension a
     # series, ready for its chart.
@@ -62,7 +65,9 @@ def test_a_request_page_holds_what_its_template_shows(engine: Engine) -> None:
     assert page.waterfall.total == 4 and page.waterfall.rows[0].depth == 0
     assert {r.depth for r in page.waterfall.rows[1:]} == {1}
     with pytest.raises(BadRequest):
-        request_detail.request_page(engine, TRACKING_URI, pid, trace_id, levels="some")
+        request_detail.request_page(
+            engine, TraceLayouts(), TRACKING_URI, pid, trace_id, levels="some"
+        )
 
     # The inclusion proof, asked for after the page: none before a head is signed.
     key = heads.generate_key()

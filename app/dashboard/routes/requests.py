@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import Request
 from fastapi.responses import Response
 
-from app.api.deps import AuditKeyDep, EngineDep, PoliciesDep, SettingsDep
+from app.api.deps import AuditKeyDep, EngineDep, PoliciesDep, SettingsDep, TraceLayoutsDep
 from app.dashboard.routes.deps import ViewerDep, page_router
 from app.dashboard.templating import render_page
 from app.dashboard.views import request_detail
@@ -45,14 +45,15 @@ def detail_page(
     request_id: str,
     viewer: ViewerDep,
     engine: EngineDep,
+    layouts: TraceLayoutsDep,
     settings: SettingsDep,
     spans: int = 0,
     focus: str | None = None,
     levels: str | None = None,
 ) -> Response:
     page = request_detail.request_page(
-        engine, settings.resolved_mlflow_tracking_uri, viewer.principal.project_id, request_id,
-        spans, focus, levels,
+        engine, layouts, settings.resolved_mlflow_tracking_uri, viewer.principal.project_id,
+        request_id, spans, focus, levels,
     )  # fmt: skip
     title = f"Request {page.record.trace_id[:12]}…"
     return render_page(request, "request.html", viewer, page, title=title)

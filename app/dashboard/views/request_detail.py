@@ -28,7 +28,7 @@ from app.registry import lineage
 from app.registry.read_models import RequestLineage
 from app.store import queries
 from app.store.read_models import RequestRecord
-from app.store.trace_pages import PAGE
+from app.store.trace_pages import PAGE, TraceLayouts
 
 
 @dataclass(frozen=True)
@@ -79,6 +79,7 @@ def layer_charts(layers: list[LayerTrajectory]) -> dict[str, Chart]:
 
 def request_page(
     engine: Engine,
+    layouts: TraceLayouts,
     tracking_uri: str,
     project_id: int,
     request_id: str,
@@ -102,7 +103,7 @@ def request_page(
         decisions=decisions,
         lineage=lineage.request_lineage(engine, project_id, trace_id, tracking_uri),
         entry=find_request_event(engine, project_id, trace_id, record.ingested_at),
-        waterfall=waterfall(engine, project_id, trace_id, spans, focus, levels),
+        waterfall=waterfall(engine, layouts, project_id, trace_id, spans, focus, levels),
         span_page=PAGE,
         focus=focus,
         levels=levels,

@@ -10,7 +10,7 @@ from sqlalchemy import Engine
 
 from app.errors import BadRequest
 from app.store import trace_pages
-from app.store.trace_pages import PAGE, PagedSpan
+from app.store.trace_pages import PAGE, PagedSpan, TraceLayouts
 
 STATUS = {0: "unset", 1: "ok", 2: "error"}
 COLLAPSE_ABOVE = 1000  # spans: a bigger trace opens collapsed to its top levels
@@ -73,6 +73,7 @@ def _levels(levels: str | None) -> int | None:
 
 def waterfall(
     engine: Engine,
+    layouts: TraceLayouts,
     project_id: int,
     trace_id: str,
     page: int = 0,
@@ -83,9 +84,9 @@ def waterfall(
     deep below its top (a number, or `all`); with no `levels`, a trace of more than
     `COLLAPSE_ABOVE` spans shows its top level only."""
     depth = _levels(levels)
-    found = trace_pages.page_of(engine, project_id, trace_id, page, focus or None, depth)
+    found = trace_pages.page_of(engine, layouts, project_id, trace_id, page, focus or None, depth)
     if levels is None and found.trace_total > COLLAPSE_ABOVE:
-        found = trace_pages.page_of(engine, project_id, trace_id, page, focus or None, 1)
+        found = trace_pages.page_of(engine, layouts, project_id, trace_id, page, focus or None, 1)
     span = max(found.end_unix_nano - found.start_unix_nano, 1)
     rows = [_row(s, found.start_unix_nano, span) for s in found.spans]
     return Waterfall(found.total, found.page, found.pages, found.start_unix_nano,

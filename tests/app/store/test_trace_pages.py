@@ -56,8 +56,9 @@ def test_pages_subtrees_and_levels_of_a_big_trace(engine: Engine) -> None:
     rows += [_span(pid, f"s{i}", "root", T0 + (i + 1) * 10**6) for i in range(3)]
     rows += [_span(pid, f"l{i:03d}", f"s{i % 3}", T0 + 10**7 + i) for i in range(446)]
     _store(engine, rows)
+    layouts = trace_pages.TraceLayouts()
 
-    first = trace_pages.page_of(engine, pid, TRACE.upper())
+    first = trace_pages.page_of(engine, layouts, pid, TRACE.upper())
     assert (first.total, first.pages, first.page, first.trace_total) == (450, 3, 0, 450)
     assert len(first.spans) == trace_pages.PAGE
     root, stage = first.spans[0], first.spans[1]
@@ -67,25 +68,26 @@ def test_pages_subtrees_and_levels_of_a_big_trace(engine: Engine) -> None:
     assert first.spans[2].parent_span_id == "s0" and first.spans[2].depth == 2
     assert first.start_unix_nano == T0 and first.end_unix_nano == T0 + 10**7 + 445 + 1000
     # A page past the end is the last one.
-    last = trace_pages.page_of(engine, pid, TRACE, page=99)
+    last = trace_pages.page_of(engine, layouts, pid, TRACE, page=99)
     assert last.page == 2 and len(last.spans) == 50
 
     # The subtree of one stage, its top at depth 0; then one level of the whole trace.
-    subtree = trace_pages.page_of(engine, pid, TRACE, focus="s1")
+    subtree = trace_pages.page_of(engine, layouts, pid, TRACE, focus="s1")
     assert subtree.total == 150 and subtree.trace_total == 450
     assert subtree.spans[0].span_id == "s1" and subtree.spans[0].depth == 0
     assert {s.parent_span_id for s in subtree.spans[1:]} == {"s1"}
-    top = trace_pages.page_of(engine, pid, TRACE, levels=1)
+    top = trace_pages.page_of(engine, layouts, pid, TRACE, levels=1)
     assert [s.span_id for s in top.spans] == ["root", "s0", "s1", "s2"]
 
     # A span stored since the order was kept: the next read places it.
     _store(engine, [_span(pid, "late", "s2", T0 + 5 * 10**6)])
-    again = trace_pages.page_of(engine, pid, TRACE, levels=2)
+    again = trace_pages.page_of(engine, layouts, pid, TRACE, levels=2)
     assert again.trace_total == 451
-    assert "late" in {s.span_id for s in trace_pages.page_of(engine, pid, TRACE, focus="s2").spans}
+    under = trace_pages.page_of(engine, layouts, pid, TRACE, focus="s2")
+    assert "late" in {s.span_id for s in under.spans}
 
 
 def test_an_unknown_trace_is_one_empty_page(engine: Engine) -> None:
     pid = projects.create_project(engine, "nothing")
-    empty = trace_pages.page_of(engine, pid, "cd" * 16)
+    empty = trace_pages.page_of(engine, trace_pages.TraceLayouts(), pid, "cd" * 16)
     assert (empty.total, empty.pages, empty.spans, empty.trace_total) == (0, 1, [], 0)
