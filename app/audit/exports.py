@@ -44,6 +44,7 @@ from sqlalchemy import Engine
 
 from app.audit import chain, ledger
 from app.audit.bundle import ExportResult, Progress, Scope, export_bundle
+from app.audit.read_models import ExportStatus
 from app.config import Settings
 from app.daemons import PeriodicWorker
 from app.errors import BadRequest, Conflict, NotFound
@@ -219,7 +220,7 @@ class ExportJobs(PeriodicWorker):
         # Jobs seen past `queued`: a status never goes back, so they are not read again.
         self._settled: set[str] = set()
 
-    def submit(self, scope: Scope, actor: str) -> dict[str, Any]:
+    def submit(self, scope: Scope, actor: str) -> ExportStatus:
         """Queue an export of `scope`; its status (`queued`)."""
         job_id = uuid.uuid4().hex
         folder = self.root / job_id
@@ -323,7 +324,7 @@ class ExportJobs(PeriodicWorker):
             raise NotFound(f"no export {folder.name!r}") from None
         return data
 
-    def _public(self, status: dict[str, Any]) -> dict[str, Any]:
+    def _public(self, status: dict[str, Any]) -> ExportStatus:
         shown = {k: v for k, v in status.items() if k not in ("host", "pid")}
         if (
             status["status"] == RUNNING
@@ -334,9 +335,9 @@ class ExportJobs(PeriodicWorker):
         shown["download"] = (
             f"/v1/exports/{status['id']}/download" if status["status"] == DONE else None
         )
-        return shown
+        return ExportStatus.model_validate(shown)
 
-    def get(self, project: str, job_id: str) -> dict[str, Any]:
+    def get(self, project: str, job_id: str) -> ExportStatus:
         """A job's status; 404 for another project's job, as if it did not exist."""
         if not job_id.isalnum():
             raise NotFound(f"no export {job_id!r}")
@@ -345,7 +346,7 @@ class ExportJobs(PeriodicWorker):
             raise NotFound(f"no export {job_id!r}")
         return self._public(status)
 
-    def list(self, project: str) -> list[dict[str, Any]]:
+    def list(self, project: str) -> list[ExportStatus]:
         """The project's jobs, newest first."""
         found = []
         if self.root.is_dir():
@@ -354,13 +355,13 @@ class ExportJobs(PeriodicWorker):
                     status = self._read(folder)
                     if status.get("project") == project:
                         found.append(self._public(status))
-        return sorted(found, key=lambda s: s["created_at"], reverse=True)
+        return sorted(found, key=lambda s: s.created_at, reverse=True)
 
     def bundle(self, project: str, job_id: str) -> Path:
         """The bundle of a finished job; 409 while it is not done."""
         status = self.get(project, job_id)
-        if status["status"] != DONE:
-            raise Conflict(f"export {job_id} is {status['status']}, not done: ask again later")
+        if status.status != DONE:
+            raise Conflict(f"export {job_id} is {status.status}, not done: ask again later")
         return self.root / job_id / BUNDLE
 
 

@@ -65,14 +65,13 @@ async def start_export(body: ExportBody, principal: Admin, jobs: ExportJobsDep) 
         model_version=version,
         subject=body.subject,
     )
-    status = await run_in_threadpool(jobs.submit, scope, f"key:{principal.key_id}")
-    return ExportStatus.model_validate(status)
+    return await run_in_threadpool(jobs.submit, scope, f"key:{principal.key_id}")
 
 
 @router.get("/v1/exports", summary="This project's export jobs, newest first")
 async def list_exports(principal: Auditor, jobs: ExportJobsDep) -> ExportList:
     found = await run_in_threadpool(jobs.list, principal.project)
-    return ExportList(items=[ExportStatus.model_validate(s) for s in found])
+    return ExportList(items=found)
 
 
 @router.get(
@@ -81,9 +80,7 @@ async def list_exports(principal: Auditor, jobs: ExportJobsDep) -> ExportList:
     responses=errors(404),
 )
 async def get_export(export_id: str, principal: Auditor, jobs: ExportJobsDep) -> ExportStatus:
-    return ExportStatus.model_validate(
-        await run_in_threadpool(jobs.get, principal.project, export_id)
-    )
+    return await run_in_threadpool(jobs.get, principal.project, export_id)
 
 
 @router.get(

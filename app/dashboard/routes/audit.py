@@ -110,7 +110,7 @@ async def start_export(
         return await run_in_threadpool(
             _page, request, viewer, engine, jobs, exc.status_code, error=exc.message
         )
-    return RedirectResponse(f"{PREFIX}/audit?export={job['id']}#exports-h", status_code=303)
+    return RedirectResponse(f"{PREFIX}/audit?export={job.id}#exports-h", status_code=303)
 
 
 @router.get("/audit/exports/{export_id}")
