@@ -13,8 +13,8 @@ import httpx
 import pytest
 
 from app.tenancy import projects
-from tests.dashboard.browsing import UiClient, login
-from tests.dashboard.conftest import MODEL, PROJECT, Filled
+from tests.app.dashboard.browsing import UiClient, login
+from tests.app.dashboard.conftest import MODEL, PROJECT, Filled
 
 PAGES = ["/ui/", "/ui/requests", "/ui/models", "/ui/drift", "/ui/policies", "/ui/audit"]
 

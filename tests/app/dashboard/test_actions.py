@@ -10,8 +10,8 @@ from typing import Any
 
 import pytest
 
-from tests.dashboard.browsing import check_accessibility, login, screenshot, tab_reaches
-from tests.dashboard.conftest import MODEL, Filled
+from tests.app.dashboard.browsing import check_accessibility, login, screenshot, tab_reaches
+from tests.app.dashboard.conftest import MODEL, Filled
 
 
 @pytest.fixture

@@ -44,7 +44,7 @@ CHROMIUM_ARGS = [
     "--no-sandbox", "--disable-gpu", "--disable-background-networking",
     "--disable-component-update", "--no-first-run", "--disable-sync",
 ]  # fmt: skip
-ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "screenshots"
+ARTIFACTS = Path(__file__).resolve().parents[3] / "test-artifacts" / "screenshots"
 SPEC = TrainingSpec(n_samples=3000, train=TrainConfig(epochs=2))
 MODEL = "booking-world-model"
 REFERENCE, CURRENT = 150, 100
