@@ -60,6 +60,7 @@ def numbers(value: Any, prefix: str = "") -> Iterator[tuple[str, float]]:
 
 def main() -> int:
     parser = argparse.ArgumentParser(
+        usage="%(prog)s [options] BASELINE BENCH [-- BENCH-ARGUMENTS]",
         description=__doc__.split("\n\n")[0],
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
@@ -68,8 +69,11 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=3, help="runs of each side")
     parser.add_argument("--figure", action="append", default=[], help="keep figures naming this")
     parser.add_argument("--timeout", type=float, default=3600, help="seconds per run")
-    parser.add_argument("extra", nargs="*", help="arguments for the benchmark (after --)")
-    args = parser.parse_args()
+    # What follows `--` goes to the benchmark untouched (argparse would read its options).
+    argv = sys.argv[1:]
+    cut = argv.index("--") if "--" in argv else len(argv)
+    args = parser.parse_args(argv[:cut])
+    args.extra = argv[cut + 1 :]
     sides = {"baseline": args.baseline.resolve(), "this": HERE}
     results: dict[str, list[dict[str, float]]] = {"baseline": [], "this": []}
     for r in range(args.rounds):
