@@ -87,9 +87,34 @@ POLICY_PHASE = "policy.phase"
 POLICY_OUTCOME = "policy.outcome"
 POLICY_MESSAGE = "policy.message"
 
+# -- Experiments: the arm a request was assigned (root-span attributes) ----------------------
+
+EXPERIMENT_PREFIX = "warden.experiment."
+EXPERIMENT_NAME = EXPERIMENT_PREFIX + "{stage}.name"
+EXPERIMENT_ARM = EXPERIMENT_PREFIX + "{stage}.arm"
+
+# -- Shadow runs: a root span of its own trace, linked to the live request -------------------
+
+SHADOW_SPAN = "warden.shadow"
+SHADOW_REQUEST = "warden.shadow.request"
+SHADOW_EXPERIMENT = "warden.shadow.experiment"
+SHADOW_ARM = "warden.shadow.arm"
+
+# -- Scores: feedback on a request, a root span of its own trace -----------------------------
+
+SCORE_SPAN = "warden.score"
+SCORE_REQUEST = "warden.score.request"
+SCORE_NAME = "warden.score.name"
+SCORE_VALUE = "warden.score.value"
+SCORE_SOURCE = "warden.score.source"
+SCORE_AUTHOR = "warden.score.author"
+SCORE_COMMENT = "warden.score.comment"
+SCORE_CORRECTION = "warden.score.correction"
+
 # -- The SDK's own metrics -------------------------------------------------------------------
 
 SPANS_METRIC = SDK_NAME + ".spans.{counter}"
+SHADOWS_METRIC = SDK_NAME + ".shadows.{counter}"
 
 
 def model_name(role: str) -> str:
@@ -110,6 +135,24 @@ def model_version(role: str) -> str:
     return f"{MODEL_PREFIX}{role}.version"
 
 
+def experiment_name(stage: str) -> str:
+    """`warden.experiment.<stage>.name`: the experiment that assigned this request's stage.
+
+    >>> experiment_name("world_model")
+    'warden.experiment.world_model.name'
+    """
+    return f"{EXPERIMENT_PREFIX}{stage}.name"
+
+
+def experiment_arm(stage: str) -> str:
+    """`warden.experiment.<stage>.arm`: the arm that served the stage.
+
+    >>> experiment_arm("world_model")
+    'warden.experiment.world_model.arm'
+    """
+    return f"{EXPERIMENT_PREFIX}{stage}.arm"
+
+
 def llm_span(operation: str, model: str) -> str:
     """The name of a language-model span, as the GenAI conventions spell it.
 
@@ -126,3 +169,12 @@ def spans_metric(counter: str) -> str:
     'warden.collectors.spans.dropped'
     """
     return f"{SDK_NAME}.spans.{counter}"
+
+
+def shadows_metric(counter: str) -> str:
+    """The name of one of the SDK's shadow-run counters (`queued`, `run`, `dropped`, ...).
+
+    >>> shadows_metric("dropped")
+    'warden.collectors.shadows.dropped'
+    """
+    return f"{SDK_NAME}.shadows.{counter}"

@@ -500,3 +500,142 @@ class RollupCursor(Base):
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     last_request_id: Mapped[int] = mapped_column(BigInteger)
+
+
+class ScoreConfig(Base):
+    """What a score of a given name may hold in a project: its type and range or categories."""
+
+    __tablename__ = "score_configs"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    project_id: Mapped[int] = _project_fk()
+    name: Mapped[str] = mapped_column(String(128))
+    # `numeric`, `boolean` or `categorical`.
+    data_type: Mapped[str] = mapped_column(String(16))
+    min_value: Mapped[float | None] = mapped_column(Float)
+    max_value: Mapped[float | None] = mapped_column(Float)
+    categories: Mapped[list[Any]] = mapped_column(default=list)
+    description: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+    __table_args__ = (UniqueConstraint("project_id", "name"),)
+
+
+class Score(Base):
+    """Feedback on one request: a value, who gave it and, for a correction, what they chose."""
+
+    __tablename__ = "scores"
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    project_id: Mapped[int] = _project_fk()
+    # The scored request (its trace id).
+    trace_id: Mapped[str] = mapped_column(String(32))
+    # Makes a resent score harmless: the OTLP span's `trace:span` ids, or the API's own id.
+    score_key: Mapped[str] = mapped_column(String(64))
+    name: Mapped[str] = mapped_column(String(128))
+    data_type: Mapped[str] = mapped_column(String(16))
+    # Numeric values, and booleans as 1.0 / 0.0.
+    value: Mapped[float | None] = mapped_column(Float)
+    # Categorical values.
+    string_value: Mapped[str | None] = mapped_column(String(256))
+    # `human`, `user`, `automatic`, or `review` for what the review queue decided.
+    source: Mapped[str] = mapped_column(String(16))
+    author: Mapped[str | None] = mapped_column(String(128))
+    comment: Mapped[str | None] = mapped_column(Text)
+    # For a human correction: the action the person chose instead.
+    correction: Mapped[dict[str, Any] | None]
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+    __table_args__ = (
+        UniqueConstraint("project_id", "score_key"),
+        Index("ix_scores_request", "project_id", "trace_id"),
+        Index("ix_scores_name", "project_id", "name", "created_at"),
+    )
+
+
+class Experiment(Base):
+    """A traffic split between model versions of one stage, with shadow arms and its KPIs."""
+
+    __tablename__ = "experiments"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    project_id: Mapped[int] = _project_fk()
+    name: Mapped[str] = mapped_column(String(128))
+    description: Mapped[str | None] = mapped_column(Text)
+    # The stage it varies: `world_model` or `planner`.
+    stage: Mapped[str] = mapped_column(String(32))
+    # `subject` (sticky: one person always sees one arm) or `request`.
+    unit: Mapped[str] = mapped_column(String(16))
+    # Mixed into the assignment hash, so two experiments split the same units independently.
+    salt: Mapped[str] = mapped_column(String(64))
+    # [{"name", "model", "weight"}]: the first arm is the control.
+    arms: Mapped[list[Any]]
+    # [{"name", "model", "sample_rate"}]: run after the live answer, never returned.
+    shadows: Mapped[list[Any]] = mapped_column(default=list)
+    primary_kpi: Mapped[str] = mapped_column(String(64))
+    guardrails: Mapped[list[Any]] = mapped_column(default=list)
+    # `running` or `stopped`.
+    status: Mapped[str] = mapped_column(String(16), default="running")
+    created_by: Mapped[str | None] = mapped_column(String(128))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    starts_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    # Planned end (optional); `stopped_at` is when it actually stopped.
+    ends_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    stopped_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    # The latest analysis (verdicts per KPI), kept for deploy gates and MLflow.
+    results: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    results_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+    __table_args__ = (
+        UniqueConstraint("project_id", "name"),
+        Index("ix_experiments_status", "project_id", "status"),
+    )
+
+
+class RequestExperiment(Base):
+    """Which arm of which experiment served a request: the index behind per-arm KPIs."""
+
+    __tablename__ = "request_experiments"
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    project_id: Mapped[int] = _project_fk()
+    trace_id: Mapped[str] = mapped_column(String(32))
+    experiment: Mapped[str] = mapped_column(String(128))
+    stage: Mapped[str] = mapped_column(String(32))
+    arm: Mapped[str] = mapped_column(String(128))
+    start_time_unix_nano: Mapped[int] = mapped_column(BigInteger)
+
+    __table_args__ = (
+        UniqueConstraint("project_id", "trace_id", "experiment"),
+        Index(
+            "ix_request_experiments_arm", "project_id", "experiment", "arm", "start_time_unix_nano"
+        ),
+    )
+
+
+class ShadowRun(Base):
+    """A shadow arm's answer to a live request's input: stored, compared, never returned."""
+
+    __tablename__ = "shadow_runs"
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    project_id: Mapped[int] = _project_fk()
+    # The shadow run's own trace (its spans, latent states and decision are under it).
+    trace_id: Mapped[str] = mapped_column(String(32))
+    # The live request it shadowed.
+    request_trace_id: Mapped[str] = mapped_column(String(32))
+    experiment: Mapped[str | None] = mapped_column(String(128))
+    arm: Mapped[str | None] = mapped_column(String(128))
+    models: Mapped[dict[str, Any]]
+    chosen: Mapped[str | None] = mapped_column(String(256))
+    outcome: Mapped[str | None] = mapped_column(String(32))
+    status: Mapped[str] = mapped_column(String(16))
+    duration_ms: Mapped[float] = mapped_column(Float)
+    start_time_unix_nano: Mapped[int] = mapped_column(BigInteger)
+
+    __table_args__ = (
+        UniqueConstraint("project_id", "trace_id"),
+        Index("ix_shadow_runs_request", "project_id", "request_trace_id"),
+        Index("ix_shadow_runs_experiment", "project_id", "experiment", "start_time_unix_nano"),
+    )
