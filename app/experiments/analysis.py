@@ -20,8 +20,13 @@ more than its 5% on identical arms; `bench/experiments_quality.py` measures ours
 - `verdict_for` / `arm_verdict`: a mismatched split invalidates every comparison of the
   experiment (`invalid: SRM`), since its arms no longer hold comparable traffic.
 
-Both tests rest on the normal approximation of a mean (the mSPRT) or on independent units (both):
-a unit is a request or a subject, as the experiment's assignment unit says.
+Both treat units (requests or subjects, as the experiment's assignment unit says) as
+independent; `compare` also rests on the normal approximation of a mean, fine from tens of units
+per arm, where its boundary is still several standard errors wide.
+
+The p-values are those of the current look: 1 / (the test's likelihood ratio or Bayes factor
+now). Johari et al.'s always-valid p-value is their running minimum over the looks; a caller
+that keeps the history may take it: it first falls below alpha at the same look as this one.
 """
 
 from __future__ import annotations
@@ -52,7 +57,7 @@ PLANNED_UNITS_PER_ARM = 1_000
 # 100 puts it near 1,650 units, the same planned size as above (two arms of ~1,000). A 60/40
 # split is then flagged within 500 units and a 52/48 one within ~20,000; the width grows only
 # with the log of the units past that. ssrm's default of 10,000 is tuned for sites with
-# millions of visitors: it finds nothing at all under a few thousand units.
+# millions of visitors: it misses even a 55/45 split of 2,000 units.
 SRM_CONCENTRATION = 100.0
 
 
@@ -79,14 +84,18 @@ class Comparison:
     verdict: str
 
     def as_dict(self) -> dict[str, float | str | None]:
-        """JSON-safe: an unbounded side of the interval becomes None."""
-        return {
+        """JSON-safe: an unbounded side of the interval (or a difference of means that do not
+        exist) becomes None."""
+        numbers = {
             "difference": self.difference,
-            "ci_low": self.ci_low if math.isfinite(self.ci_low) else None,
-            "ci_high": self.ci_high if math.isfinite(self.ci_high) else None,
+            "ci_low": self.ci_low,
+            "ci_high": self.ci_high,
             "p_value": self.p_value,
-            "verdict": self.verdict,
         }
+        safe: dict[str, float | str | None] = {
+            k: v if math.isfinite(v) else None for k, v in numbers.items()
+        }
+        return {**safe, "verdict": self.verdict}
 
 
 @dataclass(frozen=True, slots=True)
