@@ -12,7 +12,8 @@ more than its 5% on identical arms; `bench/experiments_quality.py` measures ours
   "Always valid inference: continuous monitoring of A/B tests", Operations Research 70(3),
   2022 (arXiv:1512.04922); the boundary in the form of Howard, Ramdas, McAuliffe, Sekhon,
   "Time-uniform, nonparametric, nonasymptotic confidence sequences", Annals of Statistics
-  49(2), 2021, eq. (14), which is what GrowthBook's and Optimizely's sequential engines use.
+  49(2), 2021, eq. (14): Optimizely's Stats Engine is this mSPRT, GrowthBook's sequential
+  intervals are this boundary.
 - `srm`: the sample-ratio-mismatch check, a Dirichlet-multinomial mixture Bayes factor on the
   assignment counts against the configured weights, whose inverse is an anytime-valid
   p-value. Lindon, Malek, "Anytime-valid inference for multinomial count data", NeurIPS 2022
@@ -75,7 +76,8 @@ class ArmSummary:
 class Comparison:
     """A treatment against the control on one KPI. `difference` is treatment minus control;
     `[ci_low, ci_high]` is the confidence sequence at that moment (infinite when there is
-    nothing to go on); `p_value` is always valid; `verdict` is from the treatment's side."""
+    nothing to go on); `p_value` is this look's (see the module); `verdict` is from the
+    treatment's side."""
 
     difference: float
     ci_low: float
