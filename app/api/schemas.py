@@ -30,7 +30,6 @@ _ERRORS = {
     404: "Not found in the key's project",
     409: "Conflicts with the current state: the detail says which",
     413: "The body is over the payload limit",
-    422: "Well-formed, but against a rule of the project: the detail names the field",
 }
 
 

@@ -46,7 +46,9 @@ class ScoreBody(BaseModel):
 @router.put(
     "/v1/score-configs/{name}",
     summary="Create or replace a score config",
-    responses=errors(422),
+    description="A config that makes no sense (e.g. `min_value` above `max_value`) is "
+    "answered 422 (under `4XX`: FastAPI's own 422 never leaves the service), whose detail "
+    "starts with the field at fault.",
 )
 async def put_config(
     name: ConfigName, body: ScoreConfigBody, principal: Admin, engine: EngineDep
@@ -75,8 +77,11 @@ async def delete_config(name: ConfigName, principal: Admin, engine: EngineDep) -
 @router.post(
     "/v1/requests/{request_id}/scores",
     summary="Record feedback on a request",
+    description="201 with the stored score. A score that fails the project's config of its "
+    "name is answered 422 (under `4XX`), whose detail starts with the field at fault, e.g. "
+    "`value: 7 is above the maximum 5 of score config 'rating'`; nothing is stored.",
     status_code=201,
-    responses=errors(404, 422),
+    responses=errors(404),
 )
 async def record_score(
     request_id: str, body: ScoreBody, principal: Ingester, engine: EngineDep
