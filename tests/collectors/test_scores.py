@@ -5,6 +5,8 @@ raises `ConfigurationError` at once."""
 from __future__ import annotations
 
 import math
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +16,7 @@ import collectors
 from tests.conftest import LiveService
 
 SECRET = "fingerprint-secret"
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def _init(live: LiveService, tmp_path: Path) -> None:
@@ -100,3 +103,12 @@ def test_a_call_that_cannot_be_right_raises_configuration_error(
 
 def test_without_init_a_score_is_a_no_op() -> None:
     collectors.score("a" * 32, "rating", 3)
+
+
+def test_score_is_public_and_imported_on_first_use() -> None:
+    script = (
+        "import sys, collectors; assert 'collectors._scores' not in sys.modules; "
+        "assert 'score' in collectors.__all__; from collectors._scores import score; "
+        "assert collectors.score is score"
+    )
+    subprocess.run([sys.executable, "-c", script], check=True, cwd=ROOT)
