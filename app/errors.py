@@ -7,6 +7,7 @@ WardenError                 (500: a bug or an outage, never the caller's fault)
 ├── NotFound                404  no such object in the key's project
 ├── Conflict                409  the object exists already
 ├── PayloadTooLarge         413  the body is over the configured limit
+├── Unprocessable           422  well-formed, but breaks a rule of the project (a score config)
 └── UnsupportedMediaType    415  a content type or encoding the endpoint does not take
 """
 
@@ -43,6 +44,10 @@ class Conflict(WardenError):
 
 class PayloadTooLarge(WardenError):
     status_code = 413
+
+
+class Unprocessable(WardenError):
+    status_code = 422
 
 
 class UnsupportedMediaType(WardenError):

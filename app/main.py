@@ -25,6 +25,7 @@ from app.api.routes import (
     policies,
     requests,
     reviews,
+    scores,
     tensors,
 )
 from app.audit.erasure import Vault
@@ -134,8 +135,8 @@ def create_app(
     app.add_exception_handler(SQLAlchemyError, _internal_error)
     app.add_exception_handler(Exception, _internal_error)
     for module in (
-        ingest, requests, tensors, policies, models, reviews, drift, audit, exports, gateway,
-        health,
+        ingest, requests, scores, tensors, policies, models, reviews, drift, audit, exports,
+        gateway, health,
     ):
         app.include_router(module.router)
     install_dashboard(app)

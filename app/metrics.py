@@ -22,7 +22,8 @@ class Metrics:
         )
         self.rejected_spans = Counter(
             "warden_rejected_spans",
-            "Spans not stored: invalid ids, or a conflict with a stored span of the same id.",
+            "Spans not stored (invalid ids, or a conflict with a stored span of the same id), or "
+            "stored but refused as scores (reason `score`).",
             ["reason"],
             registry=self.registry,
         )

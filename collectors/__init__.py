@@ -48,6 +48,7 @@ if TYPE_CHECKING:
         request,
         stage,
     )
+    from collectors._scores import score
     from collectors._transport import Outcome, Result, Sender
     from collectors.torch import Watch as Watch
     from policies import PolicyDenied, PolicyError
@@ -75,6 +76,7 @@ __all__ = [
     "model",
     "recorded",
     "request",
+    "score",
     "shutdown",
     "stage",
     "stats",
@@ -101,6 +103,7 @@ _HOMES = {
                 "stage",
             ),
         ),
+        ("collectors._scores", ("score",)),
         ("collectors._transport", ("Outcome", "Result", "Sender")),
         ("collectors.torch", ("Watch",)),
         ("policies", ("PolicyDenied", "PolicyError")),

@@ -63,6 +63,7 @@ RECORD_TABLES = (
     "planner_decisions",
     "policy_evaluations",
     "reviews",
+    "scores",
     "model_versions",
 )
 PARQUET_ROW_GROUP = 65_536

@@ -19,6 +19,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTrace
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
 
 from app.ingest.decision_summary import summarise
+from app.scores.spans import SpanScore, score_from_span
 from collectors import conventions as wire
 
 STATUS_NAMES = {0: "unset", 1: "ok", 2: "error"}
@@ -153,6 +154,8 @@ class Normalised:
     decisions: list[dict[str, Any]] = field(default_factory=list)
     policy_evaluations: list[dict[str, Any]] = field(default_factory=list)
     reviews: list[dict[str, Any]] = field(default_factory=list)
+    # Root spans carrying `warden.score.request`: scores, not requests (app/scores).
+    scores: list[SpanScore] = field(default_factory=list)
     # (name, version) -> [role, first seen, last seen]
     models: dict[tuple[str, str], list[Any]] = field(default_factory=dict)
 
@@ -166,7 +169,10 @@ def normalise(spans: Iterable[dict[str, Any]]) -> Normalised:
         for role, (name, version) in models.items():
             _see_model(out.models, name, version, role, span["start_time_unix_nano"])
         if span["parent_span_id"] is None:
-            _request(out, span, attrs, models)
+            if wire.SCORE_REQUEST in attrs:
+                out.scores.append(score_from_span(span, attrs))
+            else:
+                _request(out, span, attrs, models)
         # Sequence numbers within the span keep re-sent spans idempotent row by row.
         seq = policy_seq = 0
         if wire.STATE_STEP in attrs:

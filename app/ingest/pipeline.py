@@ -33,6 +33,8 @@ def ingest_traces(
         metrics.rejected_spans.labels("invalid").inc(result.invalid)
     if result.conflicts:
         metrics.rejected_spans.labels("conflict").inc(result.conflicts)
+    if result.refused_scores:
+        metrics.rejected_spans.labels("score").inc(result.refused_scores)
     return result
 
 
@@ -44,5 +46,10 @@ def partial_success_message(result: IngestResult) -> str:
         parts.append(
             f"{result.conflicts} spans reused the (trace_id, span_id) of a stored span with a "
             "different body; the stored span was kept"
+        )
+    if result.refused_scores:
+        parts.append(
+            f"{result.refused_scores} score spans were stored as spans but not recorded as "
+            f"scores (first: {result.first_refused_score})"
         )
     return "; ".join(parts)

@@ -25,6 +25,7 @@ from app.audit import erasure
 from app.audit.erasure import Vault
 from app.ingest.ledger_events import record_requests
 from app.ingest.normalise import Normalised, ParsedBatch, normalise
+from app.scores.recording import record_span_scores
 from app.store.dialect import DriverSQL, driver_insert_on_conflict, insert_on_conflict
 from app.store.engine import write_transaction
 from app.store.tables import (
@@ -62,10 +63,13 @@ class IngestResult:
     invalid: int
     requests: int
     first_rejection: str | None = None
+    # Score spans stored as spans but refused as scores (app/scores/recording.py).
+    refused_scores: int = 0
+    first_refused_score: str | None = None
 
     @property
     def rejected(self) -> int:
-        return self.conflicts + self.invalid
+        return self.conflicts + self.invalid + self.refused_scores
 
 
 def store_batch(engine: Engine, vault: Vault, project_id: int, batch: ParsedBatch) -> IngestResult:
@@ -111,6 +115,8 @@ def store_batch(engine: Engine, vault: Vault, project_id: int, batch: ParsedBatc
             if id(row) not in losers:
                 batch_spans.setdefault(row["trace_id"], {})[row["span_id"]] = row["body_digest"]
         record_requests(conn, vault, project_id, new_requests, typed, batch_spans, inputs)
+        # Only batches with score spans: they read the requests and configs they name.
+        refused = record_span_scores(conn, project_id, typed.scores) if typed.scores else []
 
     return IngestResult(
         accepted=inserted,
@@ -119,6 +125,8 @@ def store_batch(engine: Engine, vault: Vault, project_id: int, batch: ParsedBatc
         invalid=len(batch.rejections),
         requests=len(typed.requests),
         first_rejection=batch.rejections[0] if batch.rejections else None,
+        refused_scores=len(refused),
+        first_refused_score=refused[0] if refused else None,
     )
 
 

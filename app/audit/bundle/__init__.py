@@ -5,8 +5,8 @@ model (name, or name and version) and one subject. The bundle (layout in
 `app/audit/layout.py`, shared with the verifier) holds:
 
 - the records of the requests in scope (and their spans, world-model states, planner
-  decisions, policy evaluations, reviews, model stages; the model versions they name), as
-  JSON Lines and Parquet; each request names its ledger event (seq and hash);
+  decisions, policy evaluations, reviews, scores, model stages; the model versions they
+  name), as JSON Lines and Parquet; each request names its ledger event (seq and hash);
 - the ledger: in a **full** scope (no model, no subject, a period open at the start) every
   event from seq 1 up to the anchor head, so the verifier replays the chain and recomputes
   the root; in a **partial** scope only the selected events — the requests' own, the

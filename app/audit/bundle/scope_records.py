@@ -38,6 +38,7 @@ from app.store.tables import (
     Request,
     RequestModel,
     Review,
+    Score,
     Span,
     WorldModelState,
 )
@@ -50,6 +51,7 @@ _RELATED: tuple[tuple[str, Any, tuple[str, ...]], ...] = (
     ("planner_decisions", PlannerDecision, ("time_unix_nano", "span_id")),
     ("policy_evaluations", PolicyEvaluation, ("time_unix_nano", "span_id", "seq")),
     ("reviews", Review, ("created_at", "id")),
+    ("scores", Score, ("created_at", "id")),
 )
 _NOTED = frozenset({"request_models", "policy_evaluations", "reviews"})
 _REQUEST_EXTRA = (Column("input", "str"), Column("erased", "bool"), Column("ledger", "rawjson"))

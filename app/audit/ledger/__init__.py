@@ -55,6 +55,7 @@ RETENTION_CHANGED = "retention.changed"
 RETENTION_APPLIED = "retention.applied"
 LEGAL_HOLD_PLACED = "legal_hold.placed"
 LEGAL_HOLD_RELEASED = "legal_hold.released"
+SCORE_RECORDED = "score.recorded"
 
 EVENTS: Table = AuditEvent.__table__  # type: ignore[assignment]
 HEADS: Table = AuditHead.__table__  # type: ignore[assignment]
