@@ -11,6 +11,8 @@
 ...     plan = planner.plan(intent)          # world-model states are captured by the hooks
 ...     collectors.decision(plan.candidates, plan.chosen, plan.constraints)
 ...     req.set_outcome("booked")
+...     for arm in req.assignment("world_model").shadows:  # a candidate, in the shadow
+...         collectors.shadow(arm, lambda arm=arm: challenger(arm.model).handle(text))
 
 Every request becomes OpenTelemetry spans under the names of docs/conventions.md (in code:
 `collectors.conventions`), exported over OTLP/HTTP by a background thread; when the service is
@@ -48,6 +50,7 @@ if TYPE_CHECKING:
         request,
         stage,
     )
+    from collectors._shadow import shadow
     from collectors._transport import Outcome, Result, Sender
     from collectors.torch import Watch as Watch
     from policies import PolicyDenied, PolicyError
@@ -75,6 +78,7 @@ __all__ = [
     "model",
     "recorded",
     "request",
+    "shadow",
     "shutdown",
     "stage",
     "stats",
@@ -101,6 +105,7 @@ _HOMES = {
                 "stage",
             ),
         ),
+        ("collectors._shadow", ("shadow",)),
         ("collectors._transport", ("Outcome", "Result", "Sender")),
         ("collectors.torch", ("Watch",)),
         ("policies", ("PolicyDenied", "PolicyError")),
