@@ -71,10 +71,10 @@ def shadow_runs_for(conn: Connection, project_id: int, request_trace_id: str) ->
         raise NotFound(f"no request {request_trace_id!r} in this project")
     rows = list(
         conn.execute(
-            select(ShadowRun)
+            select(*ShadowRun.__table__.c)
             .where(ShadowRun.project_id == project_id, ShadowRun.request_trace_id == trace_id)
             .order_by(ShadowRun.start_time_unix_nano, ShadowRun.trace_id)
-        ).scalars()
+        )
     )
     chosen = _last_chosen(
         conn, project_id, [trace_id, *(r.trace_id for r in rows if r.chosen is None)]
