@@ -16,6 +16,7 @@ from app.drift import windows
 from app.experiments import shadows
 from app.store.tables import PlannerDecision, ShadowRun, WorldModelState
 from app.tenancy.projects import project_id as find_project
+from collectors import conventions as wire
 from collectors._shadow import shadow_trace_id
 from collectors.experiments import ShadowArm
 from tests.collectors.test_sdk import TinyWorldModel, init
@@ -114,7 +115,7 @@ def test_a_shadow_runs_after_the_live_answer_and_is_stored_linked_to_the_request
     assert [item["request_id"] for item in page["items"]] == [live_id]
     assert [d["chosen"] for d in detail["decisions"]] == ["room-1"]
     names = {s["name"] for s in trace["spans"]}
-    assert {"warden.shadow", "planner.decide", "world_model.rollout"} <= names
+    assert {wire.SHADOW_SPAN, wire.DECISION_SPAN, wire.ROLLOUT_SPAN} <= names
 
     project_id = find_project(live.engine, "shop")
     with live.engine.connect() as conn:
