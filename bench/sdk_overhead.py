@@ -41,6 +41,15 @@ request (nothing dropped). For MLflow, the time until `mlflow.flush_trace_async_
 returns; afterwards its store is searched for the traces and spans that arrived, and what
 MLflow (and the OpenTelemetry batch processor under it) logged about dropping is counted.
 
+Shadow runs: after the main rounds, the live request with a shadow arm sampled at 100%
+(`collectors.shadow`: after each answer, the SDK's shadow worker runs a challenger world model
+and the planner on the same input) against the same Warden variant without one, side by side
+in alternating rounds. These requests are paced: the process idles after each request (by
+default twice Warden's p50), as a service with headroom does, because a shadow runs in idle
+time and a closed loop has none (`--shadow-gap-us 0` shows that case: most shadows are then
+dropped, by design). The shadow counters and the stored `shadow_runs` rows are printed and
+checked with the rest.
+
 torch runs with one intra-op thread (`--torch-threads`): the model gains nothing from more,
 and with torch's default (one per core) on a 2-core machine, its spinning OpenMP workers next
 to any Python background thread (the batch processor's, Warden's export thread, MLflow's
