@@ -41,6 +41,15 @@ request (nothing dropped). For MLflow, the time until `mlflow.flush_trace_async_
 returns; afterwards its store is searched for the traces and spans that arrived, and what
 MLflow (and the OpenTelemetry batch processor under it) logged about dropping is counted.
 
+Shadow runs: after the main rounds, the live request with a shadow arm sampled at 100%
+(`collectors.shadow`: after each answer, the SDK's shadow worker runs a challenger world model
+and the planner on the same input) against the same Warden variant without one, side by side
+in alternating rounds. These requests are paced: the process idles after each request (by
+default twice Warden's p50), as a service with headroom does, because a shadow runs in idle
+time and a closed loop has none (`--shadow-gap-us 0` shows that case: most shadows are then
+dropped, by design). The shadow counters and the stored `shadow_runs` rows are printed and
+checked with the rest.
+
 torch runs with one intra-op thread (`--torch-threads`): the model gains nothing from more,
 and with torch's default (one per core) on a 2-core machine, its spinning OpenMP workers next
 to any Python background thread (the batch processor's, Warden's export thread, MLflow's
@@ -104,6 +113,7 @@ from bench.warden_process import (
     stop_server,
 )
 from collectors import conventions as wire
+from collectors.experiments import ShadowArm
 
 STEPS = 8
 CANDIDATES = 16
@@ -123,6 +133,7 @@ MODELS = (
 )
 TARGET_OTEL_RATIO = 1.0
 TARGET_MLFLOW_FACTOR = 10.0
+TARGET_SHADOW_ADDED = 0.05
 
 # --------------------------------------------------------------------------------------------
 # The request: a stand-in LLM stage, a world-model rollout, a planner decision
@@ -434,6 +445,56 @@ class Warden(Variant):
         collectors.shutdown()
 
 
+SHADOW_ARM = ShadowArm("bench-shadow", "candidate", "models:/booking-world-model/4")
+SHADOW_SPANS = 3  # a shadow run: root, rollout (16 state events), decision
+
+
+class WardenShadow(Variant):
+    """Warden's variant with a shadow arm sampled for every request: after each request's
+    answer, the SDK's shadow worker runs a candidate world model (other weights, same shape)
+    and the planner on the same input, recording into a `warden.shadow` trace. It shares the
+    Warden variant's client (one per process) and its last-request bookkeeping."""
+
+    key, label = "warden_shadow", "Warden SDK + shadow arm at 100%"
+    spans_per_request = WARDEN_SPANS_PER_REQUEST
+
+    def __init__(self, stack: Stack, model: nn.Module, candidate: nn.Module, base: Warden):
+        self.stack, self.model, self.candidate, self.base = stack, model, candidate, base
+        self.watches = [collectors.watch(m, layers=list(LAYERS), dim=DIM)
+                        for m in (model, candidate)]
+
+    def shadow_run(self, text: str) -> None:
+        collectors.model("world_model", "booking-world-model", "4")
+        intent = parse(text)
+        scores = self.stack.rollout(self.candidate, intent)
+        candidates, chosen, constraints, confidence = self.stack.decide(scores, intent)
+        collectors.decision(candidates, chosen, constraints, confidence=confidence)
+
+    def handle(self, text: str) -> str:
+        with collectors.request({"text": text}) as req:
+            with collectors.llm_call(system="offline", request_model="intent-parser") as call:
+                intent = parse(text)
+                call.record(
+                    response_model="intent-parser-1",
+                    input_tokens=len(text.split()),
+                    output_tokens=5,
+                )
+            scores = self.stack.rollout(self.model, intent)
+            candidates, chosen, constraints, confidence = self.stack.decide(scores, intent)
+            collectors.decision(candidates, chosen, constraints, confidence=confidence)
+            collectors.shadow(SHADOW_ARM, lambda: self.shadow_run(text))
+            req.set_outcome("booked")
+        self.base.last_trace_id = req.trace_id
+        return chosen
+
+    def drain(self) -> float | None:
+        return self.base.drain()  # collectors.flush waits for the queued shadow runs first
+
+    def close(self) -> None:
+        for watch in self.watches:
+            watch.remove()
+
+
 class LogTally(logging.Handler):
     """Counts the warnings the exporters log, by the variant running when they were logged."""
 
@@ -600,7 +661,8 @@ class Figures:
         return data[rank - 1] / 1000
 
 
-def run_block(variant: Variant, texts: list[str]) -> tuple[list[int], float]:
+def run_block(variant: Variant, texts: list[str], gap: float = 0.0) -> tuple[list[int], float]:
+    """Each request timed alone; with a `gap` (s), the process idles that long after each."""
     handle = variant.handle
     clock = time.perf_counter_ns
     latencies = []
@@ -609,6 +671,8 @@ def run_block(variant: Variant, texts: list[str]) -> tuple[list[int], float]:
         start = clock()
         handle(text)
         latencies.append(clock() - start)
+        if gap:
+            time.sleep(gap)
     return latencies, time.perf_counter() - t0
 
 
@@ -641,6 +705,12 @@ def main() -> int:
                              "small machine torch's spinning OpenMP workers next to any "
                              "Python background thread (every exporter has one) stall "
                              "requests by ~100 ms")
+    parser.add_argument("--shadow-requests", type=int, default=1000,
+                        help="measured requests per side of the shadow comparison (0: skip it)")
+    parser.add_argument("--shadow-gap-us", type=float, default=-1,
+                        help="idle time after each request of the shadow comparison, in µs; "
+                             "-1: twice Warden's p50 from the main rounds, so the process is "
+                             "idle about 2/3 of the time as a service with headroom is")
     parser.add_argument("--json", action="store_true",
                         help="also print the figures as one JSON line at the end")
     parser.add_argument("--keep", action="store_true",
@@ -674,6 +744,9 @@ def main() -> int:
     server: Server | None = None
     variants: list[Variant] = []
     figures: dict[str, Figures] = {}
+    shadowed: WardenShadow | None = None
+    paced: dict[str, Figures] = {}
+    gap = 0.0
     try:
         t0 = time.perf_counter()
         server = start_server(server_dir, want_key=True)
@@ -685,11 +758,17 @@ def main() -> int:
             Warden(stack, copy.deepcopy(model), server.url, server.key, tmp / "spool"),
             MLflow(stack, copy.deepcopy(model), mlflow_dir, tally),
         ]
+        warden = next(v for v in variants if isinstance(v, Warden))
+        candidate = copy.deepcopy(model)
+        with torch.no_grad():
+            for parameter in candidate.parameters():
+                parameter.mul_(1.1)  # the challenger: other weights, same shape and cost
+        shadowed = WardenShadow(stack, copy.deepcopy(model), candidate, warden)
         say(f"variants set up in {time.perf_counter() - t0:.1f}s")
         figures = {v.key: Figures() for v in variants}
 
         # The same answers everywhere: the instrumentation must not change the request.
-        answers = {v.key: [v.handle(t) for t in texts[:5]] for v in variants}
+        answers = {v.key: [v.handle(t) for t in texts[:5]] for v in [*variants, shadowed]}
         if len({tuple(a) for a in answers.values()}) != 1:
             failures.append(f"variants answer differently: {answers}")
         for v in variants:
@@ -722,14 +801,46 @@ def main() -> int:
                 if drained is not None:
                     fig.drain_seconds.append(drained)
                 gc.collect()
+
+        # ---- the live request with a shadow arm at 100%, against none -----------------------
+        # Paced: a shadow run uses the idle time after a request, and a closed loop has none.
+        shadow_texts = texts[: args.shadow_requests]
+        if shadow_texts:
+            gap = (args.shadow_gap_us if args.shadow_gap_us >= 0
+                   else 2 * figures["warden"].percentile(50)) / 1e6
+            pair: list[Variant] = [warden, shadowed]
+            paced = {v.key: Figures() for v in pair}
+            tally.current = "warden"
+            for v in pair:
+                run_block(v, texts[: min(args.warmup, 50)], gap)
+                paced[v.key].requests += min(args.warmup, 50)
+                v.drain()
+            shadow_sizes = split(len(shadow_texts), args.rounds)
+            offset = 0
+            for r, size in enumerate(shadow_sizes):
+                chunk = shadow_texts[offset : offset + size]
+                offset += size
+                say(f"shadow comparison round {r + 1}/{args.rounds}: {size} requests each, "
+                    f"{1e6 * gap:.0f} µs idle after each")
+                for v in (pair if r % 2 == 0 else pair[::-1]):
+                    latencies, seconds = run_block(v, chunk, gap)
+                    paced[v.key].latencies_ns += latencies
+                    paced[v.key].loop_seconds.append(seconds)
+                    paced[v.key].requests += len(chunk)
+                    drained = v.drain()
+                    if drained is not None:
+                        paced[v.key].drain_seconds.append(drained)
+                    gc.collect()
         tally.current = "checks"
 
         # ---- what arrived -------------------------------------------------------------------
-        warden = next(v for v in variants if isinstance(v, Warden))
         otel = next(v for v in variants if isinstance(v, OTel))
         mlflow_v = next(v for v in variants if isinstance(v, MLflow))
-        total = figures["warden"].requests
+        # Every request Warden's client recorded, with and without a shadow arm.
+        total = figures["warden"].requests + 5 + sum(f.requests for f in paced.values())
         stats = collectors.stats()
+        shadow_stats = stats.get("shadows", {})
+        shadow_runs = shadow_stats.get("run", 0)
         if not warden.delivered_ok:
             failures.append("collectors.flush(timeout=60, include_spool=True) timed out")
         status, page = get_json(server.port, server.key, "/v1/requests?limit=1")
@@ -739,9 +850,13 @@ def main() -> int:
                             f"last recorded {warden.last_trace_id!r}")
         db = server_dir / "warden.db"
         stored = {t: count_rows(db, t) for t in
-                  ("requests", "spans", "world_model_states", "planner_decisions")}
-        expected = {"requests": total, "spans": total * WARDEN_SPANS_PER_REQUEST,
-                    "world_model_states": total * STATES, "planner_decisions": total}
+                  ("requests", "spans", "world_model_states", "planner_decisions", "shadow_runs")}
+        expected = {"requests": total,
+                    "spans": total * WARDEN_SPANS_PER_REQUEST + shadow_runs * SHADOW_SPANS,
+                    "world_model_states": (total + shadow_runs) * STATES,
+                    "planner_decisions": total + shadow_runs, "shadow_runs": shadow_runs}
+        if shadow_stats.get("failed") or shadow_runs != shadow_stats.get("queued", 0):
+            failures.append(f"shadow runs failed or left unrun after the flush: {shadow_stats}")
         for table, want in expected.items():
             if stored[table] != want:
                 failures.append(f"service table {table} holds {stored[table]} rows, "
@@ -749,7 +864,7 @@ def main() -> int:
         delivered_spans = stats.get("exported", 0) + stats.get("replayed", 0)
         warden_dropped = (stats.get("dropped", 0) + stats.get("rejected", 0)
                           + stats.get("spool_pending_spans", 0))
-        if delivered_spans != total * WARDEN_SPANS_PER_REQUEST or warden_dropped:
+        if delivered_spans != expected["spans"] or warden_dropped:
             failures.append(f"collectors.stats() does not account for every span: {stats}")
 
         otel.provider.force_flush()
@@ -769,7 +884,7 @@ def main() -> int:
             say(f"server log (last lines):\n{server.tail()}")
         raise
     finally:
-        for v in variants:
+        for v in [*([shadowed] if shadowed else []), *variants]:
             with contextlib.suppress(Exception):
                 v.close()
         if server is not None:
@@ -814,6 +929,24 @@ def main() -> int:
           "OpenTelemetry's overhead; p50/OTel = plain p50 ratio; spans = spans per request")
     print(f"MLflow overhead / Warden overhead: {mlflow_factor:.1f}x")
 
+    shadow_added = float("nan")
+    if paced:
+        ps = {k: {q: f.percentile(q) for q in (50, 95, 99)} for k, f in paced.items()}
+        shadow_added = ps["warden_shadow"][50] / ps["warden"][50] - 1
+        n = len(paced["warden"].latencies_ns)
+        print()
+        print(f"live request with a shadow arm at 100% vs none, the same reference request: "
+              f"{n} measured requests each, {1e6 * gap:.0f} µs idle after each request")
+        print(f"{'variant':<36}{'p50 µs':>9}{'p95 µs':>9}{'p99 µs':>9}{'p50 added':>11}")
+        for v in (warden, shadowed):
+            if v is None:
+                continue
+            added = "-" if v is warden else f"{100 * shadow_added:+.1f}%"
+            print(f"{v.label:<36}{ps[v.key][50]:>9.0f}{ps[v.key][95]:>9.0f}"
+                  f"{ps[v.key][99]:>9.0f}{added:>11}")
+        print(f"  shadow runs (collectors.stats()['shadows']): {shadow_stats}; stored "
+              f"shadow_runs rows {stored['shadow_runs']:,}")
+
     def delivery(f: Figures) -> str:
         loop, drain = sum(f.loop_seconds), sum(f.drain_seconds)
         return (f"drain after each round's loop: mean {1000 * drain / len(f.drain_seconds):.0f} ms,"
@@ -855,6 +988,9 @@ def main() -> int:
           f"{TARGET_MLFLOW_FACTOR:.0f}x: {ok(mlflow_factor >= TARGET_MLFLOW_FACTOR)}")
     print(f"  nothing dropped (every request at the service, stats account for every span): "
           f"{ok(nothing_dropped)}")
+    if paced:
+        print(f"  live p50 added by a shadow arm at 100% = {100 * shadow_added:+.1f}% <= "
+              f"{100 * TARGET_SHADOW_ADDED:.0f}%: {ok(shadow_added <= TARGET_SHADOW_ADDED)}")
     machine = {
         "nproc": (len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity")
                   else os.cpu_count()),
@@ -887,6 +1023,13 @@ def main() -> int:
             },
             "warden": {"stats": stats, "stored": stored, "expected": expected,
                        "newest_is_last": newest == warden.last_trace_id},
+            "shadow": {
+                "gap_us": round(1e6 * gap, 1),
+                "latency_us": {k: {f"p{q}": round(f.percentile(q), 1) for q in (50, 95, 99)}
+                               for k, f in paced.items()},
+                "p50_added": round(shadow_added, 4),
+                "counters": shadow_stats,
+            },
             "otel": {"exported_spans": otel_exported, "expected_spans": otel_expected,
                      "queue_full_drops": otel_queue_drops},
             "mlflow": {"started": ml_started, "found": ml_found, "trace_info_rows": ml_infos,
@@ -897,6 +1040,7 @@ def main() -> int:
                 "otel_ratio_le_1": ratio["warden"] <= TARGET_OTEL_RATIO,
                 "mlflow_factor_ge_10": mlflow_factor >= TARGET_MLFLOW_FACTOR,
                 "nothing_dropped": nothing_dropped,
+                "shadow_p50_added_le_5pct": shadow_added <= TARGET_SHADOW_ADDED,
             },
             "failures": len(failures),
             "machine": machine,

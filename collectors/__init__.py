@@ -11,6 +11,8 @@
 ...     plan = planner.plan(intent)          # world-model states are captured by the hooks
 ...     collectors.decision(plan.candidates, plan.chosen, plan.constraints)
 ...     req.set_outcome("booked")
+...     for arm in req.assignment("world_model").shadows:  # a candidate, in the shadow
+...         collectors.shadow(arm, lambda arm=arm: challenger(arm.model).handle(text))
 
 Every request becomes OpenTelemetry spans under the names of docs/conventions.md (in code:
 `collectors.conventions`), exported over OTLP/HTTP by a background thread; when the service is
@@ -49,6 +51,7 @@ if TYPE_CHECKING:
         stage,
     )
     from collectors._scores import score
+    from collectors._shadow import shadow
     from collectors._transport import Outcome, Result, Sender
     from collectors.torch import Watch as Watch
     from policies import PolicyDenied, PolicyError
@@ -77,6 +80,7 @@ __all__ = [
     "recorded",
     "request",
     "score",
+    "shadow",
     "shutdown",
     "stage",
     "stats",
@@ -104,6 +108,7 @@ _HOMES = {
             ),
         ),
         ("collectors._scores", ("score",)),
+        ("collectors._shadow", ("shadow",)),
         ("collectors._transport", ("Outcome", "Result", "Sender")),
         ("collectors.torch", ("Watch",)),
         ("policies", ("PolicyDenied", "PolicyError")),

@@ -12,8 +12,9 @@ import atexit
 import logging
 import os
 import threading
+import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from opentelemetry import metrics, trace
 from opentelemetry.sdk.resources import Resource
@@ -26,7 +27,11 @@ from collectors._pipeline import Pipeline
 from collectors._transport import Sender
 from policies import PolicySet
 
+if TYPE_CHECKING:
+    from collectors._shadow import ShadowWorker
+
 log = logging.getLogger("warden.collectors")
+SHADOW_COUNTERS = ("queued", "run", "failed", "dropped")
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,6 +91,8 @@ class Client:
         self._sender = sender
         self._inherited: Pipeline | None = None
         self.pipeline: Pipeline | None = Pipeline(config, self.resource, sender)
+        # The shadow-run worker, made by the first `collectors.shadow()` (collectors/_shadow.py).
+        self.shadows: ShadowWorker | None = None
         self.provider = provider or TracerProvider(resource=Resource.create(self.resource))
         self.provider.add_span_processor(_Forward(self))
         self._register_metrics(meter_provider)
@@ -101,12 +108,26 @@ class Client:
                 unit="{span}",
                 description=f"Spans {name} by the Warden SDK",
             )
+        for name in SHADOW_COUNTERS:
+            meter.create_observable_counter(
+                wire.shadows_metric(name),
+                callbacks=[self._observe_shadows(name)],
+                unit="{run}",
+                description=f"Shadow runs {name} by the Warden SDK",
+            )
 
     def _observe(self, name: str) -> Any:
         def callback(_options: Any) -> list[metrics.Observation]:
             if self.pipeline is None:
                 return []
             return [metrics.Observation(getattr(self.pipeline.counters, name))]
+
+        return callback
+
+    def _observe_shadows(self, name: str) -> Any:
+        def callback(_options: Any) -> list[metrics.Observation]:
+            shadows = self.shadows
+            return [metrics.Observation(getattr(shadows.counters, name) if shadows else 0)]
 
         return callback
 
@@ -117,11 +138,21 @@ class Client:
         self.model_attributes[wire.model_version(ref.role)] = ref.version
 
     def flush(self, timeout: float = 10.0, include_spool: bool = False) -> bool:
-        return self.pipeline.flush(timeout, include_spool) if self.pipeline else True
+        # Queued shadow runs first: what they record goes through the pipeline flushed next.
+        deadline = time.monotonic() + timeout
+        shadows_done = self.shadows.drain(timeout) if self.shadows else True
+        if not self.pipeline:
+            return shadows_done
+        left = max(deadline - time.monotonic(), 0.0)
+        return self.pipeline.flush(left, include_spool) and shadows_done
 
     def shutdown(self, timeout: float = 10.0) -> None:
         if self.gates is not None:
             self.gates.stop()
+        if self.shadows is not None:
+            deadline = time.monotonic() + timeout
+            self.shadows.stop(timeout)
+            timeout = max(deadline - time.monotonic(), 0.0)
         if self.pipeline is not None:
             self.pipeline.shutdown(timeout)
             self.pipeline = None
@@ -131,6 +162,8 @@ class Client:
         # inherited pipeline is kept, unused: closing its SQLite handle in the child is unsafe.
         self._inherited = self.pipeline
         self.pipeline = Pipeline(self.config, self.resource, self._sender)
+        # Likewise the parent's shadow runs: the child makes its own worker when it needs one.
+        self.shadows = None
 
 
 def _gates(config: Config) -> Gates | None:
@@ -166,6 +199,7 @@ def init(
     meter_provider: metrics.MeterProvider | None = None,
     policies: str | os.PathLike[str] | PolicySet | None = None,
     sender: Sender | None = None,
+    shadow_queue: int | None = None,
 ) -> Client:
     """Start recording to a Warden service. Arguments fall back to `WARDEN_*` variables.
 
@@ -175,6 +209,7 @@ def init(
     observable OTel metrics of `meter_provider` (by default the global one). `policies` turns
     on the inline gates: a folder of policy files, `"service"` for the service's bundle, or
     a loaded `PolicySet`. `sender` replaces the HTTP transport (see `collectors.Sender`).
+    `shadow_queue` bounds the shadow runs waiting to run (`collectors.shadow`, default 64).
 
     >>> import collectors
     >>> client = collectors.init(endpoint="http://127.0.0.1:8000", api_key="wdn_...",
@@ -184,7 +219,7 @@ def init(
     config = resolve(
         endpoint, api_key, project, fingerprint_secret, fingerprint_key_id, service_name,
         spool_dir, spool_max_bytes, queue_size, fail_closed, export_timeout,
-        None if isinstance(policies, PolicySet) else policies,
+        None if isinstance(policies, PolicySet) else policies, shadow_queue,
     )  # fmt: skip
     with _lock:
         if _active is not None:
@@ -211,6 +246,8 @@ def shutdown(timeout: float = 10.0) -> None:
 def flush(timeout: float = 10.0, include_spool: bool = False) -> bool:
     """Wait until what was recorded so far is delivered or spooled; with `include_spool`,
     until the spool is empty too (the service has everything). True if done in time.
+    Shadow runs already handed to the shadow worker run first (within the same `timeout`),
+    so a process that flushes before it exits loses none of them.
 
     >>> collectors.flush(timeout=5)  # doctest: +SKIP
     True
@@ -222,7 +259,8 @@ def flush(timeout: float = 10.0, include_spool: bool = False) -> bool:
 def stats() -> dict[str, Any]:
     """Counters of what the SDK did with the spans it recorded: queued, exported, spooled,
     replayed, rejected (refused for good by the service), dropped (only if the spool was
-    full), plus what waits in the spool now.
+    full), plus what waits in the spool now, and under `"shadows"` the shadow runs queued,
+    run, failed and dropped (`collectors.shadow`).
 
     >>> collectors.stats()["dropped"]  # doctest: +SKIP
     0
@@ -237,6 +275,9 @@ def stats() -> dict[str, Any]:
         "spool_pending_batches": rows,
         "spool_pending_spans": spans,
         "spool_corrupt_batches": pipeline.spool.corrupt,
+        "shadows": client.shadows.counters.as_dict()
+        if client.shadows
+        else dict.fromkeys(SHADOW_COUNTERS, 0),
     }
 
 

@@ -37,6 +37,8 @@ class Config:
     flush_interval: float
     spool_write_timeout: float
     policies: str | None
+    # Shadow runs waiting for the shadow worker (collectors.shadow); beyond it they are dropped.
+    shadow_queue: int = 64
 
     @property
     def traces_url(self) -> str:
@@ -65,6 +67,7 @@ def resolve(
     fail_closed: bool | None = None,
     export_timeout: float | None = None,
     policies: str | os.PathLike[str] | None = None,
+    shadow_queue: int | None = None,
 ) -> Config:
     secret = fingerprint_secret or _env("WARDEN_FINGERPRINT_SECRET")
     if not secret:
@@ -95,6 +98,7 @@ def resolve(
         flush_interval=0.2,
         spool_write_timeout=0.1,
         policies=str(policies) if policies else _env("WARDEN_POLICIES"),
+        shadow_queue=shadow_queue or int(_env("WARDEN_SHADOW_QUEUE") or 64),
     )
     if not config.endpoint.startswith(("http://", "https://")):
         raise ConfigurationError(

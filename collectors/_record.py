@@ -68,6 +68,7 @@ class RequestRecord:
         "end_ns",
         "events",
         "name",
+        "shadows",
         "span_id",
         "start_ns",
         "status",
@@ -93,6 +94,9 @@ class RequestRecord:
         self.events: list[tuple[str, int, dict[str, Any]]] = []
         # What the pre_request gates saw; the post_decision gates see it too.
         self.context: dict[str, Any] = {}
+        # Shadow runs scheduled in this request (`collectors.shadow`): handed to the shadow
+        # worker when the request's scope closes, never before.
+        self.shadows: list[tuple[Any, Any]] | None = None
 
     def derived_id(self, n: int) -> bytes:
         """Span ids derived from the trace id: a request re-run under the same request id

@@ -101,6 +101,10 @@ def request(
     if client.config.fail_closed and not client.pipeline.has_capacity():
         raise RecordNotDurable("Warden spool is full: refusing to run a request unrecorded")
     record, token, otel_token = _open(client, input, subject, request_id, name, capture_input)
+    # Shadow runs use the time no live request is in flight (collectors/_shadow.py).
+    gate = client.shadows
+    if gate is not None:
+        gate.enter()
     failure: BaseException | None = None
     try:
         _pre_request_gates(client, record, input, subject)
@@ -112,6 +116,8 @@ def request(
         _current.reset(token)
         otel_context.detach(otel_token)
         durable = _close(client, record, failure)
+        if gate is not None:
+            gate.leave()
         if not durable and failure is None:
             raise RecordNotDurable(
                 "fail-closed: the record of this request could not be made durable"
@@ -142,6 +148,14 @@ def _open(
     if request_id is not None:
         attrs[wire.REQUEST_ID] = request_id
     attrs.update(client.model_attributes)
+    token, otel_token = attach(record)
+    return record, token, otel_token
+
+
+def attach(
+    record: RequestRecord,
+) -> tuple[contextvars.Token[RequestRecord | None], contextvars.Token[Any]]:
+    """Make `record` the current one (and the OpenTelemetry parent) in this context."""
     token = _current.set(record)
     # Spans of other OpenTelemetry instrumentation inside the request become its children.
     parent = trace.NonRecordingSpan(
@@ -152,8 +166,7 @@ def _open(
             trace_flags=trace.TraceFlags(trace.TraceFlags.SAMPLED),
         )
     )
-    otel_token = otel_context.attach(trace.set_span_in_context(parent))
-    return record, token, otel_token
+    return token, otel_context.attach(trace.set_span_in_context(parent))
 
 
 def _close(client: _client.Client, record: RequestRecord, failure: BaseException | None) -> bool:
@@ -178,6 +191,10 @@ def _close(client: _client.Client, record: RequestRecord, failure: BaseException
     except Exception:
         log.exception("Warden could not record a request")
         return not client.config.fail_closed
+    finally:
+        # Only now, the live answer given, may its shadow runs start.
+        if record.shadows and client.shadows is not None:
+            client.shadows.hand_over(record)
     return True
 
 
@@ -423,7 +440,8 @@ def decision(
         log.exception("Warden could not record a decision")
         return None
     client = _client.active()
-    if client is None or client.gates is None:
+    # A shadow's decision is never acted on, so no gate judges it (docs/experiments.md).
+    if client is None or client.gates is None or record.name == wire.SHADOW_SPAN:
         return None
     predicted = next(
         (

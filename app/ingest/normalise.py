@@ -156,6 +156,8 @@ class Normalised:
     reviews: list[dict[str, Any]] = field(default_factory=list)
     # Root spans carrying `warden.score.request`: scores, not requests (app/scores).
     scores: list[SpanScore] = field(default_factory=list)
+    # Root spans of shadow runs (`warden.shadow.request`): never requests.
+    shadow_runs: list[dict[str, Any]] = field(default_factory=list)
     # (name, version) -> [role, first seen, last seen]
     models: dict[tuple[str, str], list[Any]] = field(default_factory=dict)
 
@@ -171,6 +173,8 @@ def normalise(spans: Iterable[dict[str, Any]]) -> Normalised:
         if span["parent_span_id"] is None:
             if wire.SCORE_REQUEST in attrs:
                 out.scores.append(score_from_span(span, attrs))
+            elif wire.SHADOW_REQUEST in attrs:
+                out.shadow_runs.append(_shadow_run(span, attrs, models))
             else:
                 _request(out, span, attrs, models)
         # Sequence numbers within the span keep re-sent spans idempotent row by row.
@@ -192,6 +196,8 @@ def normalise(spans: Iterable[dict[str, Any]]) -> Normalised:
                 policy_seq += 1
         if wire.PLANNER_CHOSEN in attrs or wire.PLANNER_CANDIDATES in attrs:
             out.decisions.append(_decision(span, attrs))
+    if out.shadow_runs:
+        _shadow_choices(out)
     return out
 
 
@@ -263,6 +269,40 @@ def _request(
                 "start_time_unix_nano": start,
             }
         )
+
+
+def _shadow_run(
+    span: dict[str, Any], attrs: dict[str, Any], models: dict[str, tuple[str, str]]
+) -> dict[str, Any]:
+    start, end = span["start_time_unix_nano"], span["end_time_unix_nano"]
+    status = STATUS_NAMES.get(span["status_code"], "unset")
+    outcome = attrs.get(wire.REQUEST_OUTCOME)
+    return {
+        "trace_id": span["trace_id"],
+        "request_trace_id": str(attrs[wire.SHADOW_REQUEST]).lower()[:32],
+        "experiment": _text(attrs.get(wire.SHADOW_EXPERIMENT)),
+        "arm": _text(attrs.get(wire.SHADOW_ARM)),
+        "models": {role: {"name": n, "version": v} for role, (n, v) in models.items()},
+        "chosen": None,
+        "outcome": str(outcome)[:32] if outcome is not None else None,
+        "status": status,
+        "duration_ms": max(end - start, 0) / 1e6,
+        "start_time_unix_nano": start,
+    }
+
+
+def _shadow_choices(out: Normalised) -> None:
+    """A shadow run's `chosen`: its trace's last planner decision, which the SDK sends in the
+    same batch as the root. One sent apart is found at read time (app/experiments/shadows.py)."""
+    last: dict[str, dict[str, Any]] = {}
+    for decision in out.decisions:
+        seen = last.get(decision["trace_id"])
+        if seen is None or decision["time_unix_nano"] >= seen["time_unix_nano"]:
+            last[decision["trace_id"]] = decision
+    for run in out.shadow_runs:
+        chosen = last.get(run["trace_id"], {}).get("chosen")
+        if chosen is not None:
+            run["chosen"] = chosen[:256]
 
 
 def _state(span: dict[str, Any], attrs: dict[str, Any], seq: int, time: int) -> dict[str, Any]:

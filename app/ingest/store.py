@@ -35,6 +35,7 @@ from app.store.tables import (
     Request,
     RequestModel,
     Review,
+    ShadowRun,
     Span,
 )
 
@@ -183,6 +184,7 @@ def _insert_typed(conn: Connection, project_id: int, typed: Normalised) -> list[
     )
     _insert_rows(conn, PolicyEvaluation, project_id, typed.policy_evaluations, STATE_KEY)
     _insert_rows(conn, Review, project_id, typed.reviews, ("project_id", "trace_id"))
+    _insert_rows(conn, ShadowRun, project_id, typed.shadow_runs, ("project_id", "trace_id"))
     # Last: an upsert holds a row lock on PostgreSQL until commit, so it is held briefly.
     _upsert_models(conn, project_id, typed.models)
     return new_requests

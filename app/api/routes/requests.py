@@ -10,9 +10,12 @@ from starlette.concurrency import run_in_threadpool
 
 from app.api.deps import EngineDep, Reader, SettingsDep
 from app.api.schemas import errors
+from app.experiments import shadows
+from app.experiments.shadows import ShadowRuns
 from app.registry import lineage
 from app.registry.read_models import RequestLineage
 from app.store import queries
+from app.store.engine import read_connection
 from app.store.read_models import RequestDetail, RequestPage, Trace
 
 router = APIRouter(tags=["requests"], responses=errors(401, 403))
@@ -79,3 +82,16 @@ async def get_lineage(
 )
 async def get_trace(trace_id: str, principal: Reader, engine: EngineDep) -> Trace:
     return await run_in_threadpool(queries.get_trace, engine, principal.project_id, trace_id)
+
+
+@router.get(
+    "/v1/requests/{request_id}/shadows",
+    summary="The shadow runs of one request: each shadow arm's decision beside the live one",
+    responses=errors(404),
+)
+async def get_shadows(request_id: str, principal: Reader, engine: EngineDep) -> ShadowRuns:
+    def read() -> ShadowRuns:
+        with read_connection(engine) as conn:
+            return shadows.shadow_runs_for(conn, principal.project_id, request_id)
+
+    return await run_in_threadpool(read)
