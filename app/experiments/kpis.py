@@ -276,7 +276,10 @@ def _corrections(conn: Connection, project_id: int, members: Any, facts: dict[st
     query = (
         select(Score.trace_id)
         .join(members, and_(Score.project_id == project_id, Score.trace_id == members.c.trace_id))
-        .where(or_(Score.correction.is_not(None), named))
+        # A JSON column holds an absent correction as SQL NULL or as JSON `null`.
+        .where(
+            or_(and_(Score.correction.is_not(None), cast(Score.correction, Text) != "null"), named)
+        )
         .distinct()
     )
     for (trace,) in conn.execute(query):
@@ -460,7 +463,7 @@ def _shadows(conn: Connection, project_id: int, selection: Selection) -> dict[st
                              PlannerDecision.trace_id == shadowed.c.request_trace_id))
         .distinct()
     )  # fmt: skip
-    live = dict(conn.execute(live_query).tuples().all())
+    live: dict[str, str | None] = {t: c for t, c in conn.execute(live_query)}
     out: dict[str, ShadowAgreement] = {}
     for arm in sorted({str(r.arm) for r in shadow_rows}):
         mine = [r for r in shadow_rows if str(r.arm) == arm]

@@ -17,14 +17,15 @@ from __future__ import annotations
 
 import logging
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from datetime import UTC, datetime
 from typing import Any
 
 import orjson
-from sqlalchemy import Engine, select, update
+from sqlalchemy import Connection, Engine, select, update
 
 from app.daemons import PeriodicWorker
+from app.errors import NotFound
 from app.experiments import analysis, kpis
 from app.experiments import settings as experiment_settings
 from app.experiments.kpis import KpiReport, Selection
@@ -70,7 +71,35 @@ def model_of_uri(uri: str) -> ModelRef | None:
     return ModelRef(name, version) if name and version else None
 
 
-def _bucket(row: Experiment, now: datetime) -> int:
+@dataclass(frozen=True)
+class StoredExperiment:
+    """What the results read of an `experiments` row."""
+
+    id: int
+    name: str
+    stage: str
+    unit: str
+    arms: list[Any]
+    primary_kpi: str
+    guardrails: list[Any]
+    status: str
+    starts_at: datetime
+    stopped_at: datetime | None
+    results: dict[str, Any]
+
+
+def load_experiment(conn: Connection, project_id: int, name: str) -> StoredExperiment:
+    """The experiment `name` of the project (404 when there is none)."""
+    columns = [getattr(Experiment, f.name) for f in fields(StoredExperiment)]
+    row = conn.execute(
+        select(*columns).where(Experiment.project_id == project_id, Experiment.name == name)
+    ).one_or_none()
+    if row is None:
+        raise NotFound(f"no experiment {name!r} in this project")
+    return StoredExperiment(**row._mapping)
+
+
+def _bucket(row: StoredExperiment, now: datetime) -> int:
     end = row.stopped_at or now
     return _HOUR if (end - row.starts_at).total_seconds() <= 7 * _DAY else _DAY
 
@@ -93,7 +122,7 @@ def _comparison_json(found: analysis.Comparison) -> dict[str, Any]:
     }
 
 
-def analyse(row: Experiment, report: KpiReport, now: datetime) -> dict[str, Any]:
+def analyse(row: StoredExperiment, report: KpiReport, now: datetime) -> dict[str, Any]:
     """The results document of `row` from its KPI report (pure: no database)."""
     arms = [str(a["name"]) for a in row.arms]
     control = arms[0]
@@ -197,13 +226,7 @@ def refresh(engine: Engine, project_id: int, name: str) -> dict[str, Any]:
     """Compute the experiment's results now and store them; returns them."""
     now = datetime.now(UTC)
     with read_connection(engine) as conn:
-        row = conn.execute(
-            select(Experiment).where(Experiment.project_id == project_id, Experiment.name == name)
-        ).scalar_one_or_none()
-        if row is None:
-            from app.errors import NotFound
-
-            raise NotFound(f"no experiment {name!r} in this project")
+        row = load_experiment(conn, project_id, name)
         config = experiment_settings.read(conn, project_id)
         selection = Selection(
             experiment=row.name, role=row.stage, since=_ns(row.starts_at),
@@ -221,14 +244,16 @@ def refresh(engine: Engine, project_id: int, name: str) -> dict[str, Any]:
     return results
 
 
-def _treatment_model(row: Experiment, arm: dict[str, Any], served: dict[str, int]) -> ModelRef:
+def _treatment_model(
+    row: StoredExperiment, arm: dict[str, Any], served: dict[str, int]
+) -> ModelRef:
     if served:
         name, _, version = max(served.items(), key=lambda item: item[1])[0].rpartition("/")
         return ModelRef(name, version)
     return model_of_uri(str(arm.get("model", ""))) or ModelRef(str(arm.get("model", "")), "")
 
 
-def log_to_mlflow(tracking_uri: str, project: str, row: Experiment) -> list[str]:
+def log_to_mlflow(tracking_uri: str, project: str, row: StoredExperiment) -> list[str]:
     """One `warden.result = experiment` run per treatment arm of the stored results."""
     results = row.results or {}
     run_ids = []
@@ -297,9 +322,7 @@ def refresh_and_log(engine: Engine, tracking_uri: str, project_id: int, name: st
     logged = (before or {}).get("mlflow", {})
     results = refresh(engine, project_id, name)
     with read_connection(engine) as conn:
-        row = conn.execute(
-            select(Experiment).where(Experiment.project_id == project_id, Experiment.name == name)
-        ).scalar_one()
+        row = load_experiment(conn, project_id, name)
         project = conn.execute(select(Project.name).where(Project.id == project_id)).scalar_one()
     now = datetime.now(UTC).timestamp()
     due = (
