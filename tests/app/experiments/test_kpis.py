@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -15,6 +17,7 @@ from app.experiments.settings import ExperimentSettings
 from app.governance import reviews
 from app.store.engine import read_connection, write_transaction
 from app.store.tables import Deployment
+from tests.app.cli.warden_process import warden
 from tests.app.experiments import traffic
 from tests.app.experiments.traffic import SECOND, T0, Req
 
@@ -124,11 +127,11 @@ def test_per_arm_kpis_series_and_shadow_agreement(engine: Engine) -> None:
         Req(start=T0 + 10 * SECOND + i * SECOND, version="4",
             outcome="booked" if i == 0 else "clarify")
         for i in range(3)
-    ] + [Req(start=T0 + hour + 10 * SECOND + i * SECOND, version="4") for i in range(3)]  # fmt: skip
+    ] + [Req(start=T0 + hour + (10 + i) * SECOND, version="4") for i in range(3)]  # fmt: skip
     c_traces = traffic.ingest(engine, pid, control, seed=1)
     t_traces = traffic.ingest(engine, pid, treatment, seed=2)
-    traffic.experiment(engine, pid, "wm-ab", [("control", "models:/m/3", 0.5), ("v4", "models:/m/4", 0.5)],
-                       shadows=[("v5-shadow", "models:/m/5")])  # fmt: skip
+    arms = [("control", "models:/m/3", 0.5), ("v4", "models:/m/4", 0.5)]
+    traffic.experiment(engine, pid, "wm-ab", arms, shadows=[("v5-shadow", "models:/m/5")])
     traffic.assign(engine, pid, "wm-ab", "control", c_traces, [r.start for r in control])
     traffic.assign(engine, pid, "wm-ab", "v4", t_traces, [r.start for r in treatment])
     # The shadow agrees with the live decision on 3 of 4 requests it saw.
@@ -195,3 +198,28 @@ def test_settings_refuse_what_they_cannot_hold(engine: Engine) -> None:
     changed = experiment_settings.update_settings(engine, pid, {"require_experiment": True})
     assert changed.require_experiment and changed.success_outcomes == ["booked"]
     assert experiment_settings.load(engine, pid).require_experiment
+
+
+def test_cli_configure_merges_prices_and_refuses_bad_values(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'warden.db'}"
+    assert warden(tmp_path, url, "project", "create", "booking").returncode == 0
+    done = warden(tmp_path, url, "experiment", "configure", "--project", "booking",
+                  "--success-outcome", "booked", "--success-outcome", "rebooked",
+                  "--price", "intent-parser=0.5,1.5", "--require-experiment")  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    first = json.loads(done.stdout)
+    assert first["success_outcomes"] == ["booked", "rebooked"] and first["require_experiment"]
+    more = warden(tmp_path, url, "experiment", "configure", "--project", "booking",
+                  "--price", "summariser=1,2")  # fmt: skip
+    prices = json.loads(more.stdout)["prices"]
+    assert prices == {
+        "intent-parser": {"input_per_1k_tokens": 0.5, "output_per_1k_tokens": 1.5},
+        "summariser": {"input_per_1k_tokens": 1.0, "output_per_1k_tokens": 2.0},
+    }
+    refused = warden(tmp_path, url, "experiment", "configure", "--project", "booking",
+                     "--ood-quantile", "2")  # fmt: skip
+    assert refused.returncode == 1 and "ood_quantile" in refused.stderr
+    bad_price = warden(
+        tmp_path, url, "experiment", "configure", "--price", "x=1", "--project", "booking"
+    )
+    assert bad_price.returncode == 2 and "MODEL=INPUT,OUTPUT" in bad_price.stderr

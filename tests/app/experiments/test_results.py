@@ -34,11 +34,11 @@ def ab_test(
     engine: Engine, pid: int, name: str = "wm-ab", first: str = "1", second: str = "2"
 ) -> None:
     """v`first` books 90% of 60 requests in ~45 ms; v`second` books 20% in ~145 ms."""
-    traffic.experiment(
-        engine, pid, name,
-        [("control", f"models:/{MODEL}/{first}", 0.5), ("challenger", f"models:/{MODEL}/{second}", 0.5)],
-        guardrails=["latency_p95_ms", "deny_rate"],
-    )  # fmt: skip
+    arms = [
+        ("control", f"models:/{MODEL}/{first}", 0.5),
+        ("challenger", f"models:/{MODEL}/{second}", 0.5),
+    ]
+    traffic.experiment(engine, pid, name, arms, guardrails=["latency_p95_ms", "deny_rate"])
     control = [
         Req(start=T0 + i * SECOND, version=first, latency_ms=40.0 + i % 10,
             outcome="booked" if i % 10 else "clarify")
