@@ -134,7 +134,7 @@ def test_results_are_written_back_to_mlflow_by_the_worker(engine: Engine, tmp_pa
     assert run.data.tags["warden.experiment.verdict"] == "worse"
     assert run.data.tags["warden.verdict.plan_success_rate"] == "worse"
     assert run.data.tags["warden.experiment.guardrails_breached"] == "latency_p95_ms"
-    assert run.data.tags["warden.project"] == "booking"
+    assert run.data.tags[mlflow_results.PROJECT_TAG] == "booking"
     metrics = run.data.metrics
     assert metrics["plan_success_rate.difference"] == pytest.approx(-0.7)
     assert metrics["plan_success_rate.ci_high"] < 0
