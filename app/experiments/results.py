@@ -244,9 +244,8 @@ def refresh(engine: Engine, project_id: int, name: str) -> dict[str, Any]:
     return results
 
 
-def _treatment_model(
-    row: StoredExperiment, arm: dict[str, Any], served: dict[str, int]
-) -> ModelRef:
+def _treatment_model(arm: dict[str, Any], served: dict[str, int]) -> ModelRef:
+    """The version the arm served most (its configured URI may be an alias)."""
     if served:
         name, _, version = max(served.items(), key=lambda item: item[1])[0].rpartition("/")
         return ModelRef(name, version)
@@ -261,7 +260,7 @@ def log_to_mlflow(tracking_uri: str, project: str, row: StoredExperiment) -> lis
         found = results.get("arms", {}).get(str(arm["name"]))
         if not found:
             continue
-        model = _treatment_model(row, arm, found.get("served", {}))
+        model = _treatment_model(arm, found.get("served", {}))
         metrics: dict[str, float] = {
             "n.control": float(results["arms"][results["control"]]["n"]),
             "n.treatment": float(found["n"]),

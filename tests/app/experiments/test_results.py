@@ -2,17 +2,18 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 from mlflow.tracking import MlflowClient
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine, select, update
 
 from app.experiments import results
 from app.experiments import settings as experiment_settings
 from app.governance import deploy
 from app.registry import mlflow_results
-from app.store.engine import read_connection
+from app.store.engine import read_connection, write_transaction
 from app.store.tables import Experiment
 from policies import BUILTIN, PolicySet
 from tests.app.experiments import traffic
@@ -147,6 +148,16 @@ def test_results_are_written_back_to_mlflow_by_the_worker(engine: Engine, tmp_pa
     with read_connection(engine) as conn:
         stored = conn.execute(select(Experiment.results)).scalar_one()
     assert stored["mlflow"]["run_ids"] == [run_id]
+
+    # Once stopped, the experiment gets its final results and run, then is left alone.
+    with write_transaction(engine) as conn:
+        conn.execute(update(Experiment).values(status="stopped", stopped_at=datetime.now(UTC)))
+    worker.tick()
+    worker.tick()
+    assert len(mlflow_results.find_results(uri, "experiment")) == 2
+    with read_connection(engine) as conn:
+        final = conn.execute(select(Experiment.results)).scalar_one()
+    assert final["mlflow"]["final"] is True
 
 
 @pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
