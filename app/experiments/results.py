@@ -184,11 +184,22 @@ def analyse(row: StoredExperiment, report: KpiReport, now: datetime) -> dict[str
 def _compare(control: kpis.GroupKpis, treatment: kpis.GroupKpis, kpi: str) -> analysis.Comparison:
     unit = kpis.UNIT_OF[kpi]
     empty = kpis.UnitSummary(n=0, mean=0.0, variance=0.0)
-    return analysis.compare(
-        control.units.get(unit, empty).arm(),
-        treatment.units.get(unit, empty).arm(),
-        higher_is_better=kpi in kpis.HIGHER_IS_BETTER,
-    )
+    return _compared(
+        control.units.get(unit, empty), treatment.units.get(unit, empty),
+        kpi in kpis.HIGHER_IS_BETTER,
+    )  # fmt: skip
+
+
+def _compared(
+    control: kpis.UnitSummary, treatment: kpis.UnitSummary, higher_is_better: bool
+) -> analysis.Comparison:
+    """The comparison, or none (inconclusive) while an arm has fewer than two measures."""
+    if control.n < 2 or treatment.n < 2:
+        return analysis.Comparison(
+            difference=treatment.mean - control.mean, ci_low=-math.inf, ci_high=math.inf,
+            p_value=1.0, verdict="inconclusive",
+        )  # fmt: skip
+    return analysis.compare(control.arm(), treatment.arm(), higher_is_better=higher_is_better)
 
 
 def _curves(report: KpiReport, control: str, wanted: list[str]) -> dict[str, Any]:
@@ -214,9 +225,7 @@ def _curves(report: KpiReport, control: str, wanted: list[str]) -> dict[str, Any
                 found = summaries.get(unit)
                 if arm == control or base is None or found is None:
                     continue
-                compared = analysis.compare(
-                    base.arm(), found.arm(), higher_is_better=unit in kpis.HIGHER_IS_BETTER
-                )
+                compared = _compared(base, found, unit in kpis.HIGHER_IS_BETTER)
                 point["differences"][arm] = _comparison_json(compared)
             curves[unit].append(point)
     return curves
