@@ -85,6 +85,12 @@ class Settings(BaseSettings):
         description="Ed25519 private key (PKCS#8 PEM) that signs tree heads; empty means "
         "`<data_dir>/audit-signing.key`, generated on first use.",
     )
+    experiment_results_interval: float = Field(
+        default=300.0,
+        ge=0,
+        description="Seconds between refreshes of running experiments' results (and their "
+        "MLflow runs); 0 turns it off (results are then computed when an experiment is read).",
+    )
     dashboard_rollup_interval: float = Field(
         default=5.0,
         ge=0,

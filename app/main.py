@@ -37,6 +37,7 @@ from app.dashboard import install as install_dashboard
 from app.dashboard.rollups import Roller
 from app.drift.schedule import DriftRunners, Scheduler
 from app.errors import WardenError
+from app.experiments.results import ResultsWorker
 from app.ingest import otlp
 from app.metrics import Metrics, MetricsMiddleware
 from app.registry.lineage import Resolver
@@ -79,6 +80,10 @@ def create_app(
             ),
             Roller(engine, settings.dashboard_rollup_interval, metrics),
             Scheduler(app.state.drift, settings.drift_tick, metrics),
+            ResultsWorker(
+                engine, settings.resolved_mlflow_tracking_uri,
+                settings.experiment_results_interval, metrics,
+            ),
             app.state.exports,
         ]  # fmt: skip
         workers = [worker for worker in jobs if worker.interval > 0]

@@ -7,6 +7,7 @@
 - `models`: `warden promote`, `warden rollback`, `warden lineage`
 - `demo`: `warden demo`, `warden replay`, run through a stack named in the settings
 - `drift`: `warden drift` (run, list, configure)
+- `experiment_settings`: `warden experiment configure`
 - `audit`: `warden audit`, `warden erase`, `warden retention`, `warden hold`
 - `exports`: `warden export`, `warden verify`
 - `resources`: what the commands share (the consoles, the configured database, the policies)
@@ -18,7 +19,17 @@ import sys
 
 import typer
 
-from app.cli import audit, demo, drift, exports, models, policy, projects, serve
+from app.cli import (
+    audit,
+    demo,
+    drift,
+    experiment_settings,
+    exports,
+    models,
+    policy,
+    projects,
+    serve,
+)
 
 app = typer.Typer(
     help="Warden: observability and governance for hybrid AI inference stacks.",
@@ -41,6 +52,11 @@ app.add_typer(projects.project_app, name="project")
 app.add_typer(projects.key_app, name="key")
 app.add_typer(policy.policy_app, name="policy")
 app.add_typer(drift.drift_app, name="drift")
+experiment_app = typer.Typer(
+    help="Experiments between model versions: their KPI settings.", no_args_is_help=True
+)
+experiment_app.command("configure")(experiment_settings.configure)
+app.add_typer(experiment_app, name="experiment")
 app.add_typer(audit.audit_app, name="audit")
 app.add_typer(audit.retention_app, name="retention")
 app.add_typer(audit.hold_app, name="hold")

@@ -16,6 +16,8 @@ from sqlalchemy import Engine, insert, select
 
 from app.audit import ledger
 from app.errors import BadRequest, Conflict
+from app.experiments import results as experiment_results
+from app.experiments import settings as experiment_settings
 from app.registry.lineage import version_context
 from app.registry.model_versions import latest_drift
 from app.store.engine import read_connection, write_transaction
@@ -69,6 +71,11 @@ def promote(
     if current == str(version):
         raise Conflict(f"{alias!r} already points at {name} v{version}")
     candidate = version_context(client, name, version)
+    # What experiments found about the candidate, and whether the project asks for any.
+    candidate["experiments"] = experiment_results.evidence(engine, project_id, name, str(version))
+    candidate["require_experiment"] = experiment_settings.load(
+        engine, project_id
+    ).require_experiment
     incumbent: dict[str, Any] = {}
     if current:
         incumbent = version_context(client, name, current)

@@ -32,7 +32,7 @@ from tests.conftest import TEST_SECRET, warden_serve
 
 POSTGRES_ONLY = [pytest.param("postgresql", marks=pytest.mark.postgres)]
 # The periodic jobs that keep the database, led once per deployment.
-JOBS = ("audit-checkpoints", "drift-schedule", "lineage", "dashboard-rollups")
+JOBS = ("audit-checkpoints", "drift-schedule", "lineage", "dashboard-rollups", "experiments")
 
 
 def until(condition: Callable[[], bool], what: str, timeout: float = 90.0) -> None:
@@ -250,6 +250,7 @@ def test_two_served_processes_run_each_job_once_and_the_survivor_takes_every_job
         "WARDEN_DRIFT_TICK": "0.3",
         "WARDEN_AUDIT_CHECKPOINT_INTERVAL": "0.3",
         "WARDEN_DASHBOARD_ROLLUP_INTERVAL": "0.3",
+        "WARDEN_EXPERIMENT_RESULTS_INTERVAL": "0.3",
     }
     roots = [tmp_path / "one", tmp_path / "two"]
     for root in roots:

@@ -34,6 +34,7 @@ from tests.app.cli.warden_process import WARDEN, warden
         ["drift", "run"],
         ["drift", "list"],
         ["drift", "configure"],
+        ["experiment", "configure"],
         ["audit", "verify"],
         ["audit", "checkpoint"],
         ["export"],

@@ -204,7 +204,7 @@ def test_policies_page_set_hashes_and_review_queue(
 ) -> None:
     page.goto(f"{filled.url}/ui/policies")
     rows = page.locator("#policy-set tbody tr")
-    assert rows.count() == 9  # the built-in set
+    assert rows.count() == 10  # the built-in set
     floor = page.locator("#policy-planner-confidence-floor")
     assert floor.locator("td.mono").get_attribute("title")  # its hash
     assert "require_review 2" in floor.inner_text()
