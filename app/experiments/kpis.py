@@ -29,6 +29,7 @@ from sqlalchemy import Connection, Text, and_, case, cast, func, literal, or_, s
 from app.experiments import ood
 from app.experiments.analysis import ArmSummary, summarise, summarise_binary
 from app.experiments.settings import ExperimentSettings
+from app.scores.queries import corrects
 from app.store.tables import (
     Deployment,
     PlannerDecision,
@@ -266,20 +267,12 @@ def _reviews(conn: Connection, project_id: int, members: Any, facts: dict[str, _
 
 
 def _corrections(conn: Connection, project_id: int, members: Any, facts: dict[str, _Facts]) -> None:
-    """A score carrying the action a person chose instead, or a human (or review-queue)
-    score named `correction` that is not false."""
-    named = and_(
-        Score.name == "correction",
-        Score.source.in_(("human", "review")),
-        or_(Score.value.is_(None), Score.value != 0),
-    )
+    """Scores that correct the decision (`app.scores.queries.corrects`); a rejected review
+    is counted in `_reviews`."""
     query = (
         select(Score.trace_id)
         .join(members, and_(Score.project_id == project_id, Score.trace_id == members.c.trace_id))
-        # A JSON column holds an absent correction as SQL NULL or as JSON `null`.
-        .where(
-            or_(and_(Score.correction.is_not(None), cast(Score.correction, Text) != "null"), named)
-        )
+        .where(corrects())
         .distinct()
     )
     for (trace,) in conn.execute(query):

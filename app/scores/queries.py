@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Collection, Iterable, Iterator
 from typing import Any
 
-from sqlalchemy import Connection, Engine, Text, cast, or_, select
+from sqlalchemy import ColumnElement, Connection, Engine, Text, cast, or_, select
 
 from app.errors import NotFound
 from app.scores.read_models import ScoreOut
@@ -50,6 +50,21 @@ def _out(r: Any) -> ScoreOut:
     )  # fmt: skip
 
 
+def corrects() -> ColumnElement[bool]:
+    """The scores that correct their request: one carrying the action a person chose instead,
+    or a human (or review-queue) score named `correction` that is not false. A filter for any
+    query over `scores`, so every reader counts corrections the same way."""
+    # A JSON column holds an absent correction as SQL NULL or as JSON `null`.
+    has_correction = Score.correction.is_not(None) & (cast(Score.correction, Text) != "null")
+    named = (
+        (Score.name == CORRECTION)
+        & Score.source.in_(_CORRECTING_SOURCES)
+        # A `correction` score of false (or 0) says the decision stood.
+        & or_(Score.value.is_(None), Score.value != 0)
+    )
+    return or_(has_correction, named)
+
+
 def correction_trace_ids(conn: Connection, project_id: int, trace_ids: Iterable[str]) -> set[str]:
     """Which of these requests a person corrected (see the module's docstring).
 
@@ -58,19 +73,10 @@ def correction_trace_ids(conn: Connection, project_id: int, trace_ids: Iterable[
     """
     found: set[str] = set()
     for chunk in _chunks(trace_ids):
-        has_correction = Score.correction.is_not(None) & (cast(Score.correction, Text) != "null")
-        named = (
-            (Score.name == CORRECTION)
-            & Score.source.in_(_CORRECTING_SOURCES)
-            # A `correction` score of false (or 0) says the decision stood.
-            & or_(Score.value.is_(None), Score.value != 0)
-        )
         found.update(
             conn.execute(
                 select(Score.trace_id).where(
-                    Score.project_id == project_id,
-                    Score.trace_id.in_(chunk),
-                    or_(has_correction, named),
+                    Score.project_id == project_id, Score.trace_id.in_(chunk), corrects()
                 )
             ).scalars()
         )
