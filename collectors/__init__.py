@@ -49,10 +49,12 @@ if TYPE_CHECKING:
         stage,
     )
     from collectors._transport import Outcome, Result, Sender
+    from collectors.experiments import Assignment, ShadowArm
     from collectors.torch import Watch as Watch
     from policies import PolicyDenied, PolicyError
 
 __all__ = [
+    "Assignment",
     "Client",
     "CollectorError",
     "ConfigurationError",
@@ -65,6 +67,7 @@ __all__ = [
     "Request",
     "Result",
     "Sender",
+    "ShadowArm",
     "canonical_json",
     "decision",
     "features",
@@ -102,6 +105,7 @@ _HOMES = {
             ),
         ),
         ("collectors._transport", ("Outcome", "Result", "Sender")),
+        ("collectors.experiments", ("Assignment", "ShadowArm")),
         ("collectors.torch", ("Watch",)),
         ("policies", ("PolicyDenied", "PolicyError")),
     )

@@ -153,6 +153,7 @@ class Normalised:
     decisions: list[dict[str, Any]] = field(default_factory=list)
     policy_evaluations: list[dict[str, Any]] = field(default_factory=list)
     reviews: list[dict[str, Any]] = field(default_factory=list)
+    request_experiments: list[dict[str, Any]] = field(default_factory=list)
     # (name, version) -> [role, first seen, last seen]
     models: dict[tuple[str, str], list[Any]] = field(default_factory=dict)
 
@@ -247,6 +248,9 @@ def _request(
         out.reviews.append(
             {"trace_id": span["trace_id"], "policy_id": _text(attrs.get(wire.REVIEW_POLICY))}
         )
+    for key, value in attrs.items():
+        if key.startswith(wire.EXPERIMENT_PREFIX) and key.endswith(_NAME_SUFFIX):
+            _experiment(out, span, attrs, key, value)
     for role, (name, version) in models.items():
         out.request_models.append(
             {
@@ -255,6 +259,27 @@ def _request(
                 "model_name": name,
                 "model_version": version,
                 "start_time_unix_nano": start,
+            }
+        )
+
+
+_NAME_SUFFIX = ".name"
+
+
+def _experiment(
+    out: Normalised, span: dict[str, Any], attrs: dict[str, Any], key: str, name: Any
+) -> None:
+    """`warden.experiment.<stage>.name` and `.arm` of a root span: the arm that served it."""
+    stage = key[len(wire.EXPERIMENT_PREFIX) : -len(_NAME_SUFFIX)]
+    arm = attrs.get(wire.experiment_arm(stage))
+    if stage and name and arm:
+        out.request_experiments.append(
+            {
+                "trace_id": span["trace_id"],
+                "experiment": str(name)[:128],
+                "stage": stage[:32],
+                "arm": str(arm)[:128],
+                "start_time_unix_nano": span["start_time_unix_nano"],
             }
         )
 

@@ -55,6 +55,8 @@ RETENTION_CHANGED = "retention.changed"
 RETENTION_APPLIED = "retention.applied"
 LEGAL_HOLD_PLACED = "legal_hold.placed"
 LEGAL_HOLD_RELEASED = "legal_hold.released"
+EXPERIMENT_CREATED = "experiment.created"
+EXPERIMENT_STOPPED = "experiment.stopped"
 
 EVENTS: Table = AuditEvent.__table__  # type: ignore[assignment]
 HEADS: Table = AuditHead.__table__  # type: ignore[assignment]

@@ -1,0 +1,1 @@
+"""Experiments: configuration, assignment records, KPIs, analysis and results."""
