@@ -9,6 +9,7 @@
 - `drift`: `warden drift` (run, list, configure)
 - `audit`: `warden audit`, `warden erase`, `warden retention`, `warden hold`
 - `exports`: `warden export`, `warden verify`
+- `experiments`: `warden experiment` (create, list, show, stop)
 - `resources`: what the commands share (the consoles, the configured database, the policies)
 """
 
@@ -18,7 +19,7 @@ import sys
 
 import typer
 
-from app.cli import audit, demo, drift, exports, models, policy, projects, serve
+from app.cli import audit, demo, drift, experiments, exports, models, policy, projects, serve
 
 app = typer.Typer(
     help="Warden: observability and governance for hybrid AI inference stacks.",
@@ -41,6 +42,7 @@ app.add_typer(projects.project_app, name="project")
 app.add_typer(projects.key_app, name="key")
 app.add_typer(policy.policy_app, name="policy")
 app.add_typer(drift.drift_app, name="drift")
+app.add_typer(experiments.experiment_app, name="experiment")
 app.add_typer(audit.audit_app, name="audit")
 app.add_typer(audit.retention_app, name="retention")
 app.add_typer(audit.hold_app, name="hold")
