@@ -11,7 +11,7 @@ import pytest
 
 import collectors
 from collectors import conventions as wire
-from collectors.experiments import ExperimentConfig
+from collectors.experiments import ExperimentConfig, assign, sampled
 from tests.collectors.test_sdk import init
 from tests.conftest import LiveService
 
@@ -131,3 +131,29 @@ def test_experiments_given_override_the_bundles_and_a_malformed_one_is_refused(
 def test_no_client_no_assignment() -> None:
     with collectors.request({"text": "x"}, subject="u") as req:
         assert req.assignment("world_model") is None
+
+
+@pytest.mark.parametrize("shadows", [0, 2, 6])
+def test_the_config_assigns_as_the_pure_functions_say(shadows: int) -> None:
+    """The precomputed path of `ExperimentConfig.assign` (and its fallback beyond the
+    prebuilt shadows) is `assign` and `sampled` exactly."""
+    arms = [("control", 0.2), ("v2", 0.3), ("v3", 0.5)]
+    entry = {
+        **ENTRY,
+        "arms": [{"name": n, "model": f"models:/wm/{i}", "weight": w}
+                 for i, (n, w) in enumerate(arms)],
+        "shadows": [{"name": f"s{i}", "model": f"models:/wm/s{i}", "sample_rate": 0.3 + i / 10}
+                    for i in range(shadows)],
+    }  # fmt: skip
+    config = ExperimentConfig.from_bundle(entry)
+    for i in range(2000):
+        unit = f"user-{i}"
+        got = config.assign(unit, "ignored")
+        assert got.arm == assign("salt-1", unit, arms)
+        assert got.model == f"models:/wm/{[n for n, _ in arms].index(got.arm)}"
+        assert [s.name for s in got.shadows] == [
+            s["name"] for s in entry["shadows"]
+            if sampled("salt-1", unit, s["name"], s["sample_rate"])
+        ]  # fmt: skip
+    with pytest.raises(ValueError, match="at least one arm"):
+        ExperimentConfig.from_bundle({**ENTRY, "arms": []})
