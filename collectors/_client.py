@@ -130,7 +130,12 @@ class Client:
 
     def use_experiments(self, entries: Sequence[Mapping[str, Any]]) -> None:
         """Make `entries` (as the bundle carries them) the running experiments, from the next
-        request on; a malformed entry raises `ConfigurationError` and changes nothing."""
+        request on; a malformed entry raises `ConfigurationError` and changes nothing.
+
+        >>> client.use_experiments([{"name": "wm-v2", "stage": "world_model", "salt": "s",
+        ...     "arms": [{"name": "control", "model": "models:/wm/1"},
+        ...              {"name": "v2", "model": "models:/wm/2"}]}])  # doctest: +SKIP
+        """
         try:
             self.experiments.replace(parse(entries))
         except ValueError as exc:
