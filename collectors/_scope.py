@@ -154,7 +154,11 @@ def _open(
     if request_id is not None:
         attrs[wire.REQUEST_ID] = request_id
     attrs.update(client.model_attributes)
-    assigned = client.experiments.assign(subject, record.trace_id.hex(), attrs)
+    try:
+        assigned = client.experiments.assign(subject, record.trace_id.hex(), attrs)
+    except Exception:  # e.g. a subject that is not a string: recorded, unassigned
+        log.exception("Warden could not assign the request to its experiments")
+        assigned = None
     if assigned is not None:
         record.assignments = assigned
     token = _current.set(record)

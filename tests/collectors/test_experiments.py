@@ -157,3 +157,10 @@ def test_the_config_assigns_as_the_pure_functions_say(shadows: int) -> None:
         ]  # fmt: skip
     with pytest.raises(ValueError, match="at least one arm"):
         ExperimentConfig.from_bundle({**ENTRY, "arms": []})
+
+
+def test_a_subject_that_is_not_text_leaves_the_request_unassigned(tmp_path: Path) -> None:
+    init(None, tmp_path, experiments=[ENTRY])
+    with collectors.request({"text": "x"}, subject=17) as req:  # type: ignore[arg-type]
+        assert req.assignment("world_model") is None
+        assert req.trace_id is not None
