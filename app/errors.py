@@ -6,6 +6,7 @@ WardenError                 (500: a bug or an outage, never the caller's fault)
 ├── Forbidden               403  the key lacks the scope the endpoint needs
 ├── NotFound                404  no such object in the key's project
 ├── Conflict                409  the object exists already
+├── Unprocessable           422  well-formed, but a value is not allowed: the message names it
 ├── PayloadTooLarge         413  the body is over the configured limit
 ├── Unprocessable           422  well-formed, but breaks a rule of the project (a score config)
 └── UnsupportedMediaType    415  a content type or encoding the endpoint does not take
@@ -42,12 +43,12 @@ class Conflict(WardenError):
     status_code = 409
 
 
-class PayloadTooLarge(WardenError):
-    status_code = 413
-
-
 class Unprocessable(WardenError):
     status_code = 422
+
+
+class PayloadTooLarge(WardenError):
+    status_code = 413
 
 
 class UnsupportedMediaType(WardenError):

@@ -17,6 +17,7 @@ from sqlalchemy.exc import OperationalError, SQLAlchemyError
 from app.api.routes import (
     audit,
     drift,
+    experiments,
     exports,
     gateway,
     health,
@@ -141,7 +142,7 @@ def create_app(
     app.add_exception_handler(Exception, _internal_error)
     for module in (
         ingest, requests, scores, tensors, policies, models, reviews, drift, audit, exports,
-        gateway, health,
+        gateway, experiments, health,
     ):
         app.include_router(module.router)
     install_dashboard(app)

@@ -53,10 +53,12 @@ if TYPE_CHECKING:
     from collectors._scores import score
     from collectors._shadow import shadow
     from collectors._transport import Outcome, Result, Sender
+    from collectors.experiments import Assignment, ShadowArm
     from collectors.torch import Watch as Watch
     from policies import PolicyDenied, PolicyError
 
 __all__ = [
+    "Assignment",
     "Client",
     "CollectorError",
     "ConfigurationError",
@@ -69,6 +71,7 @@ __all__ = [
     "Request",
     "Result",
     "Sender",
+    "ShadowArm",
     "canonical_json",
     "decision",
     "features",
@@ -110,6 +113,7 @@ _HOMES = {
         ("collectors._scores", ("score",)),
         ("collectors._shadow", ("shadow",)),
         ("collectors._transport", ("Outcome", "Result", "Sender")),
+        ("collectors.experiments", ("Assignment", "ShadowArm")),
         ("collectors.torch", ("Watch",)),
         ("policies", ("PolicyDenied", "PolicyError")),
     )

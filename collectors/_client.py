@@ -13,6 +13,7 @@ import logging
 import os
 import threading
 import time
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -22,9 +23,11 @@ from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor, TracerProvider
 
 from collectors import conventions as wire
 from collectors._config import Config, resolve
+from collectors._experiments import Experiments, parse
 from collectors._gates import Gates
 from collectors._pipeline import Pipeline
 from collectors._transport import Sender
+from collectors.errors import ConfigurationError
 from policies import PolicySet
 
 if TYPE_CHECKING:
@@ -76,6 +79,7 @@ class Client:
         meter_provider: metrics.MeterProvider | None = None,
         sender: Sender | None = None,
         policies: PolicySet | None = None,
+        experiments: Sequence[Mapping[str, Any]] | None = None,
     ) -> None:
         self.config = config
         self.resource: dict[str, Any] = {
@@ -87,7 +91,15 @@ class Client:
         self.models: dict[str, ModelRef] = {}
         # The root-span attributes that name those models, ready for every request to copy.
         self.model_attributes: dict[str, str] = {}
-        self.gates = Gates(policies) if policies is not None else _gates(config)
+        # Experiments given here are the ones that run; else the service bundle's, if used.
+        self.experiments = Experiments()
+        if experiments is not None:
+            self.use_experiments(experiments)
+        self.gates = (
+            Gates(policies)
+            if policies is not None
+            else _gates(config, None if experiments is not None else self.experiments)
+        )
         self._sender = sender
         self._inherited: Pipeline | None = None
         self.pipeline: Pipeline | None = Pipeline(config, self.resource, sender)
@@ -137,6 +149,19 @@ class Client:
         self.model_attributes[wire.model_name(ref.role)] = ref.name
         self.model_attributes[wire.model_version(ref.role)] = ref.version
 
+    def use_experiments(self, entries: Sequence[Mapping[str, Any]]) -> None:
+        """Make `entries` (as the bundle carries them) the running experiments, from the next
+        request on; a malformed entry raises `ConfigurationError` and changes nothing.
+
+        >>> client.use_experiments([{"name": "wm-v2", "stage": "world_model", "salt": "s",
+        ...     "arms": [{"name": "control", "model": "models:/wm/1"},
+        ...              {"name": "v2", "model": "models:/wm/2"}]}])  # doctest: +SKIP
+        """
+        try:
+            self.experiments.replace(parse(entries))
+        except ValueError as exc:
+            raise ConfigurationError(f"experiments: {exc}") from exc
+
     def flush(self, timeout: float = 10.0, include_spool: bool = False) -> bool:
         # Queued shadow runs first: what they record goes through the pipeline flushed next.
         deadline = time.monotonic() + timeout
@@ -166,11 +191,13 @@ class Client:
         self.shadows = None
 
 
-def _gates(config: Config) -> Gates | None:
+def _gates(config: Config, experiments: Experiments | None) -> Gates | None:
     if not config.policies:
         return None
     if config.policies == "service":
-        return Gates.from_service(config.bundle_url, config.api_key, config.export_timeout)
+        return Gates.from_service(
+            config.bundle_url, config.api_key, config.export_timeout, experiments
+        )
     return Gates.from_folder(config.policies)
 
 
@@ -200,6 +227,7 @@ def init(
     policies: str | os.PathLike[str] | PolicySet | None = None,
     sender: Sender | None = None,
     shadow_queue: int | None = None,
+    experiments: Sequence[Mapping[str, Any]] | None = None,
 ) -> Client:
     """Start recording to a Warden service. Arguments fall back to `WARDEN_*` variables.
 
@@ -210,6 +238,9 @@ def init(
     on the inline gates: a folder of policy files, `"service"` for the service's bundle, or
     a loaded `PolicySet`. `sender` replaces the HTTP transport (see `collectors.Sender`).
     `shadow_queue` bounds the shadow runs waiting to run (`collectors.shadow`, default 64).
+    With `policies="service"` the service's bundle also brings the project's running
+    experiments; `experiments` (entries shaped as the bundle's: name, stage, unit, salt, arms,
+    shadows) sets them instead, for a process without the service's bundle.
 
     >>> import collectors
     >>> client = collectors.init(endpoint="http://127.0.0.1:8000", api_key="wdn_...",
@@ -226,7 +257,7 @@ def init(
             _active.shutdown()
         client = Client(
             config, tracer_provider, meter_provider, sender,
-            policies if isinstance(policies, PolicySet) else None,
+            policies if isinstance(policies, PolicySet) else None, experiments,
         )  # fmt: skip
         if tracer_provider is None and not isinstance(trace.get_tracer_provider(), TracerProvider):
             trace.set_tracer_provider(client.provider)

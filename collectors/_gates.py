@@ -2,7 +2,9 @@
 
 The policy set comes from a folder, or from the service (`GET /v1/policies/bundle`), fetched
 once at start and then refreshed in the background with `If-None-Match`, so the request path
-never waits on the network: it evaluates whatever set is current.
+never waits on the network: it evaluates whatever set is current. The service's bundle also
+carries the project's running experiments (key `experiments`); a refresh replaces those in
+the `Experiments` it was given, under the same ETag.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from typing import Any
 
 import requests
 
+from collectors._experiments import Experiments, parse
 from policies import PolicyError, PolicySet, Verdict
 
 log = logging.getLogger("warden.collectors")
@@ -27,8 +30,11 @@ class Gates:
         bundle_url: str | None = None,
         api_key: str | None = None,
         timeout: float = 10.0,
+        experiments: Experiments | None = None,
     ) -> None:
         self.policies = policies
+        # Where the bundle's experiments go (None: the bundle's are not used).
+        self.experiments = experiments
         self._url = bundle_url
         self._etag: str | None = None
         self._timeout = timeout
@@ -42,8 +48,14 @@ class Gates:
         return cls(PolicySet.load_dir(folder))
 
     @classmethod
-    def from_service(cls, bundle_url: str, api_key: str | None, timeout: float) -> Gates:
-        gates = cls(None, bundle_url, api_key, timeout)
+    def from_service(
+        cls,
+        bundle_url: str,
+        api_key: str | None,
+        timeout: float,
+        experiments: Experiments | None = None,
+    ) -> Gates:
+        gates = cls(None, bundle_url, api_key, timeout, experiments)
         gates.refresh()
         thread = threading.Thread(target=gates._refresh_loop, name="warden-policies", daemon=True)
         thread.start()
@@ -73,10 +85,15 @@ class Gates:
             log.warning("Warden policy bundle: HTTP %d %s", answer.status_code, answer.text[:200])
             return
         try:
-            self.policies = PolicySet.from_bundle(answer.json())
-        except (PolicyError, ValueError, KeyError) as exc:
+            bundle = answer.json()
+            policies = PolicySet.from_bundle(bundle)
+            experiments = parse(bundle.get("experiments") or ())
+        except (PolicyError, ValueError, KeyError, TypeError, AttributeError) as exc:
             log.error("Warden policy bundle refused: %s; keeping the current set", exc)
             return
+        self.policies = policies
+        if self.experiments is not None:
+            self.experiments.replace(experiments)
         self._etag = answer.headers.get("ETag")
 
     def _refresh_loop(self) -> None:

@@ -11,7 +11,9 @@ import hashlib
 import json
 import random
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
+from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
@@ -29,9 +31,12 @@ from collectors import conventions as wire
 if TYPE_CHECKING:
     import torch
 
+    from collectors.experiments import Assignment
+
 SCOPE = InstrumentationScope(name=wire.SDK_NAME, version="0.1.0")
 _INTERNAL = Span.SPAN_KIND_INTERNAL
 _SERVER = Span.SPAN_KIND_SERVER
+_NO_ASSIGNMENTS: Mapping[str, Assignment] = MappingProxyType({})
 
 
 class ChildSpan:
@@ -61,6 +66,7 @@ class RequestRecord:
     """Everything recorded about one request, until it is encoded for export."""
 
     __slots__ = (
+        "assignments",
         "attributes",
         "captures",
         "children",
@@ -97,6 +103,8 @@ class RequestRecord:
         # Shadow runs scheduled in this request (`collectors.shadow`): handed to the shadow
         # worker when the request's scope closes, never before.
         self.shadows: list[tuple[Any, Any]] | None = None
+        # The arm of each running experiment that serves a stage of this request, by stage.
+        self.assignments: Mapping[str, Assignment] = _NO_ASSIGNMENTS
 
     def derived_id(self, n: int) -> bytes:
         """Span ids derived from the trace id: a request re-run under the same request id

@@ -28,6 +28,7 @@ from collectors import conventions as wire
 from collectors._client import ModelRef
 from collectors._record import ChildSpan, RequestRecord, trace_id_for
 from collectors.errors import ConfigurationError, RecordNotDurable
+from collectors.experiments import Assignment
 from collectors.fingerprint import canonical_json, fingerprint
 from policies import PolicyDenied, Verdict, strongest
 
@@ -59,6 +60,17 @@ class Request:
     @property
     def fingerprint(self) -> str | None:
         return self._record.attributes.get(wire.REQUEST_FINGERPRINT) if self._record else None
+
+    def assignment(self, stage: str) -> Assignment | None:
+        """The arm of the running experiment that serves `stage` (`world_model`, `planner`)
+        of this request, with the shadow arms sampled for it; None when no experiment varies
+        that stage. Decided when the request opened: the same unit always gets the same arm.
+
+        >>> with collectors.request(payload, subject="u-17") as req:       # doctest: +SKIP
+        ...     arm = req.assignment("world_model")
+        ...     model = models[arm.model] if arm else champion
+        """
+        return self._record.assignments.get(stage) if self._record else None
 
     def set_outcome(self, outcome: str) -> None:
         """What the stack answered, e.g. `booked`, `clarify`, `denied`."""
@@ -148,6 +160,13 @@ def _open(
     if request_id is not None:
         attrs[wire.REQUEST_ID] = request_id
     attrs.update(client.model_attributes)
+    try:
+        assigned = client.experiments.assign(subject, record.trace_id.hex(), attrs)
+    except Exception:  # e.g. a subject that is not a string: recorded, unassigned
+        log.exception("Warden could not assign the request to its experiments")
+        assigned = None
+    if assigned is not None:
+        record.assignments = assigned
     token, otel_token = attach(record)
     return record, token, otel_token
 

@@ -20,6 +20,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 _SCALE = float(2**64)
+# Shadow arms up to which every (arm, sampled shadows) answer is built once, not per request.
+_PREBUILT_SHADOWS = 4
 
 
 def unit_position(salt: str, unit: str) -> float:
@@ -93,6 +95,56 @@ class ExperimentConfig:
     arms: tuple[tuple[str, str, float], ...]  # (name, model, weight)
     shadows: tuple[tuple[str, str, float], ...] = ()  # (name, model, sample_rate)
     _weights: tuple[tuple[str, float], ...] = field(default=(), repr=False, compare=False)
+    # Made once in __post_init__ so that assigning a request is two hashes and a lookup:
+    # the hash prefix, the cumulative weights, each shadow's hash prefix and rate, and the
+    # answers themselves by (arm, bit mask of the sampled shadows).
+    _prefix: bytes = field(default=b"", init=False, repr=False, compare=False)
+    _total: float = field(default=0.0, init=False, repr=False, compare=False)
+    _bounds: tuple[tuple[float, str], ...] = field(
+        default=(), init=False, repr=False, compare=False
+    )
+    _shadow_prefixes: tuple[tuple[bytes, float], ...] = field(
+        default=(), init=False, repr=False, compare=False
+    )
+    _answers: dict[tuple[str, int], Assignment] = field(
+        default_factory=dict, init=False, repr=False, compare=False
+    )
+
+    def __post_init__(self) -> None:
+        if not self.arms:
+            raise ValueError(f"experiment {self.name!r} needs at least one arm")
+        weights = tuple((name, weight) for name, _, weight in self.arms)
+        total = sum(weight for _, weight in weights)
+        if not total > 0:
+            raise ValueError(f"experiment {self.name!r}: arm weights must add up to more than 0")
+        # The same running sum as `assign`, so the bounds are the same floats.
+        bounds, cumulative = [], 0.0
+        for name, weight in weights:
+            cumulative += weight
+            bounds.append((cumulative, name))
+        prefixes = tuple(
+            (f"{self.salt}:shadow:{name}:".encode(), rate) for name, _, rate in self.shadows
+        )
+        answers: dict[tuple[str, int], Assignment] = {}
+        if len(self.shadows) <= _PREBUILT_SHADOWS:
+            for arm, model, _ in self.arms:
+                for mask in range(1 << len(self.shadows)):
+                    answers[(arm, mask)] = self._answer(arm, model, mask)
+        set_ = object.__setattr__
+        set_(self, "_weights", weights)
+        set_(self, "_prefix", f"{self.salt}:".encode())
+        set_(self, "_total", total)
+        set_(self, "_bounds", tuple(bounds))
+        set_(self, "_shadow_prefixes", prefixes)
+        set_(self, "_answers", answers)
+
+    def _answer(self, arm: str, model: str, mask: int) -> Assignment:
+        shadows = tuple(
+            ShadowArm(self.name, name, shadow_model)
+            for i, (name, shadow_model, _) in enumerate(self.shadows)
+            if mask >> i & 1
+        )
+        return Assignment(self.name, self.stage, arm, model, shadows)
 
     @classmethod
     def from_bundle(cls, entry: Mapping[str, Any]) -> ExperimentConfig:
@@ -110,7 +162,6 @@ class ExperimentConfig:
             salt=str(entry["salt"]),
             arms=arms,
             shadows=shadows,
-            _weights=tuple((name, weight) for name, _, weight in arms),
         )
 
     def unit_of(self, subject: str | None, request_id: str) -> str:
@@ -125,12 +176,22 @@ class ExperimentConfig:
         >>> config.assign("user-1", "req-1").arm
         'a'
         """
-        unit = self.unit_of(subject, request_id)
-        arm = assign(self.salt, unit, self._weights)
-        model = next(m for name, m, _ in self.arms if name == arm)
-        shadows = tuple(
-            ShadowArm(self.name, name, shadow_model)
-            for name, shadow_model, rate in self.shadows
-            if sampled(self.salt, unit, name, rate)
-        )
-        return Assignment(self.name, self.stage, arm, model, shadows)
+        # `assign` and `sampled`, with what does not depend on the unit computed beforehand.
+        unit = (subject if self.unit == "subject" and subject else request_id).encode()
+        digest = hashlib.blake2b(self._prefix + unit, digest_size=8).digest()
+        point = int.from_bytes(digest, "big") / _SCALE * self._total
+        arm = self._bounds[-1][1]  # float rounding at the very top of the range
+        for bound, name in self._bounds:
+            if point < bound:
+                arm = name
+                break
+        mask = 0
+        for i, (prefix, rate) in enumerate(self._shadow_prefixes):
+            shadow = hashlib.blake2b(prefix + unit, digest_size=8).digest()
+            if int.from_bytes(shadow, "big") / _SCALE < rate:
+                mask |= 1 << i
+        answer = self._answers.get((arm, mask))
+        if answer is None:
+            model = next(m for name, m, _ in self.arms if name == arm)
+            answer = self._answer(arm, model, mask)
+        return answer

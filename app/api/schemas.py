@@ -13,6 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from app.audit.ledger.read_models import SignedHead
 from app.audit.read_models import ExportStatus
+from app.experiments.read_models import BundledExperiment, ExperimentOut
 from app.governance.read_models import ReviewOut
 from app.registry.read_models import ModelVersionSummary
 
@@ -84,12 +85,19 @@ class BundledPolicy(BaseModel):
 
 
 class PolicyBundle(BaseModel):
-    hash: str = Field(description="The set's hash, also its ETag")
+    hash: str = Field(description="The policy set's hash (the ETag covers it and the experiments)")
     policies: list[BundledPolicy]
+    experiments: list[BundledExperiment] = Field(
+        default_factory=list, description="The key's project's running experiments"
+    )
 
 
 class ModelVersionList(BaseModel):
     items: list[ModelVersionSummary]
+
+
+class ExperimentList(BaseModel):
+    items: list[ExperimentOut]
 
 
 class ReviewList(BaseModel):

@@ -10,6 +10,7 @@
 - `experiment_settings`: `warden experiment configure`
 - `audit`: `warden audit`, `warden erase`, `warden retention`, `warden hold`
 - `exports`: `warden export`, `warden verify`
+- `experiments`: `warden experiment` (create, list, show, stop)
 - `resources`: what the commands share (the consoles, the configured database, the policies)
 """
 
@@ -24,6 +25,7 @@ from app.cli import (
     demo,
     drift,
     experiment_settings,
+    experiments,
     exports,
     models,
     policy,
@@ -52,11 +54,8 @@ app.add_typer(projects.project_app, name="project")
 app.add_typer(projects.key_app, name="key")
 app.add_typer(policy.policy_app, name="policy")
 app.add_typer(drift.drift_app, name="drift")
-experiment_app = typer.Typer(
-    help="Experiments between model versions: their KPI settings.", no_args_is_help=True
-)
-experiment_app.command("configure")(experiment_settings.configure)
-app.add_typer(experiment_app, name="experiment")
+experiments.experiment_app.command("configure")(experiment_settings.configure)
+app.add_typer(experiments.experiment_app, name="experiment")
 app.add_typer(audit.audit_app, name="audit")
 app.add_typer(audit.retention_app, name="retention")
 app.add_typer(audit.hold_app, name="hold")

@@ -3,11 +3,16 @@
 The stack is a `module:callable` taking the request's input and returning a JSON answer,
 instrumented with the SDK or not. The gateway opens the request scope itself, with the
 service's own policy set as inline gates, and hands the records to ingest in-process (no
-loopback HTTP), so a gateway request is recorded exactly as an SDK request is.
+loopback HTTP), so a gateway request is recorded exactly as an SDK request is. Its SDK client
+assigns requests to the project's running experiments as SDKs do from the bundle: read from
+the store at start, again when this process creates or stops one, and at most
+`EXPERIMENTS_REFRESH_SECONDS` after another process did (an SDK's bundle refresh period).
 """
 
 from __future__ import annotations
 
+import threading
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -19,6 +24,7 @@ from app import entry_points
 from app.audit.erasure import Vault
 from app.config import Settings
 from app.errors import BadRequest, NotFound, WardenError
+from app.experiments import configs as experiments
 from app.ingest.otlp import PROTOBUF
 from app.ingest.pipeline import ingest_traces
 from app.metrics import Metrics
@@ -27,6 +33,8 @@ from app.store.tables import Review
 from app.tenancy import projects
 from app.tenancy.projects import Principal
 from policies import PolicySet
+
+EXPERIMENTS_REFRESH_SECONDS = 30.0
 
 
 class InProcessSender:
@@ -85,7 +93,10 @@ class Gateway:
         self.engine = engine
         self.stack = entry_points.load("WARDEN_STACK", settings.stack)
         self.project_id = projects.project_id(engine, settings.stack_project)
-        collectors.init(
+        self._experiments_lock = threading.Lock()
+        self._experiments_digest = ""
+        self._experiments_at = 0.0
+        self.client = collectors.init(
             endpoint="http://127.0.0.1",  # unused: the sender delivers in-process
             fingerprint_secret=settings.fingerprint_key(),
             spool_dir=settings.data_dir / "gateway-spool",
@@ -95,7 +106,22 @@ class Gateway:
             sender=InProcessSender(
                 engine, vault, metrics, self.project_id, settings.payload_limit_bytes
             ),
+            experiments=[],
         )
+        self._load_experiments()
+
+    def experiments_changed(self, project_id: int) -> None:
+        """An experiment of `project_id` was created or stopped in this process."""
+        if project_id == self.project_id:
+            self._load_experiments()
+
+    def _load_experiments(self) -> None:
+        with self._experiments_lock:
+            entries, digest = experiments.bundle(self.engine, self.project_id)
+            if digest != self._experiments_digest:
+                self.client.use_experiments(entries)
+                self._experiments_digest = digest
+            self._experiments_at = time.monotonic()
 
     def infer(self, principal: Principal, body: Any) -> Inference:
         if principal.project_id != self.project_id:
@@ -103,6 +129,8 @@ class Gateway:
         if not isinstance(body, dict) or "input" not in body:
             raise BadRequest('send {"input": ..., "subject": optional}')
         subject = body.get("subject")
+        if time.monotonic() - self._experiments_at > EXPERIMENTS_REFRESH_SECONDS:
+            self._load_experiments()
         denied = None
         answer = None
         try:

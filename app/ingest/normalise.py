@@ -158,6 +158,7 @@ class Normalised:
     scores: list[SpanScore] = field(default_factory=list)
     # Root spans of shadow runs (`warden.shadow.request`): never requests.
     shadow_runs: list[dict[str, Any]] = field(default_factory=list)
+    request_experiments: list[dict[str, Any]] = field(default_factory=list)
     # (name, version) -> [role, first seen, last seen]
     models: dict[tuple[str, str], list[Any]] = field(default_factory=dict)
 
@@ -259,6 +260,9 @@ def _request(
         out.reviews.append(
             {"trace_id": span["trace_id"], "policy_id": _text(attrs.get(wire.REVIEW_POLICY))}
         )
+    for key, value in attrs.items():
+        if key.startswith(wire.EXPERIMENT_PREFIX) and key.endswith(_NAME_SUFFIX):
+            _experiment(out, span, attrs, key, value)
     for role, (name, version) in models.items():
         out.request_models.append(
             {
@@ -303,6 +307,25 @@ def _shadow_choices(out: Normalised) -> None:
         chosen = last.get(run["trace_id"], {}).get("chosen")
         if chosen is not None:
             run["chosen"] = chosen[:256]
+_NAME_SUFFIX = ".name"
+
+
+def _experiment(
+    out: Normalised, span: dict[str, Any], attrs: dict[str, Any], key: str, name: Any
+) -> None:
+    """`warden.experiment.<stage>.name` and `.arm` of a root span: the arm that served it."""
+    stage = key[len(wire.EXPERIMENT_PREFIX) : -len(_NAME_SUFFIX)]
+    arm = attrs.get(wire.experiment_arm(stage))
+    if stage and name and arm:
+        out.request_experiments.append(
+            {
+                "trace_id": span["trace_id"],
+                "experiment": str(name)[:128],
+                "stage": stage[:32],
+                "arm": str(arm)[:128],
+                "start_time_unix_nano": span["start_time_unix_nano"],
+            }
+        )
 
 
 def _state(span: dict[str, Any], attrs: dict[str, Any], seq: int, time: int) -> dict[str, Any]:

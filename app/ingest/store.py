@@ -33,6 +33,7 @@ from app.store.tables import (
     PlannerDecision,
     PolicyEvaluation,
     Request,
+    RequestExperiment,
     RequestModel,
     Review,
     ShadowRun,
@@ -177,6 +178,10 @@ def _insert_typed(conn: Connection, project_id: int, typed: Normalised) -> list[
     _insert_rows(
         conn, RequestModel, project_id, typed.request_models, ("project_id", "trace_id", "role")
     )
+    _insert_rows(
+        conn, RequestExperiment, project_id, typed.request_experiments,
+        ("project_id", "trace_id", "experiment"),
+    )  # fmt: skip
     typed.states.sort(key=lambda r: (r["trace_id"], r["span_id"], r["seq"]))
     _insert_ignore(conn, INSERT_STATES, [_state_params(project_id, s) for s in typed.states])
     _insert_rows(

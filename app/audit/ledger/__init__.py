@@ -56,6 +56,8 @@ RETENTION_APPLIED = "retention.applied"
 LEGAL_HOLD_PLACED = "legal_hold.placed"
 LEGAL_HOLD_RELEASED = "legal_hold.released"
 SCORE_RECORDED = "score.recorded"
+EXPERIMENT_CREATED = "experiment.created"
+EXPERIMENT_STOPPED = "experiment.stopped"
 
 EVENTS: Table = AuditEvent.__table__  # type: ignore[assignment]
 HEADS: Table = AuditHead.__table__  # type: ignore[assignment]
