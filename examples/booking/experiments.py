@@ -122,7 +122,7 @@ class ExperimentAssistant(InstrumentedAssistant):
             served = self.models.get(assignment.model) if assignment else self.default
             self.last_arm = assignment.arm if assignment else None
             # What the request saw, before its own booking: what its shadows plan against.
-            seen = _snapshot(self.calendar) if assignment and assignment.shadows else None
+            seen = self.calendar.copy() if assignment and assignment.shadows else None
             collectors.model(self.stage, served.name, served.version)
             with self._serving(served):
                 # The request opened by the instrumented assistant joins this one.
@@ -182,7 +182,3 @@ class _ShadowRun:
 
     def __call__(self) -> str:
         return self.assistant.shadow_answer(self.arm, self.text, self.calendar).kind
-
-
-def _snapshot(calendar: Calendar) -> Calendar:
-    return dataclasses.replace(calendar, busy=calendar.busy.copy())
