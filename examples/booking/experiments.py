@@ -123,7 +123,8 @@ class ExperimentAssistant(InstrumentedAssistant):
             self.last_arm = assignment.arm if assignment else None
             # What the request saw, before its own booking: what its shadows plan against.
             seen = self.calendar.copy() if assignment and assignment.shadows else None
-            collectors.model(self.stage, served.name, served.version)
+            if req.trace_id is not None:  # recorded: the version is this request's alone
+                collectors.model(self.stage, served.name, served.version)
             with self._serving(served):
                 # The request opened by the instrumented assistant joins this one.
                 answer = super().handle(text, subject, request_id)
@@ -144,7 +145,10 @@ class ExperimentAssistant(InstrumentedAssistant):
 
     def shadow_answer(self, arm: ShadowArm, text: str, calendar: Calendar) -> Answer:
         """Answer `text` with the shadow arm's world model on `calendar` (left unchanged),
-        booking nothing: what a shadow run does, callable on its own."""
+        booking nothing: what a shadow run does. Call it where `collectors.shadow` runs it
+        (everything it records goes to the shadow run, which the request scope it opens
+        joins) or with no SDK client active; elsewhere it would record a request of its own.
+        """
         loaded = self.models.get(arm.model)
         with self._shadow_lock:
             assistant = self._shadows.get((loaded.name, loaded.version))
@@ -163,8 +167,10 @@ class ExperimentAssistant(InstrumentedAssistant):
                 )
                 self._shadows[(loaded.name, loaded.version)] = assistant
         assistant.calendar = calendar
-        collectors.model(self.stage, loaded.name, loaded.version)
-        return assistant.handle(text)
+        with collectors.request({"text": text}) as req:
+            if req.trace_id is not None:
+                collectors.model(self.stage, loaded.name, loaded.version)
+            return assistant.handle(text)
 
     def close(self) -> None:
         super().close()
