@@ -124,6 +124,9 @@ def run(
         models = WorldModels(tracking_uri)
         models.preload([registered.model_uri, challenger.model_uri])
         assistant = ExperimentAssistant(models, f"models:/{ref.name}/{ref.version}")
+    # Declared again through the registry (the assistant declared it by version only): the
+    # policies of an experiment's run then see its aliases and tags.
+    collectors.model("world_model", f"models:/{ref.name}/{ref.version}", tracking_uri=tracking_uri)
     subjects = SUBJECTS if experiment is None else EXPERIMENT_SUBJECTS
     interval = 1.0 / rate if rate else 0.0
     try:
@@ -132,12 +135,17 @@ def run(
         stream = _stream(seed, level)
         chosen = stream if requests is None else itertools.islice(stream, requests)
         for n, generated in enumerate(chosen):
-            answer = assistant.handle(generated.text, subject=f"user-{n % subjects:03d}")
+            try:
+                kind: str = assistant.handle(
+                    generated.text, subject=f"user-{n % subjects:03d}"
+                ).kind
+            except collectors.PolicyDenied:
+                kind = "denied"  # refused before it was planned (policies run in experiments)
             result.requests += 1
-            result.outcomes[answer.kind] += 1
+            result.outcomes[kind] += 1
             result.texts.append(generated.text)
             if isinstance(assistant, ExperimentAssistant) and assistant.last_arm is not None:
-                result.arms.setdefault(assistant.last_arm, Counter())[answer.kind] += 1
+                result.arms.setdefault(assistant.last_arm, Counter())[kind] += 1
             if progress:
                 progress(n + 1)
             if interval:

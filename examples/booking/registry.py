@@ -112,8 +112,8 @@ class TrainingSpec:
 # The demo's challenger: a quarter of the champion's rows, all drawn from shifted traffic
 # (shift=1: larger groups, later hours, further ahead), and 4 epochs instead of 10. It
 # ranks conflicts almost as well (validation AUC about 0.94 against 0.96) but, on the demo's
-# unshifted traffic, fewer requested slots pass the planner's conflict cap: it books about 19%
-# of the demo's requests where the champion books about 31% (examples/booking/README.md).
+# unshifted traffic, fewer requested slots pass the planner's conflict cap: it books 18-20% of
+# the demo's requests where the champion books 30-33% (examples/booking/README.md).
 CHALLENGER_SPEC = TrainingSpec(n_samples=5_000, shift=1.0, train=TrainConfig(epochs=4))
 
 
