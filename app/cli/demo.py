@@ -15,6 +15,7 @@ import json
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any, NoReturn, Protocol, cast, runtime_checkable
 
@@ -61,8 +62,14 @@ class DemoRun(Protocol):
     `log` (one line of news for the user, e.g. that a model was trained). It flushes the SDK
     before it returns.
 
+    `experiment` is passed only when the user asks for one (`--experiment`), so a stack that
+    runs no experiments need not take it: "ab" (the champion world model against a
+    challenger), "aa" (the champion against itself) or "shadow" (the challenger in the
+    champion's shadow). The stack then starts that experiment through the service's API
+    (`POST /v1/experiments`; `api_key` then also has the admin scope) before it sends traffic.
+
         def run(endpoint, api_key, tracking_uri, *, fingerprint_secret, spool_dir,
-                requests, shift, seed, rate, progress, log) -> DemoOutcome: ...
+                requests, shift, seed, rate, progress, log, experiment=None) -> DemoOutcome: ...
     """
 
     def __call__(
@@ -80,7 +87,16 @@ class DemoRun(Protocol):
         rate: float | None,
         progress: Callable[[int], None],
         log: Callable[[str], None],
+        experiment: str | None = None,
     ) -> DemoOutcome: ...
+
+
+class DemoExperiment(StrEnum):
+    """The experiments `warden demo --experiment` can start."""
+
+    AB = "ab"
+    AA = "aa"
+    SHADOW = "shadow"
 
 
 class CandidateRecord(BaseModel):
@@ -170,6 +186,15 @@ def demo(
     rate: Annotated[float, typer.Option(min=0.1, help="Requests per second of the stream")] = 5.0,
     seed: Annotated[int, typer.Option(help="Seed of the generated requests")] = 0,
     port: Annotated[int | None, typer.Option(help="Port of the service it starts")] = None,
+    experiment: Annotated[
+        DemoExperiment | None,
+        typer.Option(
+            help="Start an experiment on the world model first and send the traffic through "
+            "it: ab (champion against the challenger), aa (champion against itself), shadow "
+            "(the challenger in the champion's shadow). With --endpoint, --api-key needs the "
+            "admin scope"
+        ),
+    ] = None,
 ) -> None:
     """Run the reference hybrid stack (a booking assistant) against Warden.
 
@@ -178,6 +203,7 @@ def demo(
     instrumented stack: a steady stream, or --requests N and stop.
 
     Example: [bold]warden demo --requests 200[/bold]
+    Example: [bold]warden demo --requests 600 --experiment ab[/bold]
     Example: [bold]warden demo --endpoint http://warden:8000 --api-key wdn_... --shift[/bold]
     """
     settings = Settings()
@@ -189,7 +215,7 @@ def demo(
     if endpoint is None:
         with database() as engine:
             first_key = projects.ensure_default_project(engine, settings.server_secret())
-            api_key = _demo_key(engine, settings)
+            api_key = _demo_key(engine, settings, admin=experiment is not None)
         if first_key:
             out.print(f"Created project [bold]default[/bold]; its admin key: {first_key}")
         server = _start_server(settings, port or settings.port)
@@ -203,7 +229,7 @@ def demo(
         )
     assert api_key is not None
     try:
-        _run_demo(run, settings, endpoint, api_key, requests, shift, rate, seed)
+        _run_demo(run, settings, endpoint, api_key, requests, shift, rate, seed, experiment)
     finally:
         if server is not None:
             server.should_exit = True
@@ -218,8 +244,12 @@ def _run_demo(
     shift: bool,
     rate: float,
     seed: int,
+    experiment: DemoExperiment | None = None,
 ) -> None:
     from rich.progress import Progress
+
+    # Only when asked for: a stack that runs no experiments need not take the argument.
+    asked = {"experiment": experiment.value} if experiment is not None else {}
 
     with Progress(console=out, transient=True) as bar:
         task = bar.add_task("demo requests", total=requests)
@@ -235,6 +265,7 @@ def _run_demo(
             rate=None if requests else rate,
             progress=lambda n: bar.update(task, completed=n),
             log=lambda line: bar.console.print(line, highlight=False),
+            **asked,
         )
     if not isinstance(result, DemoOutcome):
         _fail(f"WARDEN_DEMO={settings.demo!r} returned {type(result).__name__}, not a demo outcome")
@@ -243,9 +274,10 @@ def _run_demo(
     out.print(f"{result.requests} requests ({outcomes}); {delivered}. SDK: {result.stats}")
 
 
-def _demo_key(engine: Engine, settings: Settings) -> str:
-    """The demo's own ingest+read key for `default`, kept in `<data_dir>/demo.key`."""
-    path = settings.data_dir / "demo.key"
+def _demo_key(engine: Engine, settings: Settings, *, admin: bool = False) -> str:
+    """The demo's own ingest+read key for `default`, kept in `<data_dir>/demo.key`; with
+    `admin` (an experiment to start), an admin key kept in `<data_dir>/demo-admin.key`."""
+    path = settings.data_dir / ("demo-admin.key" if admin else "demo.key")
     if path.exists():
         key = path.read_text().strip()
         try:
@@ -253,8 +285,9 @@ def _demo_key(engine: Engine, settings: Settings) -> str:
             return key
         except WardenError:
             pass  # revoked, or made under another server secret: make a new one
+    scopes = ["ingest", "read", "admin"] if admin else ["ingest", "read"]
     key = projects.create_key(
-        engine, settings.server_secret(), projects.DEFAULT_PROJECT, ["ingest", "read"], "demo"
+        engine, settings.server_secret(), projects.DEFAULT_PROJECT, scopes, path.stem
     )
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(key + "\n")

@@ -27,14 +27,28 @@ class InstrumentedAssistant(BookingAssistant):
     'booked'
     """
 
-    def __init__(self, *args: Any, dim: int = 16, hand_over: bool = True, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        *args: Any,
+        dim: int = 16,
+        hand_over: bool = True,
+        declare_models: bool = True,
+        watched: bool = True,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(*args, **kwargs)
         # Whether a policy's deny becomes a hand-over answer, or reaches the caller (a gateway
         # that answers 403).
         self.hand_over = hand_over
-        for role, (name, version) in self.stage_models().items():
-            collectors.model(role, name, version)
-        self.watch = collectors.watch(self.world_model, layers=WATCHED_LAYERS, dim=dim)
+        # Both False when the caller does it per request and per loaded version instead (the
+        # experiments' assistant, examples/booking/experiments.py): one watch per model, or
+        # every state would be captured twice.
+        if declare_models:
+            for role, (name, version) in self.stage_models().items():
+                collectors.model(role, name, version)
+        self.watch: collectors.Watch | None = (
+            collectors.watch(self.world_model, layers=WATCHED_LAYERS, dim=dim) if watched else None
+        )
         self._recorded = False
         self._last_decision: Decision
         self._last_intent: Intent
@@ -95,4 +109,5 @@ class InstrumentedAssistant(BookingAssistant):
         return intent
 
     def close(self) -> None:
-        self.watch.remove()
+        if self.watch is not None:
+            self.watch.remove()

@@ -44,6 +44,20 @@ def demo(
     return Sent(count, {"seated": count - refused, "refused": refused}, True, {"exported": count})
 
 
+def experiment_demo(
+    endpoint: str,
+    api_key: str,
+    tracking_uri: str,
+    *,
+    experiment: str | None = None,
+    log: Callable[[str], None],
+    **given: Any,
+) -> Sent:
+    """A stack that also runs experiments: tells which one it was asked for."""
+    log(f"plain stack: experiment={experiment}")
+    return demo(endpoint, api_key, tracking_uri, log=log, **given)
+
+
 def replay(input: Any, tracking_uri: str, versions: list[tuple[str, str]]) -> list[dict[str, Any]]:
     """Version "1" seats the guests where nothing conflicts; any other version picks a risky
     table with little confidence, and ranks a candidate that predicts nothing."""

@@ -45,6 +45,17 @@ def test_demo_runs_the_stack_the_settings_name(
     )
 
 
+def test_an_experiment_reaches_the_stack_only_when_asked_for(
+    cli: CliRunner, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("WARDEN_DEMO", f"{STACK}:experiment_demo")
+    base = ["demo", "--endpoint", "http://127.0.0.1:9", "--api-key", "wdn_k", "--requests", "3"]
+    assert "plain stack: experiment=ab" in run(cli, *base, "--experiment", "ab")
+    assert "plain stack: experiment=shadow" in run(cli, *base, "--experiment", "shadow")
+    assert "plain stack: experiment=None" in run(cli, *base)
+    assert "Invalid value for '--experiment'" in run(cli, *base, "--experiment", "abc", code=2)
+
+
 @pytest.mark.parametrize(
     ("spec", "message"),
     [
