@@ -16,6 +16,7 @@ from fastapi.staticfiles import StaticFiles
 from app.dashboard.routes import audit as audit_routes
 from app.dashboard.routes import auth as auth_routes
 from app.dashboard.routes import drift as drift_routes
+from app.dashboard.routes import experiments as experiments_routes
 from app.dashboard.routes import models as models_routes
 from app.dashboard.routes import overview as overview_routes
 from app.dashboard.routes import policies as policies_routes
@@ -28,8 +29,8 @@ __all__ = ["install"]
 def install(app: FastAPI) -> None:
     """Serve the dashboard at `/ui` (its files at `/ui/static`)."""
     for module in (
-        auth_routes, overview_routes, requests_routes, models_routes, drift_routes,
-        policies_routes, audit_routes,
+        auth_routes, overview_routes, requests_routes, models_routes, experiments_routes,
+        drift_routes, policies_routes, audit_routes,
     ):  # fmt: skip
         app.include_router(module.router)
     app.mount(f"{PREFIX}/static", StaticFiles(directory=STATIC), name="dashboard-static")

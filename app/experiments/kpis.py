@@ -76,7 +76,8 @@ _DISAGREEMENTS_KEPT = 50
 @dataclass(frozen=True)
 class Selection:
     """Which requests: a model version's (`model_name`, `model_version`, optionally of one
-    `role`), or an `experiment`'s, grouped by arm; start times in `[since, until)` (ns)."""
+    `role`; without `model_version`, each version of the model as its own group), or an
+    `experiment`'s, grouped by arm; start times in `[since, until)` (ns)."""
 
     model_name: str | None = None
     model_version: str | None = None
@@ -95,18 +96,25 @@ class Selection:
                 RequestExperiment.start_time_unix_nano.label("start"),
             ).where(RequestExperiment.project_id == project_id,
                     RequestExperiment.experiment == self.experiment)  # fmt: skip
-        elif self.model_name is not None and self.model_version is not None:
+        elif self.model_name is not None:
+            # Without `model_version`: every version of the model, each its own group.
             table = RequestModel
+            group = (
+                RequestModel.model_version
+                if self.model_version is None
+                else literal(self.model_version)
+            )
             query = select(
-                RequestModel.trace_id, literal(self.model_version).label("grp"),
+                RequestModel.trace_id, group.label("grp"),
                 RequestModel.start_time_unix_nano.label("start"),
             ).where(RequestModel.project_id == project_id,
-                    RequestModel.model_name == self.model_name,
-                    RequestModel.model_version == self.model_version)  # fmt: skip
+                    RequestModel.model_name == self.model_name)  # fmt: skip
+            if self.model_version is not None:
+                query = query.where(RequestModel.model_version == self.model_version)
             if self.role is not None:
                 query = query.where(RequestModel.role == self.role)
         else:
-            raise ValueError("select by model_name and model_version, or by experiment")
+            raise ValueError("select by model_name (and model_version), or by experiment")
         if self.since is not None:
             query = query.where(table.start_time_unix_nano >= self.since)
         if self.until is not None:

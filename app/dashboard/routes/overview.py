@@ -9,6 +9,7 @@ from app.api.deps import EngineDep
 from app.dashboard.routes.deps import ViewerDep, page_router
 from app.dashboard.templating import PREFIX, render_page
 from app.dashboard.views import overview
+from app.dashboard.views.experiments import verdict_class
 
 router = page_router()
 
@@ -23,4 +24,6 @@ def overview_page(
     request: Request, viewer: ViewerDep, engine: EngineDep, range: str = overview.DEFAULT_RANGE
 ) -> Response:
     page = overview.overview_page(engine, viewer.principal.project_id, range)
-    return render_page(request, "overview.html", viewer, page, title="Overview")
+    return render_page(
+        request, "overview.html", viewer, page, title="Overview", verdict_class=verdict_class
+    )

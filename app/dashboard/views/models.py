@@ -1,6 +1,6 @@
-"""The models page: the versions seen in traffic with their aliases, traffic and drift
-history; the lineage graph; the alias moves asked for; and the outcome of a promotion or a
-rollback just asked for."""
+"""The models page: the versions seen in traffic with their aliases, traffic, decision KPIs
+and drift history; promotions and rollbacks per model; the lineage graph; the alias moves
+asked for; and the outcome of a promotion or a rollback just asked for."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from sqlalchemy import Engine
 
 from app.dashboard.views.lineage_graph import Graph, build
+from app.dashboard.views.version_kpis import VersionKpis, version_kpis
 from app.drift import reports
 from app.drift.read_models import StoredDriftReport
 from app.governance import deployments
@@ -28,6 +29,7 @@ class ModelsPage:
     graph: Graph
     names: list[str]  # model names, the world model's first
     moves: list[StoredMove]
+    kpis: VersionKpis  # decision KPIs per version, promotions and rollbacks per model
     result: AliasMove | None = None
     error: str | None = None
 
@@ -54,6 +56,7 @@ def models_page(
         # The world model's name first: the one whose aliases the deploy gates usually move.
         names=sorted({v.name for v in versions}, key=lambda n: (n not in served, n)),
         moves=deployments.list_moves(engine, project_id),
+        kpis=version_kpis(engine, project_id, {(v.name, v.role) for v in versions}),
         result=result,
         error=error,
     )

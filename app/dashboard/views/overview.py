@@ -1,5 +1,6 @@
 """The overview page: traffic over a time range (from the rollups), the drift verdict of each
-model version that served in it, and where the audit ledger stands."""
+model version that served in it, the world-model versions' decision KPIs over the range, the
+running experiments with their verdicts, and where the audit ledger stands."""
 
 from __future__ import annotations
 
@@ -14,8 +15,11 @@ from app.audit.ledger import checkpoints
 from app.dashboard import rollups
 from app.dashboard.rollups import Bucket
 from app.dashboard.views.charts import Chart
+from app.dashboard.views.experiments import ListedExperiment, listed, stored
+from app.dashboard.views.version_kpis import VersionKpis, version_kpis
 from app.drift import reports
 from app.errors import BadRequest
+from app.experiments import configs
 from app.registry import model_versions
 
 _NS = 1_000_000_000
@@ -25,6 +29,7 @@ RANGES: dict[str, int] = {
 }  # fmt: skip
 DEFAULT_RANGE = "24h"
 SEVERITY = {"none": 0, "warn": 1, "drift": 2}
+WORLD_MODEL = "world_model"
 
 
 def range_seconds(range_key: str) -> int:
@@ -99,6 +104,8 @@ class OverviewPage:
     versions: list[ServingVersion]
     ledger_size: int
     head: TreeHead | None
+    kpis: VersionKpis  # of the world-model versions serving in the range, over the range
+    experiments: list[ListedExperiment]  # the running ones, with their stored verdicts
 
 
 def bucket_width(seconds: int) -> int:
@@ -181,11 +188,19 @@ def charts(s: TrafficSeries) -> dict[str, Chart]:
 
 def overview_page(engine: Engine, project_id: int, range_key: str) -> OverviewPage:
     found = traffic(engine, project_id, range_key)
+    versions = serving_versions(engine, project_id, found.since_ns)
+    world_models = {(v.name, v.role) for v in versions if v.role == WORLD_MODEL}
+    results = stored(engine, project_id)
     return OverviewPage(
         traffic=found,
         charts=charts(found.series),
         ranges=list(RANGES),
-        versions=serving_versions(engine, project_id, found.since_ns),
+        versions=versions,
+        kpis=version_kpis(engine, project_id, world_models, found.since_ns),
+        experiments=[
+            listed(e, results.get(e.name))
+            for e in configs.list_experiments(engine, project_id, "running")
+        ],
         ledger_size=checkpoints.head_state(engine, project_id).tree_size,
         head=checkpoints.latest_head(engine, project_id),
     )

@@ -1,5 +1,6 @@
 """One request in detail: what came in, its audit-ledger event, its lineage, the world
-model's latent trajectory, the planner's decision, the policies' verdicts and its spans; and,
+model's latent trajectory, the planner's decision, the policies' verdicts, its scores (the
+feedback on it), its shadow runs with their agreement, and its spans; and,
 loaded after the page, whether a signed head proves its ledger event."""
 
 from __future__ import annotations
@@ -24,9 +25,13 @@ from app.dashboard.views.trajectory import (
     candidate_table,
 )
 from app.dashboard.views.waterfall import Waterfall, waterfall
+from app.experiments.shadows import ShadowRunOut, shadow_runs_for
 from app.registry import lineage
 from app.registry.read_models import RequestLineage
+from app.scores.queries import list_scores
+from app.scores.read_models import ScoreOut
 from app.store import queries
+from app.store.engine import read_connection
 from app.store.read_models import RequestRecord
 from app.store.trace_pages import PAGE, TraceLayouts
 
@@ -50,6 +55,8 @@ class RequestPage:
     decisions: list[DecisionView]
     lineage: RequestLineage
     entry: RequestEvent | None
+    scores: list[ScoreOut]  # oldest first
+    shadows: list[ShadowRunOut]
     waterfall: Waterfall
     span_page: int  # spans a page of the waterfall shows
     focus: str | None
@@ -96,6 +103,8 @@ def request_page(
         DecisionView(d.chosen, d.confidence, d.rationale, d.constraints, candidate_table(d))
         for d in record.decisions
     ]
+    with read_connection(engine) as conn:
+        shadows = shadow_runs_for(conn, project_id, trace_id).items
     return RequestPage(
         record=record,
         layers=layers,
@@ -103,6 +112,8 @@ def request_page(
         decisions=decisions,
         lineage=lineage.request_lineage(engine, project_id, trace_id, tracking_uri),
         entry=find_request_event(engine, project_id, trace_id, record.ingested_at),
+        scores=list_scores(engine, project_id, trace_id),
+        shadows=shadows,
         waterfall=waterfall(engine, layouts, project_id, trace_id, spans, focus, levels),
         span_page=PAGE,
         focus=focus,
