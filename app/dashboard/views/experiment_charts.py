@@ -75,7 +75,8 @@ class _Scale:
         return round(LEFT + share * (WIDTH - LEFT - RIGHT), 1)
 
     def y(self, value: float) -> float:
-        share = (value - self.y0) / (self.y1 - self.y0)
+        """The pixel row of `value`, held within the plot (a band may run past its edge)."""
+        share = min(1.04, max(-0.04, (value - self.y0) / (self.y1 - self.y0)))
         return round(HEIGHT - BOTTOM - share * (HEIGHT - TOP - BOTTOM), 1)
 
 
@@ -151,11 +152,7 @@ def curves(
     differences = _differences(xs, points, treatments)
     if not differences:
         return [mean_chart]
-    values = [
-        v for rows in differences.values() for _, d, lo, hi in rows for v in (d, lo, hi)
-        if v is not None
-    ]  # fmt: skip
-    scale = _Scale(xs, values, with_zero=True)
+    scale = _Scale(xs, _framed(measure, differences), with_zero=True)
     shown = _Format(measure, difference=True)
     lines, bands = [], []
     for arm, rows in differences.items():
@@ -185,6 +182,28 @@ def curves(
 
 
 _Row = tuple[float, float, float | None, float | None]  # x, difference, ci_low, ci_high
+# An early interval wider than this many times the latest one is cut at the chart's edge:
+# drawn whole, the first hours' wide intervals would flatten the rest of the curve.
+_WIDEST = 4.0
+
+
+def _framed(measure: str, differences: dict[str, list[_Row]]) -> list[float]:
+    """The values the difference chart's y axis spans: every difference, and the interval
+    bounds not much wider than the latest interval (a rate's within ±100 pp)."""
+    values = []
+    for rows in differences.values():
+        values += [d for _, d, _, _ in rows]
+        last = rows[-1]
+        latest = (last[3] - last[2]) if last[2] is not None and last[3] is not None else None
+        for _, _, low, high in rows:
+            if low is None or high is None:
+                continue
+            if latest is not None and latest > 0 and high - low > _WIDEST * latest:
+                continue
+            values += [low, high]
+    if measure.endswith("_rate"):
+        values = [min(1.0, max(-1.0, v)) for v in values]
+    return values
 
 
 def _differences(
