@@ -69,12 +69,15 @@ class ExperimentsPage:
     items: list[ListedExperiment]
 
 
-def stored(engine: Engine, project_id: int) -> dict[str, ExperimentResults]:
-    """The stored results of the project's experiments that have some, by name."""
+def stored(
+    engine: Engine, project_id: int, status: str | None = None
+) -> dict[str, ExperimentResults]:
+    """The stored results of the project's experiments (of one `status`) that have some."""
+    query = select(Experiment.name, Experiment.results).where(Experiment.project_id == project_id)
+    if status is not None:
+        query = query.where(Experiment.status == status)
     with read_connection(engine) as conn:
-        rows = conn.execute(
-            select(Experiment.name, Experiment.results).where(Experiment.project_id == project_id)
-        ).all()
+        rows = conn.execute(query).all()
     found = {}
     for name, document in rows:
         typed = stored_results(document)

@@ -190,7 +190,7 @@ def overview_page(engine: Engine, project_id: int, range_key: str) -> OverviewPa
     found = traffic(engine, project_id, range_key)
     versions = serving_versions(engine, project_id, found.since_ns)
     world_models = {(v.name, v.role) for v in versions if v.role == WORLD_MODEL}
-    results = stored(engine, project_id)
+    results = stored(engine, project_id, "running")
     return OverviewPage(
         traffic=found,
         charts=charts(found.series),
