@@ -272,6 +272,15 @@ def _run_demo(
     outcomes = ", ".join(f"{k} {v}" for k, v in sorted(result.outcomes.items()))
     delivered = "all delivered" if result.delivered else "some still in the spool"
     out.print(f"{result.requests} requests ({outcomes}); {delivered}. SDK: {result.stats}")
+    # A stack that started an experiment may name it (the reference one does): say where its
+    # result is, which is what a newcomer running an experiment came to see.
+    started = getattr(result, "experiment", None)
+    if experiment is not None and isinstance(started, str):
+        out.print(
+            f"The experiment's result: warden experiment show {started} "
+            f"(or GET {endpoint}/v1/experiments/{started} while the service runs)",
+            highlight=False,
+        )
 
 
 def _demo_key(engine: Engine, settings: Settings, *, admin: bool = False) -> str:
