@@ -38,6 +38,8 @@ from collectors import conventions as wire
 class DemoOutcome(Protocol):
     """What a demo run returns: how many requests it sent, how many ended each way (by answer
     kind), whether the SDK delivered everything, and the SDK's counters (`collectors.stats()`).
+    A run that started an experiment may also name it in an `experiment` attribute (a str):
+    `warden demo` then tells the user how to show its result.
     """
 
     @property
