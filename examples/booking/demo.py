@@ -113,6 +113,9 @@ def run(
         project=None,
         # The service's bundle brings the running experiments along with the policies.
         policies="service" if experiment is not None else None,
+        # A counted run sends as fast as it can, leaving the shadow worker no idle time: room
+        # for all its shadows, so every request gets one (they run by the final flush).
+        shadow_queue=requests if experiment == "shadow" and requests else None,
     )
     # What the stack serves is what the alias points at now, resolved once at load time.
     ref = collectors.model(
