@@ -55,6 +55,10 @@ and with torch's default (one per core) on a 2-core machine, its spinning OpenMP
 to any Python background thread (the batch processor's, Warden's export thread, MLflow's
 workers) stall requests by 80-130 ms at p95/p99, which would swamp what is measured here.
 
+Assignment: the cost of assigning a request to the running experiments when it opens (one
+experiment, two arms and a shadow arm at 100%, against none), timed call by call over 100,000
+units by bench/assignment_cost.py.
+
 It prints figures; it asserts nothing about time. Data checks of Warden's delivery do fail
 the run (exit status 1).
 """
@@ -104,6 +108,7 @@ from opentelemetry.trace import SpanKind
 from torch import nn
 
 import collectors
+from bench import assignment_cost
 from bench.warden_process import (
     WARDEN,
     Server,
@@ -711,6 +716,8 @@ def main() -> int:
                         help="idle time after each request of the shadow comparison, in µs; "
                              "-1: twice Warden's p50 from the main rounds, so the process is "
                              "idle about 2/3 of the time as a service with headroom is")
+    parser.add_argument("--assignment-units", type=int, default=100_000,
+                        help="units timed one call each for the cost of assignment")
     parser.add_argument("--json", action="store_true",
                         help="also print the figures as one JSON line at the end")
     parser.add_argument("--keep", action="store_true",
@@ -947,6 +954,12 @@ def main() -> int:
         print(f"  shadow runs (collectors.stats()['shadows']): {shadow_stats}; stored "
               f"shadow_runs rows {stored['shadow_runs']:,}")
 
+    say("timing the assignment at request open ...")
+    assignment = assignment_cost.measure(args.assignment_units)
+    print()
+    print("\n".join(assignment_cost.report(assignment)))
+    assignment_p99 = assignment["one_experiment_with_shadow_us"][99]
+
     def delivery(f: Figures) -> str:
         loop, drain = sum(f.loop_seconds), sum(f.drain_seconds)
         return (f"drain after each round's loop: mean {1000 * drain / len(f.drain_seconds):.0f} ms,"
@@ -991,6 +1004,9 @@ def main() -> int:
     if paced:
         print(f"  live p50 added by a shadow arm at 100% = {100 * shadow_added:+.1f}% <= "
               f"{100 * TARGET_SHADOW_ADDED:.0f}%: {ok(shadow_added <= TARGET_SHADOW_ADDED)}")
+    print(f"  assignment p99 (one experiment with a shadow arm) = {assignment_p99:.2f} µs < "
+          f"{assignment_cost.TARGET_P99_US:.0f} µs: "
+          f"{ok(assignment_p99 < assignment_cost.TARGET_P99_US)}")
     machine = {
         "nproc": (len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity")
                   else os.cpu_count()),
@@ -1030,6 +1046,7 @@ def main() -> int:
                 "p50_added": round(shadow_added, 4),
                 "counters": shadow_stats,
             },
+            "assignment_us": assignment,
             "otel": {"exported_spans": otel_exported, "expected_spans": otel_expected,
                      "queue_full_drops": otel_queue_drops},
             "mlflow": {"started": ml_started, "found": ml_found, "trace_info_rows": ml_infos,
@@ -1041,6 +1058,7 @@ def main() -> int:
                 "mlflow_factor_ge_10": mlflow_factor >= TARGET_MLFLOW_FACTOR,
                 "nothing_dropped": nothing_dropped,
                 "shadow_p50_added_le_5pct": shadow_added <= TARGET_SHADOW_ADDED,
+                "assignment_p99_lt_20us": assignment_p99 < assignment_cost.TARGET_P99_US,
             },
             "failures": len(failures),
             "machine": machine,

@@ -38,6 +38,8 @@ from collectors import conventions as wire
 class DemoOutcome(Protocol):
     """What a demo run returns: how many requests it sent, how many ended each way (by answer
     kind), whether the SDK delivered everything, and the SDK's counters (`collectors.stats()`).
+    A run that started an experiment may also name it in an `experiment` attribute (a str):
+    `warden demo` then tells the user how to show its result.
     """
 
     @property
@@ -272,6 +274,15 @@ def _run_demo(
     outcomes = ", ".join(f"{k} {v}" for k, v in sorted(result.outcomes.items()))
     delivered = "all delivered" if result.delivered else "some still in the spool"
     out.print(f"{result.requests} requests ({outcomes}); {delivered}. SDK: {result.stats}")
+    # A stack that started an experiment may name it (the reference one does): say where its
+    # result is, which is what a newcomer running an experiment came to see.
+    started = getattr(result, "experiment", None)
+    if experiment is not None and isinstance(started, str):
+        out.print(
+            f"The experiment's result: warden experiment show {started} "
+            f"(or GET {endpoint}/v1/experiments/{started} while the service runs)",
+            highlight=False,
+        )
 
 
 def _demo_key(engine: Engine, settings: Settings, *, admin: bool = False) -> str:

@@ -4,7 +4,7 @@ between model versions of one stage), on the configured database like the other 
 from __future__ import annotations
 
 import getpass
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.table import Table
@@ -121,13 +121,18 @@ def list_experiments(
 def show(
     name: Annotated[str, typer.Argument(help="The experiment's name")],
     project: ProjectOption = "default",
+    refresh: Annotated[
+        bool, typer.Option(help="Compute the results now, however fresh the stored ones are")
+    ] = False,
 ) -> None:
-    """Print an experiment's configuration and the requests each arm served so far.
+    """Print an experiment's configuration, the requests each arm served so far, and its
+    results: per arm the primary KPI, the difference from the control with its interval and
+    the verdict, the guardrails breached, the sample-ratio check, the shadows' agreement.
 
-    Example: [bold]warden experiment show wm-v2[/bold]
+    Example: [bold]warden experiment show wm-v2 --refresh[/bold]
     """
     with database() as engine:
-        detail = configs.get(engine, projects.project_id(engine, project), name)
+        detail = configs.get(engine, projects.project_id(engine, project), name, refresh=refresh)
     stopped = ""
     if detail.stopped_at is not None:
         stopped = f", stopped {detail.stopped_at.isoformat(timespec='seconds')}"
@@ -137,6 +142,12 @@ def show(
         highlight=False,
     )
     _print_config(detail, detail.counts)
+    # Read by key from the JSON form: the same document the API returns.
+    results = detail.model_dump(mode="json").get("results")
+    if results:
+        print_results(results)
+    else:
+        out.print("no results yet: no request was assigned to an arm", highlight=False)
 
 
 def stop(
@@ -167,6 +178,87 @@ def _print_config(e: ExperimentOut, counts: dict[str, int] | None = None) -> Non
     out.print(table)
     guardrails = ", ".join(e.guardrails) or "none"
     out.print(f"primary KPI {e.primary_kpi}; guardrails {guardrails}", highlight=False)
+
+
+def print_results(results: dict[str, Any]) -> None:
+    """The results document of `GET /v1/experiments/{name}`, readably: one row per arm, then
+    the guardrails breached, the sample-ratio check and the shadow arms' agreement."""
+    primary = str(results.get("primary_kpi", "plan_success_rate"))
+    control = results.get("control")
+    arms: dict[str, Any] = results.get("arms") or {}
+    out.print(
+        f"results computed {results.get('computed_at', '?')} (primary KPI {primary}; "
+        "intervals are always-valid 95%: they may be read at any time)",
+        highlight=False,
+    )
+    table = Table("arm", "n", primary, "difference vs control [interval]", "verdict")
+    for arm, found in arms.items():
+        value = (found.get("kpis") or {}).get(primary)
+        if arm == control:
+            table.add_row(f"{arm} (control)", str(found.get("n", 0)), _value(primary, value),
+                          "-", "-")  # fmt: skip
+            continue
+        compared = (found.get("comparisons") or {}).get(primary) or {}
+        table.add_row(
+            arm, str(found.get("n", 0)), _value(primary, value), _difference(primary, compared),
+            str(found.get("verdict", "-")),
+        )  # fmt: skip
+    out.print(table)
+    breached = {
+        arm: found.get("guardrails_breached") or []
+        for arm, found in arms.items()
+        if arm != control
+    }
+    lines = [f"{arm}: {', '.join(kpis)}" for arm, kpis in breached.items() if kpis]
+    guardrails = ", ".join(results.get("guardrails") or []) or "none set"
+    out.print(
+        f"guardrails ({guardrails}) breached: {'; '.join(lines) or 'none'}", highlight=False
+    )
+    srm = results.get("srm") or {}
+    counts = ", ".join(f"{arm} {n}" for arm, n in (srm.get("counts") or {}).items())
+    expected = ", ".join(f"{e:.0f}" for e in (srm.get("expected") or {}).values())
+    p_value = srm.get("p_value")
+    judged = (
+        "MISMATCH: the split did not serve the configured weights, no verdict is trusted"
+        if srm.get("mismatch")
+        else "ok"
+    )
+    p_text = "-" if p_value is None else f"{p_value:.3g}"
+    out.print(
+        f"sample ratio: {counts} (expected {expected}), p = {p_text}: {judged}", highlight=False
+    )
+    for arm, shadow in (results.get("shadows") or {}).items():
+        agreement = shadow.get("agreement")
+        rate = "-" if agreement is None else f"{agreement:.1%}"
+        disagreements = len(shadow.get("disagreements") or [])
+        out.print(
+            f"shadow {arm}: {shadow.get('runs', 0)} runs, {shadow.get('compared', 0)} compared "
+            f"with the live decision, agreement {rate} ({disagreements} disagreements listed)",
+            highlight=False,
+        )
+
+
+def _is_rate(kpi: str) -> bool:
+    return kpi.endswith("_rate") or kpi == "shadow_agreement"
+
+
+def _value(kpi: str, value: Any) -> str:
+    if not isinstance(value, int | float):
+        return "-"
+    return f"{value:.1%}" if _is_rate(kpi) else f"{value:,.2f}"
+
+
+def _difference(kpi: str, compared: dict[str, Any]) -> str:
+    """`-13.0 pp [-21.2, -4.8]` for a rate (percentage points), plain figures otherwise."""
+    difference = compared.get("difference")
+    if not isinstance(difference, int | float):
+        return "-"
+    scale, unit = (100.0, " pp") if _is_rate(kpi) else (1.0, "")
+    low, high = compared.get("ci_low"), compared.get("ci_high")
+    # A bound is null while an arm has too few measures to bound anything.
+    low_text = f"{scale * low:+.1f}" if isinstance(low, int | float) else "-∞"
+    high_text = f"{scale * high:+.1f}" if isinstance(high, int | float) else "+∞"
+    return f"{scale * difference:+.1f}{unit} [{low_text}, {high_text}]"
 
 
 experiment_app.command("create")(create)

@@ -24,6 +24,7 @@ from sqlalchemy import Connection, Engine, func, insert, select, update
 
 from app.audit import ledger
 from app.errors import BadRequest, Conflict, NotFound, Unprocessable
+from app.experiments import results as experiment_results
 from app.experiments.read_models import (
     ArmSpec,
     BundledExperiment,
@@ -44,6 +45,10 @@ KPIS = (
     "plan_success_rate", "deny_rate", "review_rate", "correction_rate", "escalation_rate",
     "latency_p50_ms", "latency_p95_ms", "cost_per_inference", "ood_rate", "shadow_agreement",
 )  # fmt: skip
+# Results younger than this are shown as stored: a page reloaded, or a CLI run in a loop,
+# does not recompute the KPIs each time; the results worker refreshes them every few
+# minutes anyway, and `refresh=True` forces it.
+RESULTS_MAX_AGE_SECONDS = 30.0
 _SLUG = re.compile(r"[a-z0-9](?:[a-z0-9_-]{0,62}[a-z0-9])?")
 # MLflow: a registered model name (no '/' nor '@'), then a version number or an alias.
 _MODEL = re.compile(r"models:/[^/@\s]+(?:/[0-9]+|@[A-Za-z0-9_-]+)")
@@ -200,8 +205,17 @@ def list_experiments(
         return [_out(row) for row in rows]
 
 
-def get(engine: Engine, project_id: int, name: str) -> ExperimentDetail:
-    """One experiment with the requests each of its arms served."""
+def get(
+    engine: Engine,
+    project_id: int,
+    name: str,
+    *,
+    refresh: bool = False,
+    max_age: float = RESULTS_MAX_AGE_SECONDS,
+) -> ExperimentDetail:
+    """One experiment with the requests each of its arms served and its results: as stored
+    when fresh enough, computed again when stale or when `refresh` asks for it (see the
+    module's docstring)."""
     with read_connection(engine) as conn:
         row = _row(conn, project_id, name)
         counts = {arm["name"]: 0 for arm in row.arms}
@@ -215,7 +229,20 @@ def get(engine: Engine, project_id: int, name: str) -> ExperimentDetail:
         )
         for arm, n in counted:
             counts[arm] = int(n)
-    return ExperimentDetail(**_out(row).model_dump(), counts=counts, results=None)
+    results: dict[str, Any] | None = row.results or None
+    if refresh or (sum(counts.values()) > 0 and _stale(row, max_age)):
+        results = experiment_results.refresh(engine, project_id, name)
+    return ExperimentDetail(**_out(row).model_dump(), counts=counts, results=results)
+
+
+def _stale(row: Any, max_age: float) -> bool:
+    """Whether the stored results of `row` are to be computed again before they are shown."""
+    at: datetime | None = row.results_at
+    if at is None or not row.results:
+        return True
+    if row.stopped_at is not None:
+        return bool(at <= row.stopped_at)  # a stopped experiment's results change no more
+    return (datetime.now(UTC) - at).total_seconds() > max_age
 
 
 def running(engine: Engine, project_id: int) -> list[BundledExperiment]:

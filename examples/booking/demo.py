@@ -83,12 +83,14 @@ def run(
     spec: TrainingSpec | None = None,
     challenger_spec: TrainingSpec | None = None,
     experiment: str | None = None,
+    salt: str | None = None,
     progress: Callable[[int], None] | None = None,
     log: Callable[[str], None] = print,
 ) -> DemoResult:
     """Train and register the champion and challenger world models (cached), start the
     `experiment` if asked ("ab", "aa" or "shadow"), then send demo requests through the
-    instrumented assistant: `requests` of them, or until interrupted."""
+    instrumented assistant: `requests` of them, or until interrupted. `salt` fixes the
+    experiment's assignment hash (random otherwise), so a seeded run splits alike each time."""
     if experiment is not None and experiment not in EXPERIMENTS:
         raise ValueError(f"experiment must be one of {', '.join(EXPERIMENTS)}, not {experiment!r}")
     started = time.perf_counter()
@@ -99,7 +101,7 @@ def run(
     log(_registered_line("challenger", challenger, started))
     result = DemoResult()
     if experiment is not None:
-        body = experiment_body(experiment, registered, challenger)
+        body = experiment_body(experiment, registered, challenger, salt=salt)
         result.experiment = start_experiment(endpoint, api_key, body)
         log(f"experiment {result.experiment}: {endpoint}/v1/experiments/{result.experiment}")
     collectors.init(
@@ -111,6 +113,9 @@ def run(
         project=None,
         # The service's bundle brings the running experiments along with the policies.
         policies="service" if experiment is not None else None,
+        # A counted run sends as fast as it can, leaving the shadow worker no idle time: room
+        # for all its shadows, so every request gets one (they run by the final flush).
+        shadow_queue=requests if experiment == "shadow" and requests else None,
     )
     # What the stack serves is what the alias points at now, resolved once at load time.
     ref = collectors.model(
@@ -169,14 +174,19 @@ def _registered_line(what: str, registered: RegisteredWorldModel, started: float
 
 
 def experiment_body(
-    kind: str, champion: RegisteredWorldModel, challenger: RegisteredWorldModel
+    kind: str,
+    champion: RegisteredWorldModel,
+    challenger: RegisteredWorldModel,
+    *,
+    salt: str | None = None,
 ) -> dict[str, Any]:
     """The `POST /v1/experiments` body of a demo experiment on the world model.
 
     "ab": the champion (control) against the challenger, half the subjects each, with the
     deny and review rates and the p95 latency as guardrails. "aa": the champion against
     itself, which must come out inconclusive. "shadow": the champion answers every request
-    and the challenger runs in its shadow on all of them.
+    and the challenger runs in its shadow on all of them. Without `salt`, the service draws
+    a random one.
 
     >>> v1 = RegisteredWorldModel("wm", "1", "r1", "h1", True, "d", "x")
     >>> v2 = RegisteredWorldModel("wm", "2", "r2", "h2", True, "d", "y")
@@ -205,7 +215,7 @@ def experiment_body(
         "shadows": shadows,
         "primary_kpi": "plan_success_rate",
         "guardrails": ["deny_rate", "review_rate", "latency_p95_ms"],
-    }
+    } | ({"salt": salt} if salt is not None else {})
 
 
 def start_experiment(endpoint: str, api_key: str, body: dict[str, Any]) -> str:

@@ -4,7 +4,9 @@
 
 The world model is the registry's `champion`, loaded on the first call from the MLflow store
 in `WARDEN_MLFLOW_TRACKING_URI` (default `sqlite:///./.warden/mlflow.db`); run `warden demo`
-once first to train and register it.
+once first to train and register it. The stack is arm-aware (`ExperimentAssistant`): while an
+experiment of the project varies the world model, each request is answered by the version of
+the arm the gateway assigned it, and its sampled shadow arms run after the answer.
 """
 
 from __future__ import annotations
@@ -15,19 +17,21 @@ from typing import Any
 
 import collectors
 
-from .instrumented import InstrumentedAssistant
-from .registry import load_world_model
+from .experiments import ExperimentAssistant, WorldModels
 
 _lock = threading.Lock()
-_assistant: list[InstrumentedAssistant] = []
+_assistant: list[ExperimentAssistant] = []
 
 
-def _load() -> InstrumentedAssistant:
+def _load() -> ExperimentAssistant:
     uri = os.environ.get("WARDEN_MLFLOW_TRACKING_URI") or "sqlite:///./.warden/mlflow.db"
-    loaded = load_world_model(uri, "models:/booking-world-model@champion")
-    assistant = InstrumentedAssistant(loaded.model, loaded.name, loaded.version, hand_over=False)
+    # An arm's version is loaded from MLflow the first time a request is assigned to it.
+    assistant = ExperimentAssistant(
+        WorldModels(uri), "models:/booking-world-model@champion", hand_over=False
+    )
     # Declared again through the registry: the gates then see its aliases and tags.
-    collectors.model("world_model", f"models:/{loaded.name}/{loaded.version}", tracking_uri=uri)
+    name, version = assistant.world_model_name, assistant.world_model_version
+    collectors.model("world_model", f"models:/{name}/{version}", tracking_uri=uri)
     return assistant
 
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import importlib.util
 from collections import Counter
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +22,6 @@ from examples.booking.registry import (
     CHALLENGER,
     CHAMPION,
     DEFAULT_MODEL_NAME,
-    RegisteredWorldModel,
     load_world_model,
     register_challenger,
     register_world_model,
@@ -31,24 +29,11 @@ from examples.booking.registry import (
 from examples.booking.sim import Calendar
 from examples.booking.stack import BookingAssistant
 from tests.conftest import LiveService
+from tests.examples.conftest import Store
 
 CHAMPION_URI = f"models:/{DEFAULT_MODEL_NAME}@{CHAMPION}"
 CHALLENGER_URI = f"models:/{DEFAULT_MODEL_NAME}@{CHALLENGER}"
 SECRET = "experiments-test-secret"
-
-
-@dataclass
-class Store:
-    uri: str
-    champion: RegisteredWorldModel
-    challenger: RegisteredWorldModel
-
-
-@pytest.fixture(scope="module")
-def store(tmp_path_factory: pytest.TempPathFactory) -> Store:
-    """The demo's two world models, trained from their real specs (about 15 s on 2 cores)."""
-    uri = f"sqlite:///{tmp_path_factory.mktemp('mlflow')}/mlflow.db"
-    return Store(uri, register_world_model(None, uri), register_challenger(uri))
 
 
 def booked_rate(store: Store, model_uri: str, n: int, seed: int) -> float:

@@ -1,15 +1,18 @@
-"""The gateway: the service runs the booking stack itself, gated, recorded like the SDK."""
+"""The gateway: the service runs the booking stack itself, gated, recorded like the SDK, each
+request served by the world model of its experiment arm."""
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from app.config import Settings
+from collectors.experiments import assign
 from examples.booking import gateway as booking_gateway
-from examples.booking.registry import TrainingSpec, register_world_model
+from examples.booking.registry import TrainingSpec, register_challenger, register_world_model
 from examples.booking.world_model import TrainConfig
 from policies import BUILTIN, PolicySet
 from tests.conftest import TEST_SECRET, LiveService
@@ -115,3 +118,33 @@ def test_a_key_of_another_project_or_without_ingest_is_refused(live: LiveService
     with live.client(live.key("default", "ingest")) as client:
         answer = client.post("/v1/infer", json={"text": TEXT})
         assert answer.status_code == 400 and "input" in answer.json()["detail"]
+
+
+@pytest.mark.policy_edit("risk-cap", "probability: 0.35", "probability: 0.99")
+@pytest.mark.policy_edit("planner-confidence-floor", "confidence: 0.6", "confidence: 0.01")
+def test_each_request_is_served_by_the_world_model_of_its_arm(live: LiveService) -> None:
+    uri = os.environ["WARDEN_MLFLOW_TRACKING_URI"]
+    challenger = register_challenger(
+        uri, TrainingSpec(n_samples=3000, data_seed=1, train=TrainConfig(epochs=1))
+    )
+    arms = [("champion", "models:/booking-world-model/1"), ("challenger", challenger.model_uri)]
+    versions = {"champion": "1", "challenger": challenger.version}
+    key = live.key("default", "admin")
+    with live.client(key) as client:
+        created = client.post("/v1/experiments", json={
+            "name": "wm-gateway", "stage": "world_model", "unit": "subject", "salt": "gw",
+            "arms": [{"name": name, "model": model} for name, model in arms],
+        })  # fmt: skip
+        assert created.status_code == 201, created.text
+        served: dict[str, set[str]] = {}
+        for n in range(16):
+            subject = f"u-{n}"
+            answer = client.post("/v1/infer", json={"input": {"text": TEXT}, "subject": subject})
+            assert answer.status_code == 200, answer.text
+            detail = client.get(f"/v1/requests/{answer.json()['request_id']}").json()
+            arm = assign("gw", subject, [(name, 1.0) for name, _ in arms])
+            served.setdefault(arm, set()).add(detail["models"]["world_model"]["version"])
+        counts = client.get("/v1/experiments/wm-gateway").json()["counts"]
+    # Both arms served, each by its own version only; the service counted what it assigned.
+    assert served == {arm: {version} for arm, version in versions.items()}
+    assert sum(counts.values()) == 16 and all(counts.values())

@@ -1,11 +1,14 @@
 """Experiments over HTTP: create and stop (admin scope), list and show (read scope).
 
-A value the experiment does not allow is answered 422 with the field named; a second running
-experiment on a stage, or a name taken, 409.
+`GET /v1/experiments/{name}` shows the results, computed again when stale or asked to
+(`?refresh=true`; app/experiments/configs.py). A value the experiment does not allow is
+answered 422 with the field named; a second running experiment on a stage, or a name taken,
+409.
 """
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Annotated
 
 from fastapi import APIRouter, Query
@@ -50,11 +53,24 @@ async def list_experiments(
 
 @router.get(
     "/v1/experiments/{name}",
-    summary="One experiment: its configuration and the requests each arm served",
+    summary="One experiment: its configuration, the requests each arm served, its results",
     responses=errors(404),
 )
-async def get_experiment(name: str, principal: Reader, engine: EngineDep) -> ExperimentDetail:
-    return await run_in_threadpool(configs.get, engine, principal.project_id, name)
+async def get_experiment(
+    name: str,
+    principal: Reader,
+    engine: EngineDep,
+    refresh: Annotated[
+        bool,
+        Query(
+            description="Compute the results now; otherwise those stored are shown while "
+            f"younger than {configs.RESULTS_MAX_AGE_SECONDS:g} s (older ones are computed again)"
+        ),
+    ] = False,
+) -> ExperimentDetail:
+    return await run_in_threadpool(
+        partial(configs.get, engine, principal.project_id, name, refresh=refresh)
+    )
 
 
 @router.post(

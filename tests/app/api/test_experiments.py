@@ -1,12 +1,20 @@
 """/v1/experiments over HTTP against the real service, and the bundle that carries the running
-experiments to the SDKs: per project, under an ETag that changes on create and stop only."""
+experiments to the SDKs: per project, under an ETag that changes on create and stop only;
+the results shown with an experiment, stored or computed again."""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+from sqlalchemy import update
 
+from app.store.engine import write_transaction
+from app.store.tables import Experiment
+from tests.app.experiments import traffic
+from tests.app.experiments.test_results import ab_test
+from tests.app.experiments.traffic import SECOND, T0, Req
 from tests.conftest import LiveService
 
 BODY: dict[str, Any] = {
@@ -114,3 +122,39 @@ def test_the_bundle_carries_the_projects_running_experiments_under_its_etag(
         assert after.status_code == 200
         assert after.json()["experiments"] == []
         assert after.headers["ETag"] != created_etag
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_show_holds_the_results_computed_when_stale_or_asked_for(live: LiveService) -> None:
+    pid = traffic.project(live.engine, "shop")
+    ab_test(live.engine, pid)
+    with live.client(live.key("shop", "read")) as client:
+        shown = client.get("/v1/experiments/wm-ab").raise_for_status().json()
+        results = shown["results"]
+        assert shown["counts"] == {"control": 60, "challenger": 60}
+        assert results["srm"]["mismatch"] is False
+        challenger = results["arms"]["challenger"]
+        assert challenger["verdict"] == "worse" and challenger["n"] == 60
+        assert challenger["comparisons"]["plan_success_rate"]["ci_high"] < 0
+        assert challenger["guardrails_breached"] == ["latency_p95_ms"]
+
+        # More traffic: shown as stored while fresh, computed again when asked for.
+        more = [Req(start=T0 + 100 * SECOND + i, version="1") for i in range(10)]
+        traces = traffic.ingest(live.engine, pid, more, seed=21)
+        traffic.assign(live.engine, pid, "wm-ab", "control", traces, [r.start for r in more])
+        again = client.get("/v1/experiments/wm-ab").json()
+        assert again["results"]["computed_at"] == results["computed_at"]
+        assert again["results"]["arms"]["control"]["n"] == 60
+        assert again["counts"]["control"] == 70
+        forced = client.get("/v1/experiments/wm-ab", params={"refresh": "true"}).json()
+        assert forced["results"]["computed_at"] > results["computed_at"]
+        assert forced["results"]["arms"]["control"]["n"] == 70
+
+    # Stale results (older than the maximum age) are computed again without asking.
+    with write_transaction(live.engine) as conn:
+        conn.execute(
+            update(Experiment).values(results_at=datetime.now(UTC) - timedelta(minutes=5))
+        )
+    with live.client(live.key("shop", "read")) as client:
+        stale = client.get("/v1/experiments/wm-ab").json()
+    assert stale["results"]["computed_at"] > forced["results"]["computed_at"]

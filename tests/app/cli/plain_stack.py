@@ -44,6 +44,11 @@ def demo(
     return Sent(count, {"seated": count - refused, "refused": refused}, True, {"exported": count})
 
 
+@dataclass
+class SentInExperiment(Sent):
+    experiment: str | None = None
+
+
 def experiment_demo(
     endpoint: str,
     api_key: str,
@@ -53,9 +58,12 @@ def experiment_demo(
     log: Callable[[str], None],
     **given: Any,
 ) -> Sent:
-    """A stack that also runs experiments: tells which one it was asked for."""
+    """A stack that also runs experiments: tells which one it was asked for, and names the
+    experiment it "started"."""
     log(f"plain stack: experiment={experiment}")
-    return demo(endpoint, api_key, tracking_uri, log=log, **given)
+    sent = demo(endpoint, api_key, tracking_uri, log=log, **given)
+    started = f"plain-{experiment}" if experiment else None
+    return SentInExperiment(sent.requests, sent.outcomes, sent.delivered, sent.stats, started)
 
 
 def replay(input: Any, tracking_uri: str, versions: list[tuple[str, str]]) -> list[dict[str, Any]]:

@@ -50,9 +50,13 @@ def test_an_experiment_reaches_the_stack_only_when_asked_for(
 ) -> None:
     monkeypatch.setenv("WARDEN_DEMO", f"{STACK}:experiment_demo")
     base = ["demo", "--endpoint", "http://127.0.0.1:9", "--api-key", "wdn_k", "--requests", "3"]
-    assert "plain stack: experiment=ab" in run(cli, *base, "--experiment", "ab")
+    ab = run(cli, *base, "--experiment", "ab")
+    assert "plain stack: experiment=ab" in ab
+    # The experiment the stack names is where the user is sent to see its result.
+    assert "The experiment's result: warden experiment show plain-ab " in ab
     assert "plain stack: experiment=shadow" in run(cli, *base, "--experiment", "shadow")
-    assert "plain stack: experiment=None" in run(cli, *base)
+    plain = run(cli, *base)
+    assert "plain stack: experiment=None" in plain and "warden experiment show" not in plain
     assert "Invalid value for '--experiment'" in run(cli, *base, "--experiment", "abc", code=2)
 
 

@@ -1,14 +1,23 @@
-"""`warden experiment` as a real process: create, list, show and stop, and one-line errors."""
+"""`warden experiment` as a real process: create, list, show and stop, and one-line errors;
+`show` with the results, in this process."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from sqlalchemy import create_engine
+import pytest
+from sqlalchemy import Engine, create_engine
+from typer.testing import CliRunner
 
+from app.config import Settings
 from app.experiments import configs
 from app.tenancy import projects
+from tests.app.cli.in_process import run
 from tests.app.cli.warden_process import warden
+from tests.app.experiments import traffic
+from tests.app.experiments.test_results import ab_test
+from tests.app.experiments.traffic import SECOND, T0, Req
+from tests.conftest import TEST_SECRET
 
 ARMS = (
     "--arm", "control=models:/booking-world-model/1",
@@ -87,3 +96,45 @@ def test_bad_input_is_one_line_and_a_failure(tmp_path: Path, database_url: str) 
     missing = warden(tmp_path, database_url, "experiment", "show", "nope", "--project", "shop")
     assert missing.returncode == 1
     assert missing.stderr.strip() == "error: no experiment 'nope' in this project"
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_show_prints_the_results(
+    engine: Engine, settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("WARDEN_DATABASE_URL", settings.resolved_database_url)
+    monkeypatch.setenv("WARDEN_DATA_DIR", str(settings.data_dir))
+    monkeypatch.setenv("WARDEN_SECRET_KEY", TEST_SECRET)
+    monkeypatch.setenv("COLUMNS", "200")
+    cli = CliRunner()
+    pid = traffic.project(engine, "shop")
+    traffic.experiment(
+        engine, pid, "wm-shadow", [("champion", f"models:/{traffic.WORLD_MODEL}/1", 1.0)],
+        shadows=[("v2", f"models:/{traffic.WORLD_MODEL}/2")],
+    )  # fmt: skip
+    before = run(cli, "experiment", "show", "wm-shadow", "--project", "shop")
+    assert "no results yet: no request was assigned to an arm" in before
+    ab_test(engine, pid)
+    shown = run(cli, "experiment", "show", "wm-ab", "--project", "shop")
+    lines = [" ".join(line.replace("│", " ").split()) for line in shown.splitlines()]
+    # Per arm: n, the primary KPI, the difference in points with its interval, the verdict.
+    assert "control (control) 60 90.0% - -" in lines
+    (challenger,) = [line for line in lines if line.startswith("challenger 60 20.0% -70.0 pp [")]
+    assert challenger.endswith("] worse")
+    assert "guardrails (latency_p95_ms, deny_rate) breached: challenger: latency_p95_ms" in lines
+    assert (
+        "sample ratio: control 60, challenger 60 (expected 60, 60), p = 1: ok" in lines
+    ), shown
+
+    # A shadow arm's agreement with the live decisions.
+    starts = [T0 + i * SECOND for i in range(4)]
+    traces = traffic.ingest(engine, pid, [Req(start=s) for s in starts], seed=31)
+    traffic.assign(engine, pid, "wm-shadow", "champion", traces, starts)
+    for i, trace in enumerate(traces):
+        chosen = "room-a@15:00" if i else "room-b@16:00"
+        traffic.shadow(engine, pid, "wm-shadow", "v2", trace, chosen, T0 + i * SECOND + 5)
+    shadowed = run(cli, "experiment", "show", "wm-shadow", "--project", "shop", "--refresh")
+    assert (
+        "shadow v2: 4 runs, 4 compared with the live decision, agreement 75.0% "
+        "(1 disagreements listed)"
+    ) in shadowed
