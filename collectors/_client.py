@@ -162,10 +162,12 @@ class Client:
         except ValueError as exc:
             raise ConfigurationError(f"experiments: {exc}") from exc
 
-    def flush(self, timeout: float = 10.0, include_spool: bool = False) -> bool:
+    def flush(
+        self, timeout: float = 10.0, include_spool: bool = False, shadows: bool = True
+    ) -> bool:
         # Queued shadow runs first: what they record goes through the pipeline flushed next.
         deadline = time.monotonic() + timeout
-        shadows_done = self.shadows.drain(timeout) if self.shadows else True
+        shadows_done = self.shadows.drain(timeout) if self.shadows and shadows else True
         if not self.pipeline:
             return shadows_done
         left = max(deadline - time.monotonic(), 0.0)
@@ -274,17 +276,18 @@ def shutdown(timeout: float = 10.0) -> None:
         client.shutdown(timeout)
 
 
-def flush(timeout: float = 10.0, include_spool: bool = False) -> bool:
+def flush(timeout: float = 10.0, include_spool: bool = False, shadows: bool = True) -> bool:
     """Wait until what was recorded so far is delivered or spooled; with `include_spool`,
     until the spool is empty too (the service has everything). True if done in time.
     Shadow runs already handed to the shadow worker run first (within the same `timeout`),
-    so a process that flushes before it exits loses none of them.
+    so a process that flushes before it exits loses none of them; `shadows=False` waits for
+    the live records only (a server answering a caller must not wait for its shadows).
 
     >>> collectors.flush(timeout=5)  # doctest: +SKIP
     True
     """
     client = _active
-    return client.flush(timeout, include_spool) if client else True
+    return client.flush(timeout, include_spool, shadows) if client else True
 
 
 def stats() -> dict[str, Any]:

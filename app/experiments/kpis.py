@@ -26,20 +26,18 @@ import orjson
 from pydantic import BaseModel
 from sqlalchemy import Connection, Text, and_, case, cast, func, literal, or_, select
 
-from app.experiments import ood
+from app.experiments import ood, shadows
 from app.experiments.analysis import ArmSummary, summarise, summarise_binary
 from app.experiments.settings import ExperimentSettings
 from app.scores.queries import corrects
 from app.store.tables import (
     Deployment,
-    PlannerDecision,
     PolicyEvaluation,
     Request,
     RequestExperiment,
     RequestModel,
     Review,
     Score,
-    ShadowRun,
     Span,
     WorldModelState,
 )
@@ -446,42 +444,27 @@ def _series(
 
 
 def _shadows(conn: Connection, project_id: int, selection: Selection) -> dict[str, ShadowAgreement]:
-    """Per shadow arm of the experiment: its decisions against the live ones."""
-    runs = select(
-        ShadowRun.trace_id, ShadowRun.request_trace_id, ShadowRun.arm, ShadowRun.chosen
-    ).where(ShadowRun.project_id == project_id, ShadowRun.experiment == selection.experiment)
-    if selection.since is not None:
-        runs = runs.where(ShadowRun.start_time_unix_nano >= selection.since)
-    if selection.until is not None:
-        runs = runs.where(ShadowRun.start_time_unix_nano < selection.until)
-    shadow_rows = list(conn.execute(runs))
-    if not shadow_rows:
-        return {}
-    shadowed = runs.with_only_columns(ShadowRun.request_trace_id).subquery("shadowed")
-    live_query = (
-        select(PlannerDecision.trace_id, PlannerDecision.chosen)
-        .join(shadowed, and_(PlannerDecision.project_id == project_id,
-                             PlannerDecision.trace_id == shadowed.c.request_trace_id))
-        .distinct()
+    """Per shadow arm of the experiment: its decisions against the live ones, counted by the
+    rule of `app.experiments.shadows.agreement_by_arm`."""
+    assert selection.experiment is not None
+    arms = shadows.agreement_by_arm(
+        conn, project_id, selection.experiment, selection.since, selection.until,
+        limit=_DISAGREEMENTS_KEPT,
     )  # fmt: skip
-    live: dict[str, str | None] = {t: c for t, c in conn.execute(live_query)}
     out: dict[str, ShadowAgreement] = {}
-    for arm in sorted({str(r.arm) for r in shadow_rows}):
-        mine = [r for r in shadow_rows if str(r.arm) == arm]
-        compared = [r for r in mine if r.request_trace_id in live]
-        agree = [r.chosen == live[r.request_trace_id] for r in compared]
-        summary = summarise_binary(sum(agree), len(agree))
+    for arm, found in arms.items():
+        summary = summarise_binary(found.agree, found.total)
         out[arm] = ShadowAgreement(
-            runs=len(mine),
-            compared=len(compared),
-            agreeing=sum(agree),
-            rate=summary.mean if compared else None,
+            runs=found.runs,
+            compared=found.total,
+            agreeing=found.agree,
+            rate=summary.mean if found.total else None,
             summary=UnitSummary(n=summary.n, mean=summary.mean, variance=summary.variance),
             disagreements=[
-                Disagreement(request_id=r.request_trace_id, shadow_trace_id=r.trace_id,
-                             live_chosen=live[r.request_trace_id], shadow_chosen=r.chosen)
-                for r, same in zip(compared, agree, strict=True) if not same
-            ][:_DISAGREEMENTS_KEPT],
+                Disagreement(request_id=d.request_trace_id, shadow_trace_id=d.shadow_trace_id,
+                             live_chosen=d.live_chosen, shadow_chosen=d.shadow_chosen)
+                for d in found.disagreements
+            ],
         )  # fmt: skip
     return out
 

@@ -50,15 +50,17 @@ class Disagreement(NamedTuple):
     arm: str | None
     live_chosen: str
     shadow_chosen: str
+    start_time_unix_nano: int
 
 
 class Agreement(NamedTuple):
-    """Shadow runs whose decision matches the live one (`agree`) of those where both decided
-    (`total`), and the others (at most `limit` of them, newest first)."""
+    """Of a shadow arm's `runs`, those whose decision matches the live one (`agree`) of those
+    where both decided (`total`), and the others (at most `limit` of them, newest first)."""
 
     agree: int
     total: int
     disagreements: list[Disagreement]
+    runs: int = 0
 
 
 def shadow_runs_for(conn: Connection, project_id: int, request_trace_id: str) -> ShadowRuns:
@@ -111,9 +113,33 @@ def agreement(
     *,
     limit: int = 100,
 ) -> Agreement:
-    """Live/shadow decision agreement of `experiment`'s shadow runs started in
-    [`since`, `until`) (Unix nanoseconds or datetimes). Runs where the live request or the
-    shadow chose no action are left out of `total`."""
+    """Live/shadow decision agreement of all `experiment`'s shadow runs started in
+    [`since`, `until`) (Unix nanoseconds or datetimes); see `agreement_by_arm`."""
+    arms = agreement_by_arm(conn, project_id, experiment, since, until, limit=limit)
+    newest = sorted(
+        (d for a in arms.values() for d in a.disagreements), key=lambda d: d[5], reverse=True
+    )
+    return Agreement(
+        sum(a.agree for a in arms.values()),
+        sum(a.total for a in arms.values()),
+        newest[:limit],
+        sum(a.runs for a in arms.values()),
+    )
+
+
+def agreement_by_arm(
+    conn: Connection,
+    project_id: int,
+    experiment: str,
+    since: int | datetime | None = None,
+    until: int | datetime | None = None,
+    *,
+    limit: int = 100,
+) -> dict[str, Agreement]:
+    """Per shadow arm of `experiment`, the agreement of its runs started in [`since`,
+    `until`). A run counts in `total` only when the live request and the shadow both chose an
+    action (a shadow's answer that chose none, e.g. a clarifying question, says nothing about
+    which action it would take); the one rule the API, the KPIs and the dashboard share."""
     query = select(
         ShadowRun.trace_id,
         ShadowRun.request_trace_id,
@@ -128,21 +154,30 @@ def agreement(
     runs = list(conn.execute(query.order_by(ShadowRun.start_time_unix_nano.desc())))
     wanted = {r.request_trace_id for r in runs} | {r.trace_id for r in runs if r.chosen is None}
     chosen = _last_chosen(conn, project_id, wanted)
-    agree = total = 0
-    disagreements: list[Disagreement] = []
+    counts: dict[str, list[int]] = {}  # arm -> [runs, agree, total]
+    found: dict[str, list[Disagreement]] = {}
     for run in runs:
+        arm = str(run.arm)
+        tally = counts.setdefault(arm, [0, 0, 0])
+        tally[0] += 1
         mine = run.chosen or chosen.get(run.trace_id)
         live = chosen.get(run.request_trace_id)
         if mine is None or live is None:
             continue
-        total += 1
+        tally[2] += 1
         if mine == live:
-            agree += 1
-        elif len(disagreements) < limit:
-            disagreements.append(
-                Disagreement(run.request_trace_id, run.trace_id, run.arm, live, mine)
-            )
-    return Agreement(agree, total, disagreements)
+            tally[1] += 1
+        elif len(found.setdefault(arm, [])) < limit:
+            found[arm].append(
+                Disagreement(
+                    run.request_trace_id, run.trace_id, run.arm, live, mine,
+                    run.start_time_unix_nano,
+                )
+            )  # fmt: skip
+    return {
+        arm: Agreement(agree, total, found.get(arm, []), n)
+        for arm, (n, agree, total) in sorted(counts.items())
+    }
 
 
 def _last_chosen(conn: Connection, project_id: int, trace_ids: Iterable[str]) -> dict[str, str]:

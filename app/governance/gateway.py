@@ -144,8 +144,9 @@ class Gateway:
             denied = exc
         request_id = req.trace_id or ""
         # The record is delivered in-process by the export thread: wait for it, so the
-        # answer can name the review item it made.
-        collectors.flush(timeout=10)
+        # answer can name the review item it made; never for shadow runs, which run after
+        # the answer and must not delay it.
+        collectors.flush(timeout=10, shadows=False)
         with read_connection(self.engine) as conn:
             review = conn.execute(
                 select(Review.id).where(

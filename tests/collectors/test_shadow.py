@@ -226,3 +226,30 @@ def test_shadow_schedules_nothing_outside_a_request_or_without_a_client(
     assert collectors.flush(WAIT)
     assert inner == [False] and ran == []
     assert collectors.stats()["shadows"]["run"] == 1
+
+
+def test_a_flush_without_shadows_delivers_the_live_request_while_its_shadow_waits(
+    live: LiveService, tmp_path: Path
+) -> None:
+    """What the gateway does before it answers: the live record is at the service, and the
+    caller does not wait for the shadow run that follows it."""
+    init(live, tmp_path)
+    started, release = threading.Event(), threading.Event()
+
+    def shadow_run() -> None:
+        started.set()
+        assert release.wait(WAIT)
+        stack(TinyWorldModel(), "room-2")
+
+    _, live_id, scheduled = serve(TinyWorldModel(), shadow_run)
+    assert scheduled and started.wait(WAIT)
+    try:
+        assert collectors.flush(WAIT, shadows=False)
+        assert not release.is_set() and collectors.stats()["shadows"]["run"] == 0
+        with live.client(live.key("shop", "read")) as client:
+            assert client.get(f"/v1/requests/{live_id}").status_code == 200
+            assert client.get(f"/v1/requests/{live_id}/shadows").json()["items"] == []
+    finally:
+        release.set()
+    assert collectors.flush(WAIT)
+    assert collectors.stats()["shadows"]["run"] == 1

@@ -2,17 +2,17 @@
 with its arms side by side on every KPI, the sample-ratio warning, its curves, its shadow
 arms' disagreements and the guardrails breached.
 
-Results are the stored analysis (`experiments.results`). A page view recomputes them first
-when there are none, when a running experiment's are older than `STALE_SECONDS`, or when a
-stopped one has not been analysed since it stopped: `results.refresh` reads the experiment's
-requests once per table (about as costly as the API's own show), and the service's
+Results are the stored analysis (`experiments.results`), read through `configs.get`, which
+computes them again first when there are none, when a running experiment's are older than
+`configs.RESULTS_MAX_AGE_SECONDS`, or when a stopped one has not been analysed since it
+stopped: `results.refresh` reads the experiment's requests once per table, and the service's
 `experiments` job refreshes running experiments every few minutes anyway.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Engine, select
@@ -31,7 +31,6 @@ from app.experiments.read_models import (
 from app.store.engine import read_connection
 from app.store.tables import Experiment
 
-STALE_SECONDS = 60.0
 MINUS = "\u2212"  # the typographic minus, as wide as "+"
 # The KPIs in the order the page lists them, and how each reads.
 KPI_ORDER = (*results.COMPARED,)
@@ -152,18 +151,6 @@ class ExperimentPage:
     charts: list[CurveChart]
 
 
-def _due(status: str, results_at: datetime | None, stopped_at: datetime | None) -> bool:
-    if results_at is None:
-        return True
-    if results_at.tzinfo is None:
-        results_at = results_at.replace(tzinfo=UTC)
-    if status == "running":
-        return (datetime.now(UTC) - results_at).total_seconds() > STALE_SECONDS
-    if stopped_at is not None and stopped_at.tzinfo is None:
-        stopped_at = stopped_at.replace(tzinfo=UTC)
-    return stopped_at is not None and results_at <= stopped_at
-
-
 def _cell(kpi: str, arm: ArmResult, control: bool) -> Cell:
     value = show_value(kpi, getattr(arm.kpis, kpi, None))
     if control or arm.comparisons is None:
@@ -188,18 +175,17 @@ def _interval(kpi: str, compared: ComparisonResult) -> str:
 def experiment_page(engine: Engine, project_id: int, name: str) -> ExperimentPage:
     """The page of experiment `name` (404 when the project has none), its results
     recomputed first when they are missing or stale (see the module)."""
-    detail = configs.get(engine, project_id, name)
     with read_connection(engine) as conn:
-        document, results_at = conn.execute(
-            select(Experiment.results, Experiment.results_at).where(
+        before = conn.execute(
+            select(Experiment.results_at).where(
                 Experiment.project_id == project_id, Experiment.name == name
             )
-        ).one()
-    refreshed = False
-    if _due(detail.status, results_at, detail.stopped_at):
-        document = results.refresh(engine, project_id, name)
-        refreshed = True
-    found = stored_results(document)
+        ).scalar_one_or_none()
+    # `configs.get` computes the results again when they are missing or stale: the one
+    # freshness rule the API, the CLI and the pages share.
+    detail = configs.get(engine, project_id, name)
+    found = stored_results(detail.results)
+    refreshed = found is not None and (before is None or found.computed_at > before)
     detail = detail.model_copy(update={"results": found})
     weights = sum(a.weight for a in detail.arms) or 1.0
     arms_found: dict[str, Any] = found.arms if found else {}
