@@ -399,6 +399,26 @@ class OTel(Variant):
         self.provider.shutdown()
 
 
+def warden_request(
+    stack: Stack, model: nn.Module, text: str, shadow: Callable[[], None] | None = None
+) -> tuple[str, str | None]:
+    """The reference request recorded by Warden's SDK (with a shadow run scheduled, when
+    given): the chosen action and the request's id."""
+    with collectors.request({"text": text}) as req:
+        with collectors.llm_call(system="offline", request_model="intent-parser") as call:
+            intent = parse(text)
+            call.record(
+                response_model="intent-parser-1", input_tokens=len(text.split()), output_tokens=5
+            )
+        scores = stack.rollout(model, intent)
+        candidates, chosen, constraints, confidence = stack.decide(scores, intent)
+        collectors.decision(candidates, chosen, constraints, confidence=confidence)
+        if shadow is not None:
+            collectors.shadow(SHADOW_ARM, shadow)
+        req.set_outcome("booked")
+    return chosen, req.trace_id
+
+
 class Warden(Variant):
     key, label = "warden", "Warden SDK (collectors)"
     spans_per_request = WARDEN_SPANS_PER_REQUEST
@@ -423,19 +443,7 @@ class Warden(Variant):
         self.delivered_ok = True
 
     def handle(self, text: str) -> str:
-        with collectors.request({"text": text}) as req:
-            with collectors.llm_call(system="offline", request_model="intent-parser") as call:
-                intent = parse(text)
-                call.record(
-                    response_model="intent-parser-1",
-                    input_tokens=len(text.split()),
-                    output_tokens=5,
-                )
-            scores = self.stack.rollout(self.model, intent)
-            candidates, chosen, constraints, confidence = self.stack.decide(scores, intent)
-            collectors.decision(candidates, chosen, constraints, confidence=confidence)
-            req.set_outcome("booked")
-        self.last_trace_id = req.trace_id
+        chosen, self.last_trace_id = warden_request(self.stack, self.model, text)
         return chosen
 
     def drain(self) -> float | None:
@@ -476,20 +484,9 @@ class WardenShadow(Variant):
         collectors.decision(candidates, chosen, constraints, confidence=confidence)
 
     def handle(self, text: str) -> str:
-        with collectors.request({"text": text}) as req:
-            with collectors.llm_call(system="offline", request_model="intent-parser") as call:
-                intent = parse(text)
-                call.record(
-                    response_model="intent-parser-1",
-                    input_tokens=len(text.split()),
-                    output_tokens=5,
-                )
-            scores = self.stack.rollout(self.model, intent)
-            candidates, chosen, constraints, confidence = self.stack.decide(scores, intent)
-            collectors.decision(candidates, chosen, constraints, confidence=confidence)
-            collectors.shadow(SHADOW_ARM, lambda: self.shadow_run(text))
-            req.set_outcome("booked")
-        self.base.last_trace_id = req.trace_id
+        chosen, self.base.last_trace_id = warden_request(
+            self.stack, self.model, text, lambda: self.shadow_run(text)
+        )
         return chosen
 
     def drain(self) -> float | None:
