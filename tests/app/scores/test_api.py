@@ -3,13 +3,15 @@ and what the corrections and escalations reads make of scores and of the review 
 
 from __future__ import annotations
 
+import time
+
 from sqlalchemy import func, select
 
 from app.scores.queries import correction_trace_ids, escalation_trace_ids
 from app.store.tables import Project, Score
 from collectors import conventions as wire
 from tests import otlp
-from tests.app.scores.scoring import requests, score_events
+from tests.app.scores.scoring import requests, score_events, send
 from tests.conftest import LiveService
 
 
@@ -140,3 +142,51 @@ def test_corrections_and_escalations_from_scores_outcomes_and_the_review_queue(
         }  # fmt: skip
         assert escalation_trace_ids(conn, shop, everything, []) == {rejected, approved}
         assert correction_trace_ids(conn, (other or -1), everything) == set()
+
+
+def test_a_correction_posted_through_the_api_moves_the_arms_correction_rate(
+    live: LiveService,
+) -> None:
+    """What a reviewer does after the fact reaches the experiment's KPIs: the corrected
+    request's arm gets the correction, the other arm none; a refused score changes nothing."""
+    sender = live.client(live.key("shop", "ingest"))
+    admin = live.client(live.key("shop", "admin"))
+    experiment = {
+        "name": "wm-corrections", "stage": "world_model", "unit": "request",
+        "arms": [{"name": "control", "model": "models:/booking-world-model/1"},
+                 {"name": "b", "model": "models:/booking-world-model/2"}],
+    }  # fmt: skip
+    admin.post("/v1/experiments", json=experiment).raise_for_status()
+    ids, now = otlp.Ids(23), time.time_ns()  # the experiment counts what came after it began
+    arms: dict[str, list[str]] = {}
+    for arm in ("control", "b"):
+        attrs = {
+            wire.experiment_name("world_model"): "wm-corrections",
+            wire.experiment_arm("world_model"): arm,
+        }
+        traces = [otlp.hybrid_trace(ids, start=now + i, **attrs) for i in range(2)]
+        send(sender, [s for trace in traces for s in trace])
+        arms[arm] = [trace[0].trace_id.hex() for trace in traces]
+
+    def correction_rates() -> dict[str, float]:
+        found = admin.get("/v1/experiments/wm-corrections", params={"refresh": "true"})
+        found.raise_for_status()
+        return {
+            arm: entry["kpis"]["correction_rate"]
+            for arm, entry in found.json()["results"]["arms"].items()
+        }
+
+    assert correction_rates() == {"control": 0.0, "b": 0.0}
+    refused = sender.post(
+        f"/v1/requests/{arms['b'][0]}/scores",
+        json={"name": "correction", "value": True, "source": "robot"},
+    )
+    assert refused.status_code == 422 and refused.json()["detail"].startswith("source:")
+    assert correction_rates() == {"control": 0.0, "b": 0.0}
+    corrected = sender.post(
+        f"/v1/requests/{arms['b'][0]}/scores",
+        json={"name": "correction", "value": True, "source": "human", "author": "ops-7",
+              "correction": {"action": "room-b@15:00"}},
+    )  # fmt: skip
+    assert corrected.status_code == 201, corrected.text
+    assert correction_rates() == {"control": 0.0, "b": 0.5}
