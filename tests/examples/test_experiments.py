@@ -4,7 +4,6 @@ of the arm it is given, on a real MLflow store (and a live service where it reco
 
 from __future__ import annotations
 
-import importlib.util
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -152,13 +151,6 @@ def test_a_recorded_request_names_its_arms_version(
     assert versions == {("champion", "1"): 10, ("challenger", "2"): 20}
 
 
-SDK_EXPERIMENTS = hasattr(collectors, "shadow") and hasattr(collectors.Request, "assignment")
-SERVICE_EXPERIMENTS = importlib.util.find_spec("app.api.routes.experiments") is not None
-
-
-@pytest.mark.skipif(
-    not SDK_EXPERIMENTS, reason="needs collectors.shadow and Request.assignment (SDK parts)"
-)
 def test_outside_any_experiment_the_default_version_answers(store: Store) -> None:
     assistant = ExperimentAssistant(WorldModels(store.uri), CHAMPION_URI, commit_bookings=False)
     loaded = load_world_model(store.uri, CHAMPION_URI)
@@ -170,9 +162,6 @@ def test_outside_any_experiment_the_default_version_answers(store: Store) -> Non
     assistant.close()
 
 
-@pytest.mark.skipif(
-    not SDK_EXPERIMENTS, reason="needs collectors.shadow and Request.assignment (SDK parts)"
-)
 def test_sampled_shadow_arms_run_after_the_answer(
     store: Store, live: LiveService, tmp_path: Path
 ) -> None:
@@ -198,10 +187,6 @@ def test_sampled_shadow_arms_run_after_the_answer(
         assert len(_stored(client)) == 20  # shadows are no requests of their own
 
 
-@pytest.mark.skipif(
-    not (SDK_EXPERIMENTS and SERVICE_EXPERIMENTS),
-    reason="needs the experiments API and the SDK's assignment (parts built beside this one)",
-)
 def test_the_demo_runs_an_ab_experiment_through_the_service(
     store: Store, live: LiveService, tmp_path: Path
 ) -> None:
