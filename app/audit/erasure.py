@@ -11,7 +11,8 @@ handed to whoever seals or opens an input.
 
 Each subject also gets a random pseudonym: the ledger names subjects by it, never by their
 id. Erasing a subject (`warden erase`) overwrites its key and its id with NULL in
-`subject_keys`, clears the id from the stored requests and root spans, and appends an
+`subject_keys`, clears the id from the stored requests and root spans, clears the comments
+of their scores (docs/scores.md), and appends an
 `erasure` event naming the pseudonym. The ciphertexts stay where they are, unreadable; every
 ledger event stays as it was hashed, so the ledger still verifies, and the pseudonym in it
 leads to no one any more. Rotating the server secret makes every retained input unreadable
@@ -42,7 +43,7 @@ from app.audit import ledger
 from app.errors import Conflict, NotFound
 from app.store.dialect import insert_on_conflict, is_postgresql
 from app.store.engine import read_connection, write_transaction
-from app.store.tables import LegalHold, Request, RequestPayload, Span, SubjectKey
+from app.store.tables import LegalHold, Request, RequestPayload, Score, Span, SubjectKey
 from collectors import conventions as wire
 
 _WRAP_INFO = b"warden subject-key wrap v1"
@@ -296,6 +297,7 @@ def erase_subject(
                 .values(subject=None)
             )
             _strip_subject_attribute(conn, project_id, list(requests))
+            _clear_score_comments(conn, project_id, list(requests))
         event = ledger.append(
             conn, project_id, None, ledger.ERASURE,
             {"subject_pseudonym": row.pseudonym if row is not None else None,
@@ -305,14 +307,49 @@ def erase_subject(
     return Erasure(row.pseudonym if row is not None else None, payloads, len(requests), event.seq)
 
 
+def _without(conn: Connection, attribute: str) -> Any:
+    """The stored span attributes without `attribute`, in the database's own JSON dialect."""
+    if is_postgresql(conn):
+        return text("attributes - :name").bindparams(name=attribute)
+    return text("json_remove(attributes, :path)").bindparams(path=f'$."{attribute}"')
+
+
+def _clear_score_comments(conn: Connection, project_id: int, traces: list[str]) -> None:
+    """Free text about these requests goes with their subject: the comments of their scores,
+    in `scores` and in the `warden.score` spans that brought them (the ledger holds only
+    their hashes). Values, sources and corrections stay: they are about the decision."""
+    for start in range(0, len(traces), 500):
+        chunk = traces[start : start + 500]
+        keys = conn.execute(
+            select(Score.score_key).where(
+                Score.project_id == project_id,
+                Score.trace_id.in_(chunk),
+                Score.comment.is_not(None),
+            )
+        ).scalars().all()
+        conn.execute(
+            update(Score)
+            .where(Score.project_id == project_id, Score.trace_id.in_(chunk))
+            .values(comment=None)
+        )
+        # A score sent over OTLP is keyed by its span ("<trace>:<span>", app/scores/spans.py);
+        # one posted to the API ("api:<uuid>") has no span.
+        spans = [tuple(k.split(":", 1)) for k in keys if not k.startswith("api:")]
+        for trace_id, span_id in spans:
+            conn.execute(
+                update(Span)
+                .where(
+                    Span.project_id == project_id,
+                    Span.trace_id == trace_id,
+                    Span.span_id == span_id,
+                )
+                .values(attributes=_without(conn, wire.SCORE_COMMENT))
+            )
+
+
 def _strip_subject_attribute(conn: Connection, project_id: int, traces: list[str]) -> None:
     """Remove `warden.request.subject` from the stored root spans of these requests."""
-    if is_postgresql(conn):
-        expression = text("attributes - :name").bindparams(name=wire.REQUEST_SUBJECT)
-    else:
-        expression = text("json_remove(attributes, :path)").bindparams(
-            path=f'$."{wire.REQUEST_SUBJECT}"'
-        )
+    expression = _without(conn, wire.REQUEST_SUBJECT)
     for start in range(0, len(traces), 500):
         conn.execute(
             update(Span)

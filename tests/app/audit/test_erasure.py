@@ -7,7 +7,7 @@ from sqlalchemy import select
 
 from app.audit import erasure, heads, retention
 from app.audit.ledger import checkpoints
-from app.store.tables import Request, RequestPayload, Span, SubjectKey
+from app.store.tables import Request, RequestPayload, Score, Span, SubjectKey
 from app.tenancy import projects
 from collectors import conventions as wire
 from tests import otlp
@@ -111,3 +111,59 @@ def test_a_legal_hold_suspends_erasure(live: LiveService) -> None:
         assert client.post("/v1/audit/erasures", json={"subject": "carl"}).status_code == 200
     placed = next(e for e in events(engine, pid) if e.kind == "legal_hold.placed")
     assert "carl" not in str(placed.payload) and len(placed.payload["subject"]) == 32
+
+
+def test_erasing_a_subject_clears_the_comments_of_their_scores(live: LiveService) -> None:
+    """A comment is free text about the request: it goes with the subject, from the score and
+    from the span that brought it; the value and the correction stay, and the ledger verifies."""
+    key = live.key("shop", "ingest", "read", "admin")
+    engine = live.engine
+    pid = projects.project_id(engine, "shop")
+    ids = otlp.Ids(31)
+    anna, bob = _send(live, key, ids, "anna"), _send(live, key, ids, "bob")
+    comment = "Anna Example called back: wanted the room on floor 2"
+    span = otlp.span(
+        ids.trace(), ids.span(), wire.SCORE_SPAN,
+        attrs={wire.SCORE_REQUEST: anna, wire.SCORE_NAME: "correction", wire.SCORE_VALUE: True,
+               wire.SCORE_SOURCE: "human", wire.SCORE_COMMENT: comment},
+    )  # fmt: skip
+    with live.client(key) as client:
+        body = otlp.request([span]).SerializeToString()
+        assert client.post("/v1/traces", content=body, headers=otlp.PROTOBUF).status_code == 200
+        for request in (anna, bob):
+            posted = client.post(
+                f"/v1/requests/{request}/scores",
+                json={"name": "rating", "value": 2, "source": "user", "comment": comment,
+                      "correction": {"action": "room-b@15:00"}},
+            )  # fmt: skip
+            assert posted.status_code == 201, posted.text
+
+    def comments() -> dict[str, list[str | None]]:
+        with engine.connect() as conn:
+            rows = conn.execute(select(Score.trace_id, Score.comment)).all()
+        found: dict[str, list[str | None]] = {}
+        for trace, text in rows:
+            found.setdefault(trace, []).append(text)
+        return found
+
+    def span_comment() -> str | None:
+        with engine.connect() as conn:
+            attributes = conn.execute(
+                select(Span.attributes).where(Span.trace_id == span.trace_id.hex())
+            ).scalar_one()
+        return attributes.get(wire.SCORE_COMMENT)
+
+    assert comments() == {anna: [comment, comment], bob: [comment]}
+    assert span_comment() == comment
+    erasure.erase_subject(engine, pid, "anna", "dpo", "art. 17 request")
+    assert comments() == {anna: [None, None], bob: [comment]}
+    assert span_comment() is None
+    with engine.connect() as conn:
+        kept = conn.execute(select(Score.value, Score.correction).where(Score.trace_id == anna))
+        assert sorted(kept, key=lambda r: r.value) == [
+            (1.0, None), (2.0, {"action": "room-b@15:00"}),
+        ]  # fmt: skip
+    with live.client(key) as client:
+        client.post("/v1/audit/heads").raise_for_status()
+    report = verify(engine, "shop", checkpoints.signing_key(live.settings))
+    assert report.ok, report.message
