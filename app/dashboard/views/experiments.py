@@ -166,7 +166,9 @@ def _cell(kpi: str, arm: ArmResult, control: bool) -> Cell:
 
 def _interval(kpi: str, compared: ComparisonResult) -> str:
     if compared.ci_low is None or compared.ci_high is None:
-        return f"[{MINUS}∞, +∞]"
+        # An unbounded interval: too few requests in an arm, or no variation in either
+        # (e.g. no request denied on either side), so the data say nothing yet.
+        return "(no interval: too few requests or no variation)"
     low = show_value(kpi, compared.ci_low, difference=True)
     high = show_value(kpi, compared.ci_high, difference=True)
     return f"[{low}, {high}]"

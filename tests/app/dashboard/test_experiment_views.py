@@ -42,6 +42,8 @@ def test_the_experiments_list_and_an_ab_page(engine: Engine) -> None:
     assert (base.value, base.verdict) == ("90.0%", None)
     assert treated.value == "20.0%" and treated.difference == "\u221270.0 pp"
     assert treated.verdict == "worse" and treated.interval.startswith("[\u2212")
+    # No request denied on either side: no variation, so no interval to show.
+    assert rows["deny_rate"].cells[1].interval == "(no interval: too few requests or no variation)"
     # The curves: the primary KPI's and the latency guardrail's, each a mean chart and a
     # difference chart whose interval band is drawn.
     keys = [c.key for c in page.charts]
