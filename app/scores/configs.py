@@ -9,6 +9,7 @@ from typing import Any
 
 from sqlalchemy import Connection, Engine, Table, delete, select
 
+from app.audit import ledger
 from app.errors import NotFound
 from app.scores.read_models import ScoreConfigOut
 from app.scores.validation import ConfigRules, check_config
@@ -41,9 +42,11 @@ def put_config(
     max_value: float | None = None,
     categories: Sequence[Any] | None = None,
     description: str | None = None,
+    actor: str = "",
 ) -> ScoreConfigOut:
     """Create the config `name`, or replace what it says; 422 naming the field that makes no
-    sense. Scores already stored stay as they are."""
+    sense. Scores already stored stay as they are. The change is a `score_config.set` event
+    of the ledger: what a score may hold decides which feedback counts."""
     rules = check_config(name, data_type, min_value, max_value, categories)
     values = {
         "data_type": rules.data_type,
@@ -64,7 +67,16 @@ def put_config(
                    **values},
         )  # fmt: skip
         row = conn.execute(select(ScoreConfig).where(*where)).one()
+        ledger.append(conn, project_id, None, ledger.SCORE_CONFIG_SET, _event(row, actor))
     return _out(row)
+
+
+def _event(row: Any, actor: str) -> dict[str, Any]:
+    return {
+        "name": row.name, "data_type": row.data_type, "min_value": row.min_value,
+        "max_value": row.max_value, "categories": list(row.categories or []),
+        "actor": actor or None,
+    }  # fmt: skip
 
 
 def list_configs(engine: Engine, project_id: int) -> list[ScoreConfigOut]:
@@ -77,15 +89,17 @@ def list_configs(engine: Engine, project_id: int) -> list[ScoreConfigOut]:
         return [_out(r) for r in rows]
 
 
-def delete_config(engine: Engine, project_id: int, name: str) -> ScoreConfigOut:
-    """Delete the config `name` (404 if there is none) and answer what it said. Scores of
-    that name are then accepted as their value's type says."""
+def delete_config(engine: Engine, project_id: int, name: str, actor: str = "") -> ScoreConfigOut:
+    """Delete the config `name` (404 if there is none) and answer what it said, with a
+    `score_config.deleted` event. Scores of that name are then accepted as their value's type
+    says."""
     where = (ScoreConfig.project_id == project_id, ScoreConfig.name == name)
     with write_transaction(engine) as conn:
         row = conn.execute(select(ScoreConfig).where(*where)).one_or_none()
         if row is None:
             raise NotFound(f"no score config {name!r} in this project")
         conn.execute(delete(ScoreConfig).where(*where))
+        ledger.append(conn, project_id, None, ledger.SCORE_CONFIG_DELETED, _event(row, actor))
     return _out(row)
 
 

@@ -56,6 +56,7 @@ async def put_config(
     return await run_in_threadpool(
         configs.put_config, engine, principal.project_id, name, body.data_type,
         body.min_value, body.max_value, body.categories, body.description,
+        f"key:{principal.key_id}",
     )  # fmt: skip
 
 
@@ -71,7 +72,9 @@ async def list_configs(principal: Reader, engine: EngineDep) -> ScoreConfigList:
     responses=errors(404),
 )
 async def delete_config(name: ConfigName, principal: Admin, engine: EngineDep) -> ScoreConfigOut:
-    return await run_in_threadpool(configs.delete_config, engine, principal.project_id, name)
+    return await run_in_threadpool(
+        configs.delete_config, engine, principal.project_id, name, f"key:{principal.key_id}"
+    )
 
 
 @router.post(

@@ -56,6 +56,8 @@ RETENTION_APPLIED = "retention.applied"
 LEGAL_HOLD_PLACED = "legal_hold.placed"
 LEGAL_HOLD_RELEASED = "legal_hold.released"
 SCORE_RECORDED = "score.recorded"
+SCORE_CONFIG_SET = "score_config.set"
+SCORE_CONFIG_DELETED = "score_config.deleted"
 EXPERIMENT_CREATED = "experiment.created"
 EXPERIMENT_STOPPED = "experiment.stopped"
 

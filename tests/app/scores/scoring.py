@@ -66,3 +66,18 @@ def score_events(engine: Engine, project: str) -> list[dict[str, Any]]:
             .order_by(AuditEvent.seq)
         ).scalars()
         return [dict(p) for p in rows]
+
+
+def config_events(engine: Engine, project: str) -> list[tuple[str, dict[str, Any]]]:
+    """The project's score-config events (kind, payload), in seq order."""
+    with engine.connect() as conn:
+        rows = conn.execute(
+            select(AuditEvent.kind, AuditEvent.payload)
+            .join(Project, Project.id == AuditEvent.project_id)
+            .where(
+                Project.name == project,
+                AuditEvent.kind.in_((ledger.SCORE_CONFIG_SET, ledger.SCORE_CONFIG_DELETED)),
+            )
+            .order_by(AuditEvent.seq)
+        )
+        return [(kind, dict(payload)) for kind, payload in rows]

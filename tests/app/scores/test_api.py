@@ -11,7 +11,7 @@ from app.scores.queries import correction_trace_ids, escalation_trace_ids
 from app.store.tables import Project, Score
 from collectors import conventions as wire
 from tests import otlp
-from tests.app.scores.scoring import requests, score_events, send
+from tests.app.scores.scoring import config_events, requests, score_events, send
 from tests.conftest import LiveService
 
 
@@ -48,6 +48,17 @@ def test_configs_are_put_listed_and_deleted_by_admins(live: LiveService) -> None
     other = live.client(live.key("other", "admin"))
     assert other.get("/v1/score-configs").json()["items"] == []
     assert other.delete("/v1/score-configs/rating").status_code == 404
+    # Every change is in the ledger, with who made it; refused ones are not.
+    changes = [
+        (kind, payload["name"], payload.get("max_value"), payload["actor"].startswith("key:"))
+        for kind, payload in config_events(live.engine, "shop")
+    ]
+    assert changes == [
+        ("score_config.set", "rating", 5, True),
+        ("score_config.set", "label", None, True),
+        ("score_config.set", "rating", 10, True),
+        ("score_config.deleted", "label", None, True),
+    ]
 
 
 def test_a_score_is_checked_against_its_config_stored_and_in_the_ledger(
