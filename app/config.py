@@ -115,6 +115,18 @@ class Settings(BaseSettings):
         description="Folder of the policy set served to SDKs; empty means the built-in set.",
     )
     db_pool_size: int = Field(default=8, ge=1)
+    role: Literal["api", "worker", "all"] = Field(
+        default="all",
+        description="What this process does: `api` answers HTTP only, `worker` runs the "
+        "background jobs (each led by one process of the deployment) and answers health and "
+        "metrics only, `all` both (the embedded set-up). `warden serve --role` sets it.",
+    )
+    tensor_max_bytes: int = Field(
+        default=4 * 1024 * 1024,
+        gt=0,
+        description="Largest sampled tensor `PUT /v1/tensors/{sha256}` stores (in the "
+        "database, where every replica reads it); a larger one is refused with 413.",
+    )
 
     @classmethod
     def settings_customise_sources(

@@ -9,15 +9,10 @@ use a server you already run instead.
 from __future__ import annotations
 
 import contextlib
-import glob
 import os
-import pwd
-import shutil
 import signal
-import socket
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 import uuid
@@ -38,41 +33,10 @@ from app.main import create_app
 from app.store import schema
 from app.store.engine import create_db_engine
 from app.tenancy import projects
+from tests.servers import PostgresServer, free_port, postgres_server
+from tests.servers import mlflow_server as start_mlflow_server
 
 TEST_SECRET = "test-server-secret"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def _pg_bin(name: str) -> str:
-    found = shutil.which(name) or next(
-        iter(sorted(glob.glob(f"/usr/lib/postgresql/*/bin/{name}"), reverse=True)), None
-    )
-    if not found:
-        raise RuntimeError(
-            f"PostgreSQL's {name} was not found: install Debian's 'postgresql' package "
-            "(`.ci/run` does) or set WARDEN_TEST_POSTGRES_URL"
-        )
-    return found
-
-
-@dataclass
-class PostgresServer:
-    host: str
-    port: int
-    user: str
-
-    def url(self, database: str) -> str:
-        return f"postgresql+psycopg://{self.user}@{self.host}:{self.port}/{database}"
-
-    def admin(self) -> psycopg.Connection[tuple[object, ...]]:
-        return psycopg.connect(
-            host=self.host, port=self.port, user=self.user, dbname="postgres", autocommit=True
-        )
 
 
 @pytest.fixture(scope="session")
@@ -84,57 +48,8 @@ def postgres() -> Iterator[PostgresServer]:
             str(info.get("host", "127.0.0.1")), int(info.get("port", 5432)), str(info["user"])
         )
         return
-    run_as: dict[str, int] = {}
-    if os.geteuid() == 0:
-        account = "postgres" if _has_user("postgres") else "nobody"
-        entry = pwd.getpwnam(account)
-        run_as = {"user": entry.pw_uid, "group": entry.pw_gid}
-    root = Path(tempfile.mkdtemp(prefix="warden-pg-"))
-    data = root / "data"
-    if run_as:
-        os.chown(root, run_as["user"], run_as["group"])
-    port = free_port()
-    env = {**os.environ, "LC_ALL": "C.UTF-8"}
-    subprocess.run(
-        [_pg_bin("initdb"), "-D", str(data), "-U", "warden", "--auth=trust", "-E", "UTF8"],
-        check=True,
-        capture_output=True,
-        env=env,
-        cwd=root,
-        **run_as,  # type: ignore[arg-type]
-    )
-    # Durability settings off: these are throw-away databases, and the tests run faster.
-    options = (
-        f"-h 127.0.0.1 -p {port} -k {root} "
-        "-c fsync=off -c full_page_writes=off -c max_connections=200"
-    )
-    subprocess.run(
-        [_pg_bin("pg_ctl"), "-D", str(data), "-o", options, "-l", str(root / "log"), "-w", "start"],
-        check=True,
-        capture_output=True,
-        env=env,
-        cwd=root,
-        **run_as,  # type: ignore[arg-type]
-    )
-    try:
-        yield PostgresServer("127.0.0.1", port, "warden")
-    finally:
-        subprocess.run(
-            [_pg_bin("pg_ctl"), "-D", str(data), "-m", "immediate", "stop"],
-            capture_output=True,
-            env=env,
-            cwd=root,
-            **run_as,  # type: ignore[arg-type]
-        )
-        shutil.rmtree(root, ignore_errors=True)
-
-
-def _has_user(name: str) -> bool:
-    try:
-        pwd.getpwnam(name)
-    except KeyError:
-        return False
-    return True
+    with postgres_server() as server:
+        yield server
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
@@ -306,36 +221,5 @@ def warden_serve(
 @pytest.fixture(scope="session")
 def mlflow_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """A real `mlflow server` process on 127.0.0.1, with a SQLite store of its own."""
-    root = tmp_path_factory.mktemp("mlflow-server")
-    port = free_port()
-    mlflow = str(Path(sys.executable).parent / "mlflow")
-    env = {**os.environ, "MLFLOW_DISABLE_TELEMETRY": "true", "DO_NOT_TRACK": "true"}
-    with (root / "server.log").open("wb") as log:
-        proc = subprocess.Popen(
-            [mlflow, "server", "--backend-store-uri", f"sqlite:///{root / 'mlflow.db'}",
-             "--artifacts-destination", str(root / "artifacts"), "--host", "127.0.0.1",
-             "--port", str(port), "--workers", "1"],
-            cwd=root, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-        )  # fmt: skip
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 90
-        while True:
-            try:
-                if httpx.get(f"{url}/health", timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(
-                    f"mlflow server did not start:\n{(root / 'server.log').read_text()[-2000:]}"
-                )
-            time.sleep(0.3)
+    with start_mlflow_server(tmp_path_factory.mktemp("mlflow-server")) as url:
         yield url
-    finally:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)

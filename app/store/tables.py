@@ -639,3 +639,75 @@ class ShadowRun(Base):
         Index("ix_shadow_runs_request", "project_id", "request_trace_id"),
         Index("ix_shadow_runs_experiment", "project_id", "experiment", "start_time_unix_nano"),
     )
+
+
+class Tensor(Base):
+    """A sampled world-model tensor (NumPy `.npy` bytes), content-addressed per project.
+
+    In the database, not on a replica's disk, so every replica serves what any one stored;
+    `WARDEN_TENSOR_MAX_BYTES` bounds one tensor (sampled tensors are small by design).
+    """
+
+    __tablename__ = "tensors"
+
+    project_id: Mapped[int] = mapped_column(
+        ForeignKey("projects.id", ondelete="CASCADE"), primary_key=True
+    )
+    sha256: Mapped[str] = mapped_column(String(64), primary_key=True)
+    body: Mapped[bytes] = mapped_column(LargeBinary)
+    size: Mapped[int] = mapped_column(BigInteger)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
+class ExportJob(Base):
+    """An export the API was asked for, queued here for the deployment's exports worker.
+
+    Any replica answers for any job; the bundle itself goes to MLflow's artifact store (the
+    export's run), whose URI `bundle["uri"]` names, never to one replica's disk.
+    """
+
+    __tablename__ = "export_jobs"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    project_id: Mapped[int] = _project_fk()
+    # `Scope.to_json()` of app/audit/bundle.
+    scope: Mapped[dict[str, Any]]
+    # queued | running | done | failed
+    status: Mapped[str] = mapped_column(String(16))
+    # {"done": n, "total": n}
+    progress: Mapped[dict[str, Any]]
+    requested_by: Mapped[str] = mapped_column(String(128))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    started_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    error: Mapped[str | None] = mapped_column(Text)
+    # host:pid of the process running it: the exports worker that leads.
+    runner: Mapped[str | None] = mapped_column(String(256))
+    # {"bytes", "sha256", "uri"} once done.
+    bundle: Mapped[dict[str, Any] | None]
+    counts: Mapped[dict[str, Any] | None]
+    anchor: Mapped[dict[str, Any] | None]
+    mlflow_run_id: Mapped[str | None] = mapped_column(String(64))
+    mlflow_note: Mapped[str | None] = mapped_column(Text)
+    ledger_seq: Mapped[int | None] = mapped_column(BigInteger)
+
+    __table_args__ = (
+        Index("ix_export_jobs_project", "project_id", "created_at"),
+        Index("ix_export_jobs_status", "status", "created_at"),
+    )
+
+
+class DeploymentKey(Base):
+    """The id of each secret the processes of a deployment must share (`server_secret`,
+    `fingerprint_secret`, `audit_signing_key`): a process whose own differs refuses to start.
+
+    A key id names a key without revealing it (app/config.py says how each is derived).
+    """
+
+    __tablename__ = "deployment_keys"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    key_id: Mapped[str] = mapped_column(String(128))
+    recorded_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    # host:pid (or the CLI) that recorded it.
+    recorded_by: Mapped[str] = mapped_column(String(256))
