@@ -30,12 +30,14 @@ def serve(
         str | None, typer.Option(help="Address to listen on [default: settings]")
     ] = None,
     port: Annotated[int | None, typer.Option(help="Port to listen on [default: 8000]")] = None,
-    workers: Annotated[int, typer.Option(min=1, help="Worker processes")] = 1,
+    workers: Annotated[
+        int, typer.Option(min=1, help="Processes serving HTTP (one with --role worker)")
+    ] = 1,
     role: Annotated[
         str | None,
         typer.Option(
             metavar="[api|worker|all]",
-            help="What this process does (see above) [default: WARDEN_ROLE, else all]",
+            help="What this process does (see above); default: WARDEN_ROLE, else all",
         ),
     ] = None,
 ) -> None:

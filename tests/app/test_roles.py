@@ -124,7 +124,7 @@ def test_an_api_process_runs_no_job_and_a_worker_runs_them_all_and_serves_only_h
             assert httpx.get(f"{worker.url}/readyz").json() == {"status": "ready"}
             for method, path in [
                 ("GET", "/v1/requests"), ("POST", "/v1/traces"), ("GET", "/v1/audit/heads"),
-                ("POST", "/v1/exports"), ("PUT", "/v1/tensors/" + "0" * 64), ("GET", "/"),
+                ("POST", "/v1/exports"), ("PUT", "/v1/tensors/" + "0" * 64), ("GET", "/ui/login"),
                 ("GET", "/docs"), ("GET", "/openapi.json"),
             ]:  # fmt: skip
                 answer = httpx.request(method, f"{worker.url}{path}", headers=auth, timeout=30)
