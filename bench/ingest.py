@@ -17,6 +17,9 @@ What it measures, in one run:
    inserted into a fresh SQLite database by one SQLAlchemy Core executemany per batch, one
    write transaction per batch. Only the insert loop is timed -> spans/s.
 
+`--database postgresql` measures on a PostgreSQL server of its own instead, beside raw COPY
+and raw executemany of the same span and state rows (bench/ingest_postgresql.py).
+
 It prints figures; it asserts nothing about time. Data checks (status codes, row counts)
 do fail the run (exit status 1).
 """

@@ -11,7 +11,7 @@ writes on, as users run it) holds one fresh database per measurement:
 2. Raw COPY: the same span and state rows, as the service makes them (parsed, normalised,
    JSON serialised, before the clock starts), COPYed by psycopg straight into `spans` and
    `world_model_states`, one transaction per batch, one connection. Only the COPY loop is
-   timed.
+   timed. Measured before and after the end-to-end runs; the faster counts.
 3. Raw executemany: the same rows by psycopg `executemany` of plain INSERTs into the same
    tables, one transaction per batch, one connection.
 
@@ -153,7 +153,21 @@ def run(args: argparse.Namespace, warmup: list[bytes], measured: list[bytes], tm
     e2e_seconds: list[float] = []
     latencies: list[float] = []
     say("starting PostgreSQL (durable: fsync on) ...")
+    ceilings: dict[str, list[float]] = {"copy": [], "executemany": []}
     with postgres_server(durable=True) as server:
+
+        def measure_ceilings() -> None:
+            for name, write in (("copy", raw_copy), ("executemany", raw_executemany)):
+                say(f"raw {name} into the tables ...")
+                with fresh_database(server) as url:
+                    ceilings[name].append(write(url, rows))
+                    stored = count_rows(url)[:2]
+                    if stored != (measured_spans, measured_rows - measured_spans):
+                        failures.append(f"raw {name} stored {stored}")
+
+        # Before and after the end-to-end runs, the best of each counting: the machine's
+        # load drifts, and the ceiling must not be understated.
+        measure_ceilings()
         for round_no in range(args.rounds or 1):
             server_dir = tmp / f"server-{round_no}"
             server_dir.mkdir()
@@ -179,59 +193,62 @@ def run(args: argparse.Namespace, warmup: list[bytes], measured: list[bytes], tm
                         say(f"server log (last lines):\n{live.tail()}")
                 stored = count_rows(url)
                 warm_spans = sum(map(len, warm_rows.spans))
-                expected = (measured_spans + warm_spans,
-                            measured_rows - measured_spans + warm_rows.count - warm_spans)
+                expected = (
+                    measured_spans + warm_spans,
+                    measured_rows - measured_spans + warm_rows.count - warm_spans,
+                )
                 if stored[:2] != expected:
                     failures.append(f"stored spans/states {stored[:2]}, expected {expected}")
                 e2e_seconds.append(sent.seconds)
                 latencies += sent.latencies
-        say("raw COPY into the tables ...")
-        with fresh_database(server) as url:
-            copy_seconds = raw_copy(url, rows)
-            if count_rows(url)[:2] != (measured_spans, measured_rows - measured_spans):
-                failures.append(f"raw COPY stored {count_rows(url)[:2]}")
-        say("raw executemany into the tables ...")
-        with fresh_database(server) as url:
-            many_seconds = raw_executemany(url, rows)
-            if count_rows(url)[:2] != (measured_spans, measured_rows - measured_spans):
-                failures.append(f"raw executemany stored {count_rows(url)[:2]}")
+        measure_ceilings()
         pg_version = server.admin().execute("SHOW server_version").fetchone()[0]  # type: ignore[index]
 
     e2e = statistics.median(e2e_seconds)
+    copy_seconds, many_seconds = min(ceilings["copy"]), min(ceilings["executemany"])
     e2e_rows, copy_rows, many_rows = (measured_rows / s for s in (e2e, copy_seconds, many_seconds))
     ratio = e2e_rows / copy_rows
     lat = sorted(latencies)
     p50 = statistics.median(lat) * 1000 if lat else float("nan")
     p99 = lat[min(len(lat) - 1, int(len(lat) * 0.99))] * 1000 if lat else float("nan")
+    states = measured_rows - measured_spans
     table = [
-        ("spans / states per measured run", f"{measured_spans:,} / {measured_rows - measured_spans:,}"),
+        ("spans / states per measured run", f"{measured_spans:,} / {states:,}"),
         ("batches x spans, clients", f"{len(measured)} x {args.batch_size}, {args.clients}"),
         ("server worker processes", f"{args.server_workers}"),
         ("end to end (median of runs)",
          f"{e2e_rows:,.0f} rows/s = {measured_spans / e2e:,.0f} spans/s"),
         ("  each run", ", ".join(f"{measured_rows / s / 1000:.1f}k rows/s" for s in e2e_seconds)),
         ("request latency p50 / p99", f"{p50:.0f} ms / {p99:.0f} ms"),
-        ("raw COPY ceiling", f"{copy_rows:,.0f} rows/s"),
-        ("raw executemany", f"{many_rows:,.0f} rows/s"),
+        ("raw COPY ceiling (best of before/after)", f"{copy_rows:,.0f} rows/s"),
+        ("  each", ", ".join(f"{measured_rows / s / 1000:.1f}k" for s in ceilings["copy"])),
+        ("raw executemany (best of before/after)", f"{many_rows:,.0f} rows/s"),
+        ("  each",
+         ", ".join(f"{measured_rows / s / 1000:.1f}k" for s in ceilings["executemany"])),
         ("ratio end to end / raw COPY", f"{ratio:.1%}"),
         ("ratio end to end / raw executemany", f"{e2e_rows / many_rows:.1%}"),
     ]  # fmt: skip
     width = max(len(label) for label, _ in table)
     print()
-    print(f"Warden ingest benchmark (PostgreSQL {pg_version}, durable; rows = spans + "
-          "world-model states)")
+    print(
+        f"Warden ingest benchmark (PostgreSQL {pg_version}, durable; rows = spans + "
+        "world-model states)"
+    )
     print("-" * (width + 36))
     for label, value in table:
         print(f"{label:<{width}}  {value:>34}")
     print("-" * (width + 36))
-    verdict = "n/a (data checks failed)" if failures else (
-        "met" if ratio >= TARGET_RATIO else "NOT met")
+    verdict = (
+        "n/a (data checks failed)" if failures else ("met" if ratio >= TARGET_RATIO else "NOT met")
+    )
     print(f"target: end to end >= {TARGET_RATIO:.0%} of the raw COPY ceiling: {verdict}")
     if failures:
         print(f"\nDATA CHECKS FAILED ({len(failures)}):")
         for failure in failures[:20]:
             print(f"  {failure}")
     else:
-        print("data checks: every answer 200 without rejections; span and state row counts "
-              "equal what was sent, in every database")
+        print(
+            "data checks: every answer 200 without rejections; span and state row counts "
+            "equal what was sent, in every database"
+        )
     return 1 if failures else 0

@@ -20,7 +20,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+import psycopg
 from sqlalchemy import Connection
+
 
 def staging_name(table: str) -> str:
     """The session's staging table for `table` (temporary, so private to the session)."""
@@ -42,7 +44,8 @@ def copy_insert_ignore(
         return 0
     stage = _staging_table(conn, table, columns)
     names = ", ".join(columns)
-    driver = conn.connection.driver_connection  # psycopg's own connection, same transaction
+    # psycopg's own connection, in the same transaction.
+    driver: psycopg.Connection[Any] = conn.connection.driver_connection  # type: ignore[assignment]
     with driver.cursor() as cursor, cursor.copy(f"COPY {stage} ({names}) FROM STDIN") as copy:
         for row in rows:
             copy.write_row(row)
