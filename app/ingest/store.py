@@ -10,6 +10,8 @@ This is the hot path of the service. The two large tables (spans and world-model
 hundreds of rows a batch) skip SQLAlchemy, with JSON serialised beforehand: on PostgreSQL
 they go through COPY into a staging table and one INSERT ... SELECT ... ON CONFLICT DO NOTHING
 (app/store/bulk.py), on SQLite through the DB-API driver's `executemany` of the same INSERT.
+The small typed tables go through SQLAlchemy's insert on SQLite and psycopg's pipelined
+`executemany` on PostgreSQL (`insert_ignore_rows`).
 Everything that needs no lock is computed before the write transaction begins.
 """
 
@@ -27,7 +29,7 @@ from app.audit.erasure import Vault
 from app.ingest.ledger_events import record_requests
 from app.ingest.normalise import Normalised, ParsedBatch, normalise
 from app.scores.recording import record_span_scores
-from app.store.bulk import copy_insert_ignore
+from app.store.bulk import copy_insert_ignore, insert_ignore_rows
 from app.store.dialect import (
     DriverSQL,
     driver_insert_on_conflict,
@@ -228,6 +230,9 @@ def _insert_rows(
         row["project_id"] = project_id
     rows.sort(key=lambda r: tuple(r[k] for k in key[1:]))
     table: Table = model.__table__
+    if is_postgresql(conn):
+        # A few dozen rows: pipelined executemany beats SQLAlchemy's multi-row VALUES here.
+        return insert_ignore_rows(conn, table, key, rows, "trace_id" if returning else None)
     stmt = insert_on_conflict(conn, table, key)
     if returning:
         return list(conn.execute(stmt.returning(table.c.trace_id), rows).scalars())

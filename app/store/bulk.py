@@ -1,18 +1,30 @@
-"""PostgreSQL's bulk write path: COPY into a staging table, then one INSERT ... SELECT.
+"""PostgreSQL's bulk write paths for ingest: COPY through a staging table, and pipelined
+`executemany` of INSERT ... ON CONFLICT DO NOTHING straight through psycopg.
 
 `copy_insert_ignore` is what `executemany` of INSERT ... ON CONFLICT DO NOTHING does, at COPY
 speed: the rows stream into a temporary table with the target's column types (no index, no
 constraint, no WAL), then one statement moves them into the target in key order, skipping the
-keys stored already, and says how many were new. Everything happens in the caller's
-transaction, so a batch is still all or nothing.
+keys stored already, and says how many were new. It is for the large tables (spans, states).
 
-The staging tables are made once per database session and emptied by every commit (`ON COMMIT
-DELETE ROWS`) rather than made and dropped per batch, which would write the system catalogs
-every transaction. So each table is staged at most once per transaction. PostgreSQL only;
-SQLite keeps `executemany`.
+`insert_ignore_rows` is for the small ones (a few dozen rows a batch: requests, their models,
+decisions...): one INSERT ... ON CONFLICT DO NOTHING per row, sent by psycopg's `executemany`
+in one pipeline (one round trip, one statement prepared once), each value bound by the same
+SQLAlchemy type processors and column defaults as a Core insert would, so the stored rows
+are the same.
+
+Everything happens in the caller's transaction, so a batch is still all or nothing.
+
+The staging tables (`STAGED_TABLES`) are made once per database session, when the pool first
+hands the connection out with the schema in place (`prepare_staging`, a pool "checkout"
+event set by app/store/engine.py), and committed there, outside any batch, so no later
+rollback can drop them; each commit empties them (`ON COMMIT DELETE ROWS`). Making them per
+batch would cost a statement and a catalog lookup every batch. So each table is staged at
+most once per transaction. PostgreSQL only; SQLite keeps `executemany`.
 
     with write_transaction(engine) as conn:
         new = copy_insert_ignore(conn, "spans", SPAN_COLUMNS, SPAN_KEY, rows)
+        traces = insert_ignore_rows(conn, REQUESTS, ("project_id", "trace_id"), requests,
+                                    returning="trace_id")
 """
 
 from __future__ import annotations
@@ -21,12 +33,40 @@ from collections.abc import Sequence
 from typing import Any
 
 import psycopg
-from sqlalchemy import Connection
+from psycopg import errors
+from sqlalchemy import Connection, Table
+from sqlalchemy.pool import ConnectionPoolEntry
+
+# The tables written through COPY, each with a staging table per database session.
+STAGED_TABLES = ("spans", "world_model_states")
+# Set in a pooled connection's `info` once its staging tables are committed. The pool clears
+# `info` whenever it replaces the database connection, so the mark never outlives its tables.
+_STAGED = "warden_staged"
 
 
 def staging_name(table: str) -> str:
     """The session's staging table for `table` (temporary, so private to the session)."""
     return f"warden_stage_{table}"
+
+
+def prepare_staging(dbapi_connection: Any, record: ConnectionPoolEntry, *_: Any) -> None:
+    """Pool "checkout" listener: make the session's staging tables and commit them, once.
+
+    Before the schema exists (a fresh database being migrated) this does nothing, and
+    `copy_insert_ignore` stages within its own transaction until a later checkout succeeds.
+    """
+    if record.info.get(_STAGED):
+        return
+    connection: psycopg.Connection[Any] = dbapi_connection
+    try:
+        with connection.cursor() as cursor:
+            for table in STAGED_TABLES:
+                cursor.execute(_create_stage(table))
+        connection.commit()
+    except errors.UndefinedTable:
+        connection.rollback()
+        return
+    record.info[_STAGED] = True
 
 
 def copy_insert_ignore(
@@ -37,15 +77,33 @@ def copy_insert_ignore(
     rows: Sequence[Sequence[Any]],
 ) -> int:
     """COPY `rows` (tuples in `columns` order, text-format values: JSON as text, bytes for
-    bytea) into `table`, skipping those whose `key` is stored already; returns how many were
-    new. Rows are inserted in `key` order, so concurrent batches lock keys in one order.
-    Call it once per `table` per transaction: the staging table empties only at commit."""
+    bytea) into `table` (one of `STAGED_TABLES`), skipping those whose `key` is stored
+    already; returns how many were new. Rows are inserted in `key` order, so concurrent
+    batches lock keys in one order. Call it once per `table` per transaction: the staging
+    table empties only at commit."""
     if not rows:
         return 0
-    stage = _staging_table(conn, table, columns)
     names = ", ".join(columns)
     # psycopg's own connection, in the same transaction.
     driver: psycopg.Connection[Any] = conn.connection.driver_connection  # type: ignore[assignment]
+    # First straight into the table, under a savepoint: a first send (the common case) costs
+    # one COPY. If any key is stored already (a resend, or a concurrent batch that committed
+    # it first) the unique index refuses the COPY, the savepoint takes it back, and the rows
+    # go through the staging table, which skips the stored keys.
+    try:
+        with conn.begin_nested():
+            with driver.cursor() as cursor:
+                with cursor.copy(f"COPY {table} ({names}) FROM STDIN") as copy:
+                    for row in rows:
+                        copy.write_row(row)
+        return len(rows)
+    except errors.UniqueViolation:
+        pass
+    stage = staging_name(table)
+    if not conn.connection.info.get(_STAGED):
+        # Only on a connection checked out before the schema existed: made in this
+        # transaction, so it goes if the transaction rolls back (hence IF NOT EXISTS).
+        conn.exec_driver_sql(_create_stage(table))
     with driver.cursor() as cursor, cursor.copy(f"COPY {stage} ({names}) FROM STDIN") as copy:
         for row in rows:
             copy.write_row(row)
@@ -57,13 +115,60 @@ def copy_insert_ignore(
     return int(result.rowcount)
 
 
-def _staging_table(conn: Connection, table: str, columns: Sequence[str]) -> str:
-    stage = staging_name(table)
-    # Asked every batch rather than remembered per session: a remembered table would be
-    # wrong after the transaction that made it rolled back. The target's column types, none
-    # of its constraints (the id column is left out: the target's sequence numbers the rows).
-    conn.exec_driver_sql(
-        f"CREATE TEMPORARY TABLE IF NOT EXISTS {stage} ON COMMIT DELETE ROWS AS "
-        f"SELECT {', '.join(columns)} FROM {table} WITH NO DATA"
+def insert_ignore_rows(
+    conn: Connection,
+    table: Table,
+    key: Sequence[str],
+    rows: Sequence[dict[str, Any]],
+    returning: str | None = None,
+) -> list[Any]:
+    """INSERT ... ON CONFLICT (`key`) DO NOTHING of `rows` (dicts with the same keys, in the
+    order to insert them) through psycopg's pipelined `executemany`; with `returning`, that
+    column of the rows that were new, in order. Values go through the columns' SQLAlchemy
+    bind processors, and columns missing from the rows get their Python-side defaults."""
+    if not rows:
+        return []
+    dialect = conn.dialect
+    given = list(rows[0])
+    defaults = [
+        c for c in table.columns
+        if c.name not in given and c.default is not None and not c.primary_key
+    ]  # fmt: skip
+    if any(not (c.default.is_scalar or c.default.is_callable) for c in defaults):  # type: ignore[union-attr]
+        raise ValueError(f"{table.name}: a SQL-expression default needs SQLAlchemy's insert")
+    columns = [table.c[name] for name in given] + defaults
+    processors = [c.type.dialect_impl(dialect).bind_processor(dialect) for c in columns]
+    params = []
+    for row in rows:
+        values = [row[name] for name in given]
+        for column in defaults:
+            default: Any = column.default
+            values.append(default.arg(None) if default.is_callable else default.arg)
+        params.append(
+            tuple(v if p is None else p(v) for v, p in zip(values, processors, strict=True))
+        )
+    names = ", ".join(c.name for c in columns)
+    sql = (
+        f"INSERT INTO {table.name} ({names}) VALUES ({', '.join(['%s'] * len(columns))}) "
+        f"ON CONFLICT ({', '.join(key)}) DO NOTHING"
     )
-    return stage
+    driver: psycopg.Connection[Any] = conn.connection.driver_connection  # type: ignore[assignment]
+    with driver.cursor() as cursor:
+        if returning is None:
+            cursor.executemany(sql, params)
+            return []
+        cursor.executemany(f"{sql} RETURNING {returning}", params, returning=True)
+        new: list[Any] = []
+        while True:
+            new.extend(row[0] for row in cursor.fetchall())
+            if not cursor.nextset():
+                return new
+
+
+def _create_stage(table: str) -> str:
+    # The target's column types, none of its constraints or defaults (COPY leaves the id
+    # column empty: the target's sequence numbers the rows).
+    return (
+        f"CREATE TEMPORARY TABLE IF NOT EXISTS {staging_name(table)} ON COMMIT DELETE ROWS "
+        f"AS SELECT * FROM {table} WITH NO DATA"
+    )

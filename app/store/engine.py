@@ -6,8 +6,9 @@ it upgrades a read lock. Warden's own writers also queue on a lock file beside t
 first (`<database>.writelock`, see `write_transaction`): SQLite's busy handler polls with
 sleeps of up to 100 ms, while a kernel file lock hands the database to the next writer the
 moment the last one commits, which is what lets several server processes share one SQLite
-file at full speed. PostgreSQL needs nothing special here: ingest orders its inserts by key
-so concurrent batches cannot deadlock.
+file at full speed. PostgreSQL needs nothing special for concurrency (ingest orders its
+inserts by key so concurrent batches cannot deadlock); each of its sessions gets ingest's
+COPY staging tables when the pool first hands it out (app/store/bulk.py).
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.engine import make_url
 
 from app.config import Settings
+from app.store.bulk import prepare_staging
 
 # Set on the connection `write_transaction` opens, for the "begin" event to read.
 _WRITE_OPTION = "warden_write"
@@ -39,7 +41,7 @@ def create_db_engine(settings: Settings, url: str | None = None) -> Engine:
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
         return _sqlite_engine(url, settings)
-    return create_engine(
+    engine = create_engine(
         url,
         pool_size=settings.db_pool_size,
         max_overflow=settings.db_pool_size,
@@ -47,6 +49,9 @@ def create_db_engine(settings: Settings, url: str | None = None) -> Engine:
         json_serializer=_json_dumps,
         json_deserializer=orjson.loads,
     )
+    # Ingest's COPY staging tables, made once per session before it serves any transaction.
+    event.listen(engine, "checkout", prepare_staging)
+    return engine
 
 
 def _sqlite_engine(url: str, settings: Settings) -> Engine:
