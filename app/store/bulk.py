@@ -86,19 +86,6 @@ def copy_insert_ignore(
     names = ", ".join(columns)
     # psycopg's own connection, in the same transaction.
     driver: psycopg.Connection[Any] = conn.connection.driver_connection  # type: ignore[assignment]
-    # First straight into the table, under a savepoint: a first send (the common case) costs
-    # one COPY. If any key is stored already (a resend, or a concurrent batch that committed
-    # it first) the unique index refuses the COPY, the savepoint takes it back, and the rows
-    # go through the staging table, which skips the stored keys.
-    try:
-        with conn.begin_nested():
-            with driver.cursor() as cursor:
-                with cursor.copy(f"COPY {table} ({names}) FROM STDIN") as copy:
-                    for row in rows:
-                        copy.write_row(row)
-        return len(rows)
-    except errors.UniqueViolation:
-        pass
     stage = staging_name(table)
     if not conn.connection.info.get(_STAGED):
         # Only on a connection checked out before the schema existed: made in this
