@@ -1,4 +1,4 @@
-# The Warden service image, used by docker-compose.yml.
+# The Warden service image, used by docker-compose.yml (API replicas and worker alike).
 # A CPU-only PyTorch wheel keeps the image small: point PIP_EXTRA_INDEX_URL at an index that
 # serves one (`docker compose build --build-arg PIP_EXTRA_INDEX_URL=...`).
 FROM python:3.11-slim
@@ -15,7 +15,8 @@ COPY migrations ./migrations
 COPY examples ./examples
 RUN pip install -c constraints.txt .
 
-RUN useradd --system --home /var/lib/warden warden && mkdir -p /var/lib/warden \
+# A fixed uid: files shared with the containers (the audit signing key) are given to it.
+RUN useradd --system --uid 10001 --home /var/lib/warden warden && mkdir -p /var/lib/warden \
     && chown warden /var/lib/warden
 USER warden
 EXPOSE 8000
