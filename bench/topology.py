@@ -26,6 +26,7 @@ import os
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -119,7 +120,7 @@ def measure(
     clients: int,
 ) -> Run:  # fmt: skip
     """Send `work` through `clients` threads per API process; the CPU each part used."""
-    parts = {
+    parts: dict[str, Callable[[], list[int]]] = {
         "API processes": lambda: [p for api in apis for p in group(api.proc.pid)],
         "PostgreSQL": lambda: postgres_pids(pg),
         "worker": lambda: group(worker.proc.pid),
@@ -136,9 +137,25 @@ def measure(
     cpu["client (this process)"] = (sum(os.times()[:2]) - client_before) / seconds
     busy, total = machine_busy()
     cores = os.cpu_count() or 1
-    cpu["machine, every process"] = (busy - busy_before) / (total - total_before) * cores
+    machine = (busy - busy_before) / (total - total_before) * cores
+    cpu["other processes of the machine"] = max(0.0, machine - sum(cpu.values()))
+    cpu["machine, every process"] = machine
     failures = sender.failures + len(sender.queue)
     return Run(len(apis), sender.spans, len(sender.acked), seconds, cpu, failures)
+
+
+def limit(run: Run, cores: int) -> str:
+    """What held the run back, read from the CPU figures."""
+    busy = run.cpu["machine, every process"]
+    ours = {k: v for k, v in run.cpu.items() if k not in ("machine, every process",)}
+    top = max(ours, key=lambda k: ours[k])
+    share = f"{top} used the most ({ours[top]:.2f} of {cores} cores)"
+    if busy < 0.9 * cores:
+        return (
+            f"the machine was {busy / cores:.0%} busy: not CPU-bound; {share}; the rest is "
+            "waiting (commits, round trips)"
+        )
+    return f"the machine was {busy / cores:.0%} busy: CPU-bound; {share}"
 
 
 def stored(topo: Topology) -> tuple[int, int]:
@@ -208,12 +225,7 @@ def main() -> int:
     one, two = runs
     print(f"2 APIs / 1 API: {two.spans_per_s / one.spans_per_s:.2f}x")
     for run in runs:
-        busy = run.cpu["machine, every process"]
-        ours = {k: v for k, v in run.cpu.items() if k != "machine, every process"}
-        top = max(ours, key=lambda k: ours[k])
-        bound = "CPU-bound" if busy >= 0.9 * cores else "not CPU-bound"
-        print(f"{run.apis} API: the machine was {busy / cores:.0%} busy ({bound}); "
-              f"the largest share: {top} ({ours[top]:.2f} of {cores} cores)")  # fmt: skip
+        print(f"{run.apis} API: {limit(run, cores)}")
     if failures:
         print(f"\nDATA CHECKS FAILED ({len(failures)}):")
         for failure in failures:

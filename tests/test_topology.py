@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import ColumnElement, func, select
 
 from app.audit import ledger
 from app.drift import settings as drift_settings
@@ -69,7 +69,7 @@ class Deployment:
         self.workers = workers
         self.first_acked: list[str] = []
 
-    def count(self, table: type, *where: object) -> int:
+    def count(self, table: type, *where: ColumnElement[bool]) -> int:
         query = select(func.count()).select_from(table).where(*where)
         with read_connection(self.topo.engine) as conn:
             return int(conn.execute(query).scalar_one())
