@@ -90,9 +90,11 @@ def deployment(
         workers = [topo.start("worker-1", "worker")]
         until(lambda: all(workers[0].daemons()[0].get(job) == 1 for job in JOBS),
               "the first worker leading every job")  # fmt: skip
-        workers.append(topo.start("worker-2", "worker"))
-        apis = [topo.start("api-1", "api"), topo.start("api-2", "api")]
-        yield Deployment(topo, apis, workers)
+        # The rest start side by side.
+        starting = [topo.launch(name, role) for name, role in
+                    (("worker-2", "worker"), ("api-1", "api"), ("api-2", "api"))]  # fmt: skip
+        standby, *apis = [topo.ready(served) for served in starting]
+        yield Deployment(topo, apis, [*workers, standby])
 
 
 def _project_id(deployment: Deployment) -> int:

@@ -2,7 +2,8 @@
 an `mlflow server` (its backend store a database of its own in the same PostgreSQL server),
 API replicas (`warden serve --role api`, each with a data folder of its own) and workers
 (`warden serve --role worker`). Every process shares the database, the tracking server and
-the three secrets — nothing else: whatever a user can ask any replica for must live there.
+the secrets `warden keys init` made (one env file, one signing key) — nothing else: whatever
+a user can ask any replica for must live there.
 
 tests/test_topology.py checks the topology's promises with it and bench/topology.py measures
 its throughput. The traffic is OTLP/HTTP protobuf, as the SDK and the Collector send it:
@@ -38,8 +39,6 @@ from tests import otlp
 from tests.servers import PostgresServer, free_port, mlflow_server
 
 PROJECT = "topology"
-SECRET = "topology-server-secret"
-FINGERPRINT_SECRET = "topology-fingerprint-secret"
 WARDEN = Path(sys.executable).parent / "warden"
 
 
@@ -71,11 +70,14 @@ class Served:
             os.killpg(self.proc.pid, signal.SIGKILL)
         self.proc.wait()
 
+    def terminate(self) -> None:
+        """SIGTERM: a graceful stop, not waited for."""
+        if self.alive():
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.proc.pid, signal.SIGTERM)
+
     def stop(self) -> None:
-        if not self.alive():
-            return
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(self.proc.pid, signal.SIGTERM)
+        self.terminate()
         try:
             self.proc.wait(timeout=15)
         except subprocess.TimeoutExpired:
@@ -103,7 +105,7 @@ class Topology:
     root: Path
     database_url: str
     tracking_uri: str
-    signing_key: Path
+    secrets: dict[str, str]  # the WARDEN_* lines of `warden keys init`'s env file
     engine: Engine
     key: str
     intervals: dict[str, str]
@@ -118,14 +120,20 @@ class Topology:
             "WARDEN_DATA_DIR": str(data_dir),
             "WARDEN_DATABASE_URL": self.database_url,
             "WARDEN_MLFLOW_TRACKING_URI": self.tracking_uri,
-            "WARDEN_SECRET_KEY": SECRET,
-            "WARDEN_FINGERPRINT_SECRET": FINGERPRINT_SECRET,
-            "WARDEN_AUDIT_SIGNING_KEY": str(self.signing_key),
+            **self.secrets,
             **self.intervals,
         }
 
-    def start(self, name: str, role: str, *args: str, timeout: float = 120.0) -> Served:
+    @property
+    def signing_key(self) -> Path:
+        return Path(self.secrets["WARDEN_AUDIT_SIGNING_KEY"])
+
+    def start(self, name: str, role: str, *args: str) -> Served:
         """`warden serve --role ROLE` with a data folder of its own, ready when returned."""
+        return self.ready(self.launch(name, role, *args))
+
+    def launch(self, name: str, role: str, *args: str) -> Served:
+        """`warden serve --role ROLE` with a data folder of its own, started (`ready` waits)."""
         data_dir = self.root / name
         data_dir.mkdir(parents=True, exist_ok=True)
         port = free_port()
@@ -138,10 +146,15 @@ class Topology:
             )  # fmt: skip
         served = Served(name, role, proc, f"http://127.0.0.1:{port}", data_dir)
         self.served.append(served)
+        return served
+
+    def ready(self, served: Served, timeout: float = 120.0) -> Served:
+        """`served` once its /readyz answers 200."""
+        name = served.name
         deadline = time.monotonic() + timeout
         while True:
             if not served.alive():
-                raise RuntimeError(f"{name} exited with {proc.returncode}:\n{served.tail()}")
+                raise RuntimeError(f"{name} exited with {served.proc.returncode}:\n{served.tail()}")
             with contextlib.suppress(httpx.TransportError):
                 if httpx.get(f"{served.url}/readyz", timeout=2).status_code == 200:
                     return served
@@ -165,6 +178,15 @@ class Topology:
         return heads.key_id(heads.load_private_key(self.signing_key).public_key())
 
 
+def keys_init(folder: Path) -> dict[str, str]:
+    """`warden keys init FOLDER`: the deployment's shared secrets, as its env file has them."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("WARDEN_")}
+    subprocess.run([str(WARDEN), "keys", "init", str(folder)], env=env, check=True,
+                   capture_output=True)  # fmt: skip
+    lines = (folder / "warden.env").read_text().splitlines()
+    return dict(line.split("=", 1) for line in lines if "=" in line)
+
+
 @contextlib.contextmanager
 def topology(
     pg: PostgresServer, root: Path, intervals: dict[str, str] | None = None
@@ -175,11 +197,12 @@ def topology(
     database_url = pg.create_database(f"warden_{suffix}")
     mlflow_url = pg.create_database(f"mlflow_{suffix}")
     root.mkdir(parents=True, exist_ok=True)
-    signing_key = root / "audit-signing.key"
-    heads.save_private_key(heads.generate_key(), signing_key)
+    secrets = keys_init(root / "keys")
     settings = Settings(
-        data_dir=root / "setup", database_url=database_url, secret_key=SECRET,
-        fingerprint_secret=FINGERPRINT_SECRET, audit_signing_key=signing_key,
+        data_dir=root / "setup", database_url=database_url,
+        secret_key=secrets["WARDEN_SECRET_KEY"],
+        fingerprint_secret=secrets["WARDEN_FINGERPRINT_SECRET"],
+        audit_signing_key=Path(secrets["WARDEN_AUDIT_SIGNING_KEY"]),
     )  # fmt: skip
     # The schema and the project exist before any process starts: processes starting at once
     # then never race a migration, and no first run prints a key.
@@ -189,16 +212,17 @@ def topology(
     # No scheduled drift job until a test asks for one (a job due at the first round, with
     # no traffic yet, would push the next one an interval away).
     drift_settings.update_settings(engine, project_id, {"interval_seconds": 0})
-    key = projects.create_key(engine, SECRET.encode(), PROJECT, ["admin"])
+    key = projects.create_key(engine, settings.server_secret(), PROJECT, ["admin"])
     try:
         with mlflow_server(root / "mlflow", mlflow_url) as tracking_uri:
-            topo = Topology(
-                root, database_url, tracking_uri, signing_key, engine, key, intervals or {}
-            )
+            topo = Topology(root, database_url, tracking_uri, secrets, engine, key, intervals or {})
             try:
                 yield topo
             finally:
-                for served in reversed(topo.served):
+                # All told at once, then each waited for: the slowest stop, not their sum.
+                for served in topo.served:
+                    served.terminate()
+                for served in topo.served:
                     served.stop()
     finally:
         engine.dispose()
