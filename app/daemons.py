@@ -8,6 +8,10 @@ deployment runs each — however many machines, replicas and worker processes sh
 when the leader dies another takes over at its next round. The lead is checked again right
 before every round, and a round never runs without it.
 
+Which processes start the workers is their role (`WARDEN_ROLE`, `warden serve --role`,
+app/main.py): `worker` and `all` start every job, `api` none; the lead decides the rest, so a
+second worker process is a standby that takes the jobs over when the first dies.
+
 Rounds are at most once per `interval`: the first comes one interval after `start()`. A
 round that raises is logged and counted; the worker goes on with the next. `stop()` is the
 same for every worker: it sets the stop flag, wakes the thread, joins it (with a timeout: a

@@ -1,5 +1,9 @@
 """The FastAPI application factories: `create_app` (the service, for any embedding) and
 `create_served_app` (what `warden serve` runs: `uvicorn --factory app.main:create_served_app`).
+
+`settings.role` says what the app does: `api` serves every route and runs no background job;
+`worker` runs the background jobs and serves only health and metrics (app/api/routes/health.py);
+`all` does both.
 """
 
 from __future__ import annotations
@@ -58,6 +62,7 @@ def create_app(
     """The service; `after_startup` runs once its lifespan has set everything up."""
     settings = settings or Settings()
     metrics = Metrics()
+    serves_api = settings.role != "worker"
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -70,7 +75,8 @@ def create_app(
         )
         app.state.exports = ExportJobs(engine, settings, app.state.audit_key, metrics)
         # The background jobs, each run by the one process of the deployment that leads it
-        # (app/daemons.py); an interval of 0 turns a job off.
+        # (app/daemons.py); an interval of 0 turns a job off, and so does the api role. The
+        # api role still makes them: requests queue work for a worker through them (exports).
         jobs: list[PeriodicWorker] = [
             audit_checkpoints.Checkpointer(
                 engine, app.state.audit_key, settings.audit_checkpoint_interval,
@@ -87,10 +93,10 @@ def create_app(
             ),
             app.state.exports,
         ]  # fmt: skip
-        workers = [worker for worker in jobs if worker.interval > 0]
+        workers = [worker for worker in jobs if worker.interval > 0 and settings.role != "api"]
         for worker in workers:
             worker.start()
-        if settings.stack:
+        if settings.stack and serves_api:
             from app.governance.gateway import Gateway
 
             app.state.gateway = Gateway(
@@ -120,6 +126,8 @@ def create_app(
         # own metrics are at /metrics, and an ingest span per export would be pure overhead
         # (and a loop, were the process's exporter pointed at Warden).
         telemetry={"tracing": False, "metrics": False, "logs": False},
+        # A worker serves no API, so no API description either.
+        openapi_url="/openapi.json" if serves_api else None,
     )
     app.state.settings = settings
     app.state.metrics = metrics
@@ -140,12 +148,14 @@ def create_app(
     # client's keep-alive connection.
     app.add_exception_handler(SQLAlchemyError, _internal_error)
     app.add_exception_handler(Exception, _internal_error)
-    for module in (
+    api = (
         ingest, requests, scores, tensors, policies, models, reviews, drift, audit, exports,
-        gateway, experiments, health,
-    ):
+        gateway, experiments,
+    )  # fmt: skip
+    for module in (*api, health) if serves_api else (health,):
         app.include_router(module.router)
-    install_dashboard(app)
+    if serves_api:
+        install_dashboard(app)
     return app
 
 

@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+import os
+from typing import Annotated, get_args
 
 import typer
 import uvicorn
 from sqlalchemy import Engine
 
-from app.cli.resources import database, out
+from app.cli.resources import database, err, out
 from app.config import Settings
 from app.tenancy import projects
+
+ROLES: tuple[str, ...] = get_args(Settings.model_fields["role"].annotation)
 
 
 def migrate() -> None:
@@ -27,18 +30,50 @@ def serve(
         str | None, typer.Option(help="Address to listen on [default: settings]")
     ] = None,
     port: Annotated[int | None, typer.Option(help="Port to listen on [default: 8000]")] = None,
-    workers: Annotated[int, typer.Option(min=1, help="Worker processes")] = 1,
+    workers: Annotated[
+        int, typer.Option(min=1, help="Processes serving HTTP (one with --role worker)")
+    ] = 1,
+    role: Annotated[
+        str | None,
+        typer.Option(
+            metavar="[api|worker|all]",
+            help="What this process does (see above); default: WARDEN_ROLE, else all",
+        ),
+    ] = None,
 ) -> None:
     """Migrate the database if needed, then serve the API.
 
     On a store with no project yet, creates the [bold]default[/bold] project and prints an
-    admin key for it, once.
+    admin key for it, once (a worker leaves that to an API process).
+
+    Roles, for several processes on one database: [bold]api[/bold] answers HTTP and runs no
+    background job (add replicas for CPU); [bold]worker[/bold] runs the background jobs
+    (audit heads, drift schedule, lineage, rollups, experiment results, exports) and answers
+    only /healthz, /readyz and /metrics; [bold]all[/bold] (the default) does both. Each job
+    is led by one process of the deployment, so a second worker is a safe standby.
 
     Example: [bold]warden serve --host 127.0.0.1 --port 8000[/bold]
     """
+    if role is not None:
+        if role not in ROLES:
+            err.print(
+                f"[red]error:[/red] --role {role!r}: write api, worker or all", highlight=False
+            )
+            raise typer.Exit(1)
+        # Settings() reads it here and in each of uvicorn's worker processes.
+        os.environ["WARDEN_ROLE"] = role
     settings = Settings()
+    if settings.role == "worker" and workers > 1:
+        # Each job is led by one process of the deployment: more worker processes here would
+        # only wait; a standby belongs on another machine.
+        err.print(
+            "[red]error:[/red] --workers applies to the api and all roles: one worker process "
+            "runs every job (start a second `warden serve --role worker` elsewhere as a standby)",
+            highlight=False,
+        )
+        raise typer.Exit(1)
     with database() as engine:
-        key = _first_run_key(engine, settings)
+        key = _first_run_key(engine, settings) if settings.role != "worker" else None
     if key:
         out.print(
             "Created project [bold]default[/bold]. Its admin API key, shown only this once:\n"

@@ -1,4 +1,5 @@
-"""Liveness, readiness and Prometheus metrics."""
+"""Liveness, readiness and Prometheus metrics: the routes every role serves (a `worker`
+process serves only these, so healthchecks and Prometheus reach it like an API replica)."""
 
 from __future__ import annotations
 
