@@ -14,8 +14,10 @@ planner decision: 4 spans each), sent by `--clients` threads per API process, ea
 persistent connection. Wall time from the first request to the last answer -> spans/s.
 
 Beside each figure it prints the CPU each part used (from /proc: the API processes, the
-PostgreSQL server's processes, the worker, this client) in cores, and the whole machine's
-busy share, so the run says what limits it. It prints figures and asserts nothing about time;
+PostgreSQL server's processes, the worker, this client) in cores, the machine's other
+processes (a shared machine's other users) and the whole machine's busy share, so the run says
+what limits it; from this deployment's own CPU per span it estimates the spans/s it would reach
+with every core to itself. It prints figures and asserts nothing about time;
 a data check (every batch acknowledged, every request stored once) fails the run (exit 1).
 """
 
@@ -144,18 +146,24 @@ def measure(
     return Run(len(apis), sender.spans, len(sender.acked), seconds, cpu, failures)
 
 
+OURS = ("API processes", "PostgreSQL", "worker", "client (this process)")
+
+
 def limit(run: Run, cores: int) -> str:
-    """What held the run back, read from the CPU figures."""
+    """What held the run back, read from the CPU figures: whether the cores were full, who
+    else used them, and how this deployment's own CPU per span splits."""
     busy = run.cpu["machine, every process"]
-    ours = {k: v for k, v in run.cpu.items() if k not in ("machine, every process",)}
-    top = max(ours, key=lambda k: ours[k])
-    share = f"{top} used the most ({ours[top]:.2f} of {cores} cores)"
-    if busy < 0.9 * cores:
-        return (
-            f"the machine was {busy / cores:.0%} busy: not CPU-bound; {share}; the rest is "
-            "waiting (commits, round trips)"
-        )
-    return f"the machine was {busy / cores:.0%} busy: CPU-bound; {share}"
+    others = run.cpu["other processes of the machine"]
+    ours = sum(run.cpu[part] for part in OURS)
+    split = ", ".join(f"{part} {run.cpu[part] / ours:.0%}" for part in OURS[:2])
+    # CPU seconds per span of this deployment's processes -> spans/s if they had every core.
+    alone = cores * run.spans_per_s / ours
+    state = "CPU-bound" if busy >= 0.9 * cores else "not CPU-bound (the rest is waiting)"
+    return (
+        f"the machine was {busy / cores:.0%} busy ({state}); other processes took "
+        f"{others:.2f} cores. Of this deployment's CPU per span: {split}; with the "
+        f"{cores} cores to itself: about {alone:,.0f} spans/s"
+    )
 
 
 def stored(topo: Topology) -> tuple[int, int]:
@@ -221,6 +229,10 @@ def main() -> int:
     print("CPU used, in cores:")
     for part in runs[0].cpu:
         print(f"  {part:<{width - 2}}" + "".join(f"{r.cpu[part]:>16.2f}" for r in runs))
+    print("CPU ms per 1,000 spans:")
+    for part in OURS[:2]:
+        print(f"  {part:<{width - 2}}"
+              + "".join(f"{1e6 * r.cpu[part] / r.spans_per_s:>16.0f}" for r in runs))  # fmt: skip
     print("-" * (width + 32))
     one, two = runs
     print(f"2 APIs / 1 API: {two.spans_per_s / one.spans_per_s:.2f}x")

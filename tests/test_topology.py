@@ -27,6 +27,7 @@ from app.store.tables import (
     AuditCheckpoint,
     AuditEvent,
     DriftReport,
+    ExportJob,
     Request,
     Span,
     WorldModelState,
@@ -73,6 +74,13 @@ class Deployment:
         query = select(func.count()).select_from(table).where(*where)
         with read_connection(self.topo.engine) as conn:
             return int(conn.execute(query).scalar_one())
+
+    def runner(self, job: str) -> int:
+        """The process id of the process that ran an export job."""
+        with read_connection(self.topo.engine) as conn:
+            runner = conn.scalar(select(ExportJob.runner).where(ExportJob.id == job))
+        assert runner is not None, job
+        return int(runner.rsplit(":", 1)[1])
 
     def signed_size(self, pid: int) -> int:
         """The tree size of the project's largest signed head; 0 before the first."""
@@ -161,6 +169,13 @@ def test_an_export_started_through_one_api_is_downloaded_through_the_other_and_v
         until(finished, "the export job done")
         download = client.get(f"/v1/exports/{job}/download")
         assert download.status_code == 200, download.text
+        done = client.get(f"/v1/exports/{job}").json()
+    digest = hashlib.sha256(download.content).hexdigest()
+    assert done["bundle"]["sha256"] == digest
+    # The worker ran it, and the bundle is in the tracking server's artifact store.
+    assert deployment.runner(job) == deployment.workers[0].proc.pid
+    stored = [p.read_bytes() for p in (topo.root / "mlflow").rglob("bundle.zip")]
+    assert [hashlib.sha256(b).hexdigest() for b in stored] == [digest]
     bundle = tmp_path / "bundle.zip"
     bundle.write_bytes(download.content)
     verified = subprocess.run(
@@ -264,6 +279,7 @@ def test_sigkill_of_the_worker_moves_its_jobs_to_the_second_worker(
         job = started.json()["id"]
         until(lambda: client.get(f"/v1/exports/{job}").json()["status"] == "done",
               "the export job done by the second worker")  # fmt: skip
+    assert deployment.runner(job) == standby.proc.pid
     size = deployment.count(AuditEvent, AuditEvent.project_id == pid)
     assert size > before
     until(lambda: deployment.signed_size(pid) >= size, "a head of the grown ledger")
