@@ -65,9 +65,11 @@ def store_tensor(
     if hashlib.sha256(body).hexdigest() != digest:
         raise BadRequest("the body's SHA-256 does not match the digest in the URL")
     with write_transaction(engine) as conn:
-        stmt = insert_on_conflict(conn, TABLE, ["project_id", "sha256"])
-        row = {"project_id": project_id, "sha256": digest, "body": body, "size": len(body)}
-        return bool(conn.execute(stmt, row).rowcount)
+        stmt = insert_on_conflict(conn, TABLE, ["project_id", "sha256"]).values(
+            project_id=project_id, sha256=digest, body=body, size=len(body)
+        )
+        # RETURNING, not rowcount: the one both drivers report for a skipped row.
+        return conn.execute(stmt.returning(TABLE.c.sha256)).first() is not None
 
 
 def load_tensor(engine: Engine, root: Path, project_id: int, digest: str) -> bytes:
