@@ -17,6 +17,9 @@ What it measures, in one run:
    inserted into a fresh SQLite database by one SQLAlchemy Core executemany per batch, one
    write transaction per batch. Only the insert loop is timed -> spans/s.
 
+`--database postgresql` measures on a PostgreSQL server of its own instead, beside raw COPY
+and raw executemany of the same span and state rows (bench/ingest_postgresql.py).
+
 It prints figures; it asserts nothing about time. Data checks (status codes, row counts)
 do fail the run (exit status 1).
 """
@@ -531,8 +534,13 @@ def main() -> int:
     parser.add_argument("--seed", type=int, default=20250101, help="seed of the span generator")
     parser.add_argument("--no-lineage", dest="lineage", action="store_false",
                         help="skip the second run with MLflow lineage resolution enabled")
-    parser.add_argument("--rounds", type=int, default=3,
-                        help="interleaved rounds of lineage off / on; each side's median counts")
+    parser.add_argument("--rounds", type=int, default=None,
+                        help="interleaved rounds of lineage off / on, each side's median counts "
+                             "(default 3); on PostgreSQL, end-to-end runs (default 1)")
+    parser.add_argument("--database", choices=("sqlite", "postgresql"), default="sqlite",
+                        help="postgresql: start a PostgreSQL server of its own (durable) and "
+                             "compare end to end with raw COPY and raw executemany of the "
+                             "same span and state rows (bench/ingest_postgresql.py)")
     parser.add_argument("--json", action="store_true",
                         help="also print the figures as one JSON line at the end")
     parser.add_argument("--keep", action="store_true",
@@ -558,6 +566,17 @@ def main() -> int:
         f"({payload_mb / len(measured) * 1000:.0f} kB per batch)")
 
     tmp = Path(tempfile.mkdtemp(prefix="warden-bench-"))
+    if args.database == "postgresql":
+        from bench import ingest_postgresql
+
+        try:
+            return ingest_postgresql.run(args, warmup, measured, tmp, say)
+        finally:
+            if args.keep:
+                say(f"kept {tmp}")
+            else:
+                shutil.rmtree(tmp, ignore_errors=True)
+    args.rounds = 3 if args.rounds is None else args.rounds
     raw_dir = tmp / "raw"
     raw_dir.mkdir()
     failures: list[str] = []

@@ -7,9 +7,10 @@ and every batch in key order, so concurrent transactions on PostgreSQL take thei
 same order and cannot deadlock.
 
 This is the hot path of the service. The two large tables (spans and world-model states,
-hundreds of rows a batch) are written straight through the DB-API driver's `executemany` with
-JSON serialised beforehand, and everything that needs no lock is computed before the write
-transaction begins.
+hundreds of rows a batch) skip SQLAlchemy, with JSON serialised beforehand: on PostgreSQL
+they go through COPY into a staging table and one INSERT ... SELECT ... ON CONFLICT DO NOTHING
+(app/store/bulk.py), on SQLite through the DB-API driver's `executemany` of the same INSERT.
+Everything that needs no lock is computed before the write transaction begins.
 """
 
 from __future__ import annotations
@@ -26,7 +27,13 @@ from app.audit.erasure import Vault
 from app.ingest.ledger_events import record_requests
 from app.ingest.normalise import Normalised, ParsedBatch, normalise
 from app.scores.recording import record_span_scores
-from app.store.dialect import DriverSQL, driver_insert_on_conflict, insert_on_conflict
+from app.store.bulk import copy_insert_ignore
+from app.store.dialect import (
+    DriverSQL,
+    driver_insert_on_conflict,
+    insert_on_conflict,
+    is_postgresql,
+)
 from app.store.engine import write_transaction
 from app.store.tables import (
     ModelVersion,
@@ -95,7 +102,7 @@ def store_batch(engine: Engine, vault: Vault, project_id: int, batch: ParsedBatc
     losers: set[int] = set()
 
     with write_transaction(engine) as conn:
-        inserted = _insert_ignore(conn, INSERT_SPANS, span_params)
+        inserted = _insert_ignore(conn, INSERT_SPANS, span_params, "spans", SPAN_COLUMNS, SPAN_KEY)
         conflicts = 0
         if inserted < len(rows) or repeats:
             # Some ids were stored before (or repeat within the batch): what the database
@@ -150,10 +157,20 @@ def _state_params(project_id: int, s: dict[str, Any]) -> tuple[Any, ...]:
     )  # fmt: skip
 
 
-def _insert_ignore(conn: Connection, insert: DriverSQL, params: list[tuple[Any, ...]]) -> int:
-    """`executemany` of INSERT … ON CONFLICT DO NOTHING; returns how many rows were new."""
+def _insert_ignore(
+    conn: Connection,
+    insert: DriverSQL,
+    params: list[tuple[Any, ...]],
+    table: str,
+    columns: tuple[str, ...],
+    key: tuple[str, ...],
+) -> int:
+    """INSERT … ON CONFLICT DO NOTHING of `params` (in key order); returns how many rows
+    were new. COPY through a staging table on PostgreSQL, `executemany` on SQLite."""
     if not params:
         return 0
+    if is_postgresql(conn):
+        return copy_insert_ignore(conn, table, columns, key, params)
     return int(conn.exec_driver_sql(insert.text(conn), params).rowcount)
 
 
@@ -183,7 +200,8 @@ def _insert_typed(conn: Connection, project_id: int, typed: Normalised) -> list[
         ("project_id", "trace_id", "experiment"),
     )  # fmt: skip
     typed.states.sort(key=lambda r: (r["trace_id"], r["span_id"], r["seq"]))
-    _insert_ignore(conn, INSERT_STATES, [_state_params(project_id, s) for s in typed.states])
+    states = [_state_params(project_id, s) for s in typed.states]
+    _insert_ignore(conn, INSERT_STATES, states, "world_model_states", STATE_COLUMNS, STATE_KEY)
     _insert_rows(
         conn, PlannerDecision, project_id, typed.decisions, ("project_id", "trace_id", "span_id")
     )
