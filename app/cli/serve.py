@@ -10,6 +10,7 @@ from sqlalchemy import Engine
 
 from app.cli.resources import database, out
 from app.config import Settings
+from app.deployment_keys import check_shared_secrets
 from app.tenancy import projects
 
 
@@ -38,6 +39,7 @@ def serve(
     """
     settings = Settings()
     with database() as engine:
+        check_shared_secrets(engine, settings)  # before any key of its own is made
         key = _first_run_key(engine, settings)
     if key:
         out.print(
