@@ -170,7 +170,7 @@ def _record_rotation(engine: Engine, settings: Settings, old: str | None, new: s
     public = heads.public_key_pem(checkpoints.signing_key(settings))
     payload = {"old_key_id": old, "new_key_id": new, "public_key": public}
     with read_connection(engine) as conn:
-        project_ids = [int(pid) for pid in conn.execute(select(Project.id))]
+        project_ids = [int(pid) for pid in conn.execute(select(Project.id)).scalars()]
     for project_id in project_ids:
         with write_transaction(engine) as conn:
             append(conn, project_id, None, SIGNING_KEY_ROTATED, payload)

@@ -7,20 +7,24 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
 import pytest
+from fastapi.testclient import TestClient
 from sqlalchemy import Engine, create_engine, select
 from typer.testing import CliRunner
 
 from app.audit import heads
+from app.audit.ledger import list_events
 from app.cli import app as cli
 from app.config import Settings, secret_key_id
 from app.deployment_keys import KEYS, SERVER_SECRET, SharedSecretRefused, check_shared_secrets
 from app.main import create_app
 from app.store import schema
 from app.store.engine import create_db_engine
+from app.tenancy import projects
 from tests.conftest import warden_serve
 
 POSTGRES_ONLY = [pytest.param("postgresql", marks=pytest.mark.postgres)]
@@ -110,8 +114,8 @@ def test_processes_sharing_the_keys_serve_one_deployment(database_url: str, tmp_
 
         for key in (one.key, key_create(roots[1])):
             for server in (one, two):
-                answer = httpx.get(f"{server.url}/v1/requests",
-                                   headers={"Authorization": f"Bearer {key}"}, timeout=30)  # fmt: skip
+                bearer = {"Authorization": f"Bearer {key}"}
+                answer = httpx.get(f"{server.url}/v1/requests", headers=bearer, timeout=30)
                 assert answer.status_code == 200, (server.url, answer.text)
         # Heads signed through either verify with the one public key.
         public = heads.load_private_key(shared["WARDEN_AUDIT_SIGNING_KEY"]).public_key()
@@ -156,19 +160,15 @@ def test_an_embedded_app_with_a_differing_signing_key_does_not_start(
     other = tmp_path / "other.key"
     heads.save_private_key(heads.generate_key(), other)
     app = create_app(settings.model_copy(update={"audit_signing_key": other}))
-    from fastapi.testclient import TestClient
-
-    with pytest.raises(SharedSecretRefused, match="WARDEN_AUDIT_SIGNING_KEY differs"):
-        with TestClient(app):
-            pass
+    refused = pytest.raises(SharedSecretRefused, match="WARDEN_AUDIT_SIGNING_KEY differs")
+    with refused, TestClient(app):
+        pass
 
 
 @pytest.mark.parametrize("database_url", POSTGRES_ONLY, indirect=True)
 def test_two_first_processes_at_once_agree_on_one_record(
     settings: Settings, engine: Engine
 ) -> None:
-    from concurrent.futures import ThreadPoolExecutor
-
     others = [settings.model_copy(update={"secret_key": f"s{n}"}) for n in range(4)]
     with ThreadPoolExecutor(4) as pool:
         outcomes = list(pool.map(lambda s: _outcome(engine, s), others))
@@ -188,8 +188,6 @@ def _outcome(engine: Engine, settings: Settings) -> str:
 def test_rotating_the_signing_key_records_it_and_tells_every_ledger(
     settings: Settings, engine: Engine, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from app.tenancy import projects
-
     projects.create_project(engine, "shop")
     check_shared_secrets(engine, settings)
     new = tmp_path / "next.key"
@@ -208,9 +206,7 @@ def test_rotating_the_signing_key_records_it_and_tells_every_ledger(
     done = runner.invoke(cli, ["keys", "rotate", "signing-key", "--yes"])
     assert done.exit_code == 0, done.output
     assert _records(settings.database_url)["audit_signing_key"] == new_id
-    from app.audit.ledger import list_events
-
-    events = list_events(engine, projects.project_id(engine, "shop")).events
+    events = list_events(engine, projects.project_id(engine, "shop")).items
     rotated = [e for e in events if e.kind == "signing_key.rotated"]
     assert len(rotated) == 1 and rotated[0].payload["new_key_id"] == new_id
     # The old key refuses now; the new one serves.
@@ -219,7 +215,6 @@ def test_rotating_the_signing_key_records_it_and_tells_every_ledger(
     check_shared_secrets(engine, settings.model_copy(update={"audit_signing_key": new}))
 
 
-@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
 def test_sqlite_checks_nothing_and_makes_keys_in_the_data_folder(tmp_path: Path) -> None:
     settings = Settings(data_dir=tmp_path / "data", database_url=f"sqlite:///{tmp_path / 'w.db'}")
     engine = create_db_engine(settings)
