@@ -7,6 +7,8 @@ The defaults are the embedded single-machine set-up: everything under `./.warden
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import os
 import secrets
 from pathlib import Path
@@ -21,6 +23,23 @@ from pydantic_settings import (
 )
 
 DEFAULT_DATA_DIR = Path(".warden")
+# The data folder's own secrets, made on first use when none is configured.
+SECRET_FILE = "secret.key"
+FINGERPRINT_FILE = "fingerprint.key"
+_KEY_ID_LABEL = "warden-key-id-v1"
+
+
+def secret_key_id(name: str, secret: bytes) -> str:
+    """The id of a shared secret (`server_secret`, `fingerprint_secret`): the first 16 hex
+    characters of HMAC-SHA256 keyed by the secret over a fixed label and the name. It tells
+    two secrets apart and reveals nothing of either. (The audit signing key's id is the one
+    its heads carry: app/audit/heads.py `key_id`.)
+
+    >>> secret_key_id("server_secret", b"s") == secret_key_id("server_secret", b"s")
+    True
+    """
+    message = f"{_KEY_ID_LABEL}\n{name}".encode()
+    return hmac.new(secret, message, hashlib.sha256).hexdigest()[:16]
 
 
 class Settings(BaseSettings):
@@ -160,13 +179,18 @@ class Settings(BaseSettings):
         """The secret keying API-key hashes; generated and kept on disk when not configured."""
         if self.secret_key:
             return self.secret_key.encode()
-        return self.local_secret("secret.key")
+        return self.local_secret(SECRET_FILE)
 
     def fingerprint_key(self) -> bytes:
         """The secret keying input fingerprints; generated and kept on disk when not configured."""
         if self.fingerprint_secret:
             return self.fingerprint_secret.encode()
-        return self.local_secret("fingerprint.key")
+        return self.local_secret(FINGERPRINT_FILE)
+
+    def existing_local_secret(self, name: str) -> bytes | None:
+        """The data folder's own secret `<data_dir>/<name>` if made already; never makes it."""
+        path = self.data_dir / name
+        return path.read_text().strip().encode() if path.exists() else None
 
     def local_secret(self, name: str) -> bytes:
         """A random secret kept in `<data_dir>/<name>` (mode 0600), made on first use."""

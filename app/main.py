@@ -40,6 +40,7 @@ from app.config import Settings
 from app.daemons import PeriodicWorker
 from app.dashboard import install as install_dashboard
 from app.dashboard.rollups import Roller
+from app.deployment_keys import check_shared_secrets
 from app.drift.schedule import DriftRunners, Scheduler
 from app.errors import WardenError
 from app.experiments.results import ResultsWorker
@@ -67,6 +68,7 @@ def create_app(
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         engine = create_db_engine(settings)
+        check_shared_secrets(engine, settings, app.state.audit_key)  # PostgreSQL: shared keys
         app.state.engine = engine
         app.state.gateway = None
         audit_checkpoints.record_at_start(engine, app.state.policies)

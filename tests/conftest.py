@@ -25,8 +25,10 @@ import httpx
 import psycopg
 import pytest
 import uvicorn
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from sqlalchemy import Engine
 
+from app.audit import heads
 from app.config import Settings
 from app.errors import Conflict
 from app.main import create_app
@@ -37,6 +39,21 @@ from tests.servers import PostgresServer, free_port, postgres_server
 from tests.servers import mlflow_server as start_mlflow_server
 
 TEST_SECRET = "test-server-secret"
+TEST_FINGERPRINT_SECRET = "test-fingerprint-secret"
+
+
+def shared_keys(database_url: str, folder: Path) -> dict[str, Any]:
+    """On PostgreSQL, the secrets every process must share (app/deployment_keys.py) beside
+    the server secret: the fingerprint secret and a signing key file in `folder`, made from a
+    fixed seed so every test process signs with the same key. SQLite: none (unchanged)."""
+    if not database_url.startswith("postgresql"):
+        return {}
+    key_file = folder / "shared-signing.key"
+    if not key_file.exists():
+        folder.mkdir(parents=True, exist_ok=True)
+        with contextlib.suppress(FileExistsError):
+            heads.save_private_key(Ed25519PrivateKey.from_private_bytes(bytes(32)), key_file)
+    return {"fingerprint_secret": TEST_FINGERPRINT_SECRET, "audit_signing_key": key_file}
 
 
 @pytest.fixture(scope="session")
@@ -77,6 +94,7 @@ def settings(database_url: str, tmp_path: Path) -> Settings:
         lineage_interval=0,
         drift_tick=0,
         audit_checkpoint_interval=0,
+        **shared_keys(database_url, tmp_path),
     )
 
 
@@ -178,6 +196,7 @@ def warden_serve(
         "WARDEN_LINEAGE_INTERVAL": "0",
         "WARDEN_DRIFT_TICK": "0",
         "WARDEN_AUDIT_CHECKPOINT_INTERVAL": "0",
+        **{f"WARDEN_{k.upper()}": str(v) for k, v in shared_keys(database_url, tmp_path).items()},
         **(env or {}),
     }
     warden = str(Path(sys.executable).parent / "warden")

@@ -1,63 +1,76 @@
-"""Exports as a service: one export (`produce`), and the jobs the HTTP API runs in the background.
+"""Exports as a service: one export (`produce`), and the jobs the HTTP API queues.
 
-`produce` writes the bundle (`bundle.export_bundle`), records an `export.produced` event in
-the project's ledger, and logs the export to MLflow as a run of the `warden` experiment
-(kind `export`, the manifest and report.html as artifacts) — skipped, with a note, when
-MLflow cannot be reached: the bundle does not depend on it.
+`produce` (the CLI's `warden export`) writes the bundle to a file the user names
+(`bundle.export_bundle`), records an `export.produced` event in the project's ledger, and
+logs the export to MLflow as a run of the `warden` experiment (kind `export`, the manifest
+and report.html as artifacts) — skipped, with a note, when MLflow cannot be reached: the
+user has the file.
 
-`ExportJobs` runs exports one at a time in a worker thread of the service. Each job has a
-folder `<data_dir>/exports/<id>/` with `bundle.zip` and `status.json`:
+`ExportJobs` queues exports asked for over HTTP in the `export_jobs` table
+(app/store/tables.py), so any process of the deployment submits, lists and serves any job,
+and exactly one runs them: the leader of `exports` in the database
+(`app.store.leadership.for_engine`: an advisory lock on PostgreSQL, a lock file beside a
+SQLite file). Statuses go queued -> running -> done | failed, never back. A job runs as:
 
-    {"id", "project", "scope", "status": queued | running | done | failed,
-     "progress": {"done", "total"}, "created_at", "started_at", "finished_at", "error",
-     "requested_by", "bundle": {"bytes", "sha256"}, "counts", "anchor", "mlflow_run_id",
-     "ledger_seq"}
+1. the bundle is written to a temporary file of the leader;
+2. it is logged to MLflow through the tracking URI as an artifact of the export's run
+   (`export/bundle.zip`, beside `export/manifest.json` and `export/report.html`): a
+   tracking server proxies it to its artifact store (S3, ...), the embedded store keeps it
+   under `<data_dir>/mlartifacts`. If it cannot be stored there the job fails with a
+   one-line error and nothing else happens: no user could download it;
+3. the `export.produced` ledger event;
+4. `done`, with `bundle = {"bytes", "sha256", "uri"}` (the artifact's URI).
 
-The queue is these folders: a job is queued when its status says so. Every process of the
-service answers for every job of its data folder, and one of them runs the queue: the holder
-of `<data_dir>/exports.leader` (a `PeriodicWorker`, app/daemons.py, whose leadership is the
-data folder's, not the database's, because a process of another machine cannot see the
-folder; the queue moves to shared storage later). It runs a job submitted to it at once,
-and looks for jobs submitted to the other processes every `POLL_SECONDS`. A job whose
-process died while running it is reported `failed` ("interrupted"); a queued job waits for
-the next leader.
+The download streams the artifact back from MLflow on whichever process is asked, checked
+against the recorded SHA-256. On taking the lead, a process reports the jobs a dead leader
+left `running` as failed ("interrupted"); queued jobs simply wait for the next leader.
 """
+
 
 from __future__ import annotations
 
-import contextlib
+import hashlib
 import logging
 import os
+import shutil
 import socket
-import threading
+import tempfile
 import time
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import httpx
-import orjson
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-from sqlalchemy import Engine
+from sqlalchemy import Engine, Row, Table, select, update
 
 from app.audit import chain, ledger
 from app.audit.bundle import ExportResult, Progress, Scope, export_bundle
 from app.audit.read_models import ExportStatus
 from app.config import Settings
 from app.daemons import PeriodicWorker
-from app.errors import BadRequest, Conflict, NotFound
+from app.errors import BadRequest, Conflict, NotFound, WardenError
 from app.metrics import Metrics
+from app.registry.lineage import mlflow_client
 from app.registry.mlflow_results import Result, log_result
-from app.store.leadership import FileLeadership
+from app.store import leadership
+from app.store.engine import read_connection, write_transaction
+from app.store.tables import ExportJob, Project
 
 log = logging.getLogger("warden.exports")
 
 QUEUED, RUNNING, DONE, FAILED = "queued", "running", "done", "failed"
 BUNDLE = "bundle.zip"
-STATUS = "status.json"
+# Where the bundle is in the export's MLflow run.
+BUNDLE_ARTIFACT = f"export/{BUNDLE}"
+# How often the leader looks for jobs queued through other processes.
 POLL_SECONDS = 1.0
+INTERRUPTED = "interrupted: the process running it ended before it finished; start it again"
+_CHUNK = 1 << 20
+JOB: Table = ExportJob.__table__  # type: ignore[assignment]
 
 
 @dataclass(frozen=True)
@@ -96,47 +109,73 @@ def _mlflow_reachable(tracking_uri: str) -> bool:
         return False
 
 
+def _export_run(result: ExportResult, files: dict[str, Path] | None = None) -> Result:
+    """The export as a run of the `warden` experiment."""
+    scope = result.facts.scope
+    manifest = result.manifest
+    return Result(
+        kind="export",
+        project=scope.project,
+        model_name=scope.model_name or "",
+        model_version=scope.model_version or "",
+        name=f"export-{scope.project}-{manifest['created_at']}",
+        params={
+            "from": manifest["scope"]["from"] or "",
+            "to": manifest["scope"]["to"] or "",
+            "mode": manifest["scope"]["mode"],
+            "subject_scoped": str(scope.subject is not None).lower(),
+            "anchor_tree_size": manifest["ledger"]["anchor"]["tree_size"],
+            "bundle_sha256": result.sha256,
+        },
+        metrics={
+            "requests": float(manifest["counts"]["requests"]),
+            "ledger_events": float(manifest["counts"]["ledger_events"]),
+            "erased_requests": float(manifest["counts"]["erased_requests"]),
+            "bytes": float(result.bytes),
+            "seconds": result.seconds,
+        },
+        artifacts={
+            "export/manifest.json": result.manifest_bytes,
+            "export/report.html": result.report_html,
+        },
+        files=files or {},
+    )
+
+
 def log_to_mlflow(settings: Settings, result: ExportResult) -> tuple[str | None, str]:
     """Log the export as an MLflow run; (run id, "") or (None, why it was skipped)."""
     uri = settings.resolved_mlflow_tracking_uri
     if not _mlflow_reachable(uri):
         return None, f"MLflow at {uri} is not reachable; the export was not logged there"
-    scope = result.facts.scope
-    manifest = result.manifest
     try:
-        run_id = log_result(
-            uri,
-            Result(
-                kind="export",
-                project=scope.project,
-                model_name=scope.model_name or "",
-                model_version=scope.model_version or "",
-                name=f"export-{scope.project}-{manifest['created_at']}",
-                params={
-                    "from": manifest["scope"]["from"] or "",
-                    "to": manifest["scope"]["to"] or "",
-                    "mode": manifest["scope"]["mode"],
-                    "subject_scoped": str(scope.subject is not None).lower(),
-                    "anchor_tree_size": manifest["ledger"]["anchor"]["tree_size"],
-                    "bundle_sha256": result.sha256,
-                },
-                metrics={
-                    "requests": float(manifest["counts"]["requests"]),
-                    "ledger_events": float(manifest["counts"]["ledger_events"]),
-                    "erased_requests": float(manifest["counts"]["erased_requests"]),
-                    "bytes": float(result.bytes),
-                    "seconds": result.seconds,
-                },
-                artifacts={
-                    "export/manifest.json": result.manifest_bytes,
-                    "export/report.html": result.report_html,
-                },
-            ),
-        )
+        run_id = log_result(uri, _export_run(result))
     except Exception as exc:  # MLflow is a convenience here: the bundle stands without it
         log.warning("could not log export to MLflow: %s", exc)
-        return None, f"could not log the export to MLflow: {str(exc).splitlines()[0]}"
+        return None, f"could not log the export to MLflow: {_first_line(exc)}"
     return run_id, ""
+
+
+class BundleNotStored(WardenError):
+    """The bundle of an export job could not be stored in MLflow's artifact store."""
+
+
+def store_in_mlflow(settings: Settings, result: ExportResult) -> tuple[str, str]:
+    """Log the export with its bundle (`result.path`) as an MLflow run; (run id, the
+    bundle's artifact URI). Raises `BundleNotStored`, with one line saying why."""
+    uri = settings.resolved_mlflow_tracking_uri
+    if not _mlflow_reachable(uri):
+        raise BundleNotStored(
+            f"MLflow at {uri} is not reachable, so the bundle could not be stored in its "
+            "artifact store: start the export again once MLflow answers"
+        )
+    try:
+        run_id = log_result(uri, _export_run(result, {BUNDLE_ARTIFACT: result.path}))
+        root = str(mlflow_client(uri).get_run(run_id).info.artifact_uri).rstrip("/")
+    except Exception as exc:
+        raise BundleNotStored(
+            f"the bundle could not be stored in MLflow at {uri}: {_first_line(exc)}"
+        ) from exc
+    return run_id, f"{root}/{BUNDLE_ARTIFACT}"
 
 
 def produce(
@@ -181,28 +220,35 @@ def parse_time(text: str | None, name: str) -> datetime | None:
 # --- jobs ----------------------------------------------------------------------------------
 
 
-def _now() -> str:
-    return chain.format_time(datetime.now(UTC))
+def _now() -> datetime:
+    return datetime.now(UTC)
 
 
-def _write_status(folder: Path, status: dict[str, Any]) -> None:
-    tmp = folder / f".{STATUS}.{os.getpid()}.{threading.get_ident()}"
-    tmp.write_bytes(orjson.dumps(status, option=orjson.OPT_INDENT_2))
-    os.replace(tmp, folder / STATUS)
+def _time(moment: datetime | None) -> str | None:
+    return chain.format_time(moment) if moment is not None else None
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
+@dataclass
+class BundleDownload:
+    """A finished job's bundle, fetched from MLflow: an open file whose name is already
+    gone from the disk (the space is freed when it is closed), so no copy outlives it."""
+
+    file: IO[bytes]
+    size: int
+    filename: str
+
+    def chunks(self) -> Iterator[bytes]:
+        """The file's content, then the file closed: for a streaming response."""
+        try:
+            while chunk := self.file.read(_CHUNK):
+                yield chunk
+        finally:
+            self.file.close()
 
 
 class ExportJobs(PeriodicWorker):
-    """The service's export worker: the data folder's queue of jobs, run one at a time."""
+    """The deployment's export jobs: queued in the database by any process, run one at a
+    time by the process that leads `exports`."""
 
     def __init__(
         self,
@@ -211,162 +257,213 @@ class ExportJobs(PeriodicWorker):
         key: Ed25519PrivateKey,
         metrics: Metrics | None = None,
     ) -> None:
-        lead = FileLeadership(settings.data_dir / "exports.leader")
-        super().__init__("exports", POLL_SECONDS, lead, metrics)
+        super().__init__("exports", POLL_SECONDS, leadership.for_engine(engine, "exports"), metrics)
         self.engine = engine
         self.settings = settings
         self.key = key
-        self.root = settings.data_dir / "exports"
-        # Jobs seen past `queued`: a status never goes back, so they are not read again.
-        self._settled: set[str] = set()
+        self.runner = f"{socket.gethostname()}:{os.getpid()}"
 
     def submit(self, scope: Scope, actor: str) -> ExportStatus:
         """Queue an export of `scope`; its status (`queued`)."""
         job_id = uuid.uuid4().hex
-        folder = self.root / job_id
-        folder.mkdir(parents=True)
-        status = {
-            "id": job_id,
-            "project": scope.project,
-            "scope": scope.to_json(),
-            "status": QUEUED,
-            "progress": {"done": 0, "total": 0},
-            "created_at": _now(),
-            "started_at": None,
-            "finished_at": None,
-            "error": None,
-            "requested_by": actor,
-            "host": socket.gethostname(),
-            "pid": os.getpid(),
-            "bundle": None,
-            "counts": None,
-            "anchor": None,
-            "mlflow_run_id": None,
-            "mlflow_note": None,
-            "ledger_seq": None,
-        }
-        _write_status(folder, status)
+        with write_transaction(self.engine) as conn:
+            project_id = conn.execute(
+                select(Project.id).where(Project.name == scope.project)
+            ).scalar_one_or_none()
+            if project_id is None:
+                raise NotFound(f"no project named {scope.project!r}")
+            conn.execute(
+                JOB.insert().values(
+                    id=job_id, project_id=project_id, scope=scope.to_json(), status=QUEUED,
+                    progress={"done": 0, "total": 0}, requested_by=actor, created_at=_now(),
+                )
+            )  # fmt: skip
         self.wake()
-        return self._public(status)
+        return self.get(scope.project, job_id)
+
+    def became_leader(self) -> None:
+        # Only the leader runs jobs, and the lead was someone else's until now: a job still
+        # `running` was left by a process that died (or lost the database) meanwhile.
+        with write_transaction(self.engine) as conn:
+            ended = conn.execute(
+                update(ExportJob)
+                .where(ExportJob.status == RUNNING)
+                .values(status=FAILED, finished_at=_now(), error=INTERRUPTED)
+            ).rowcount
+        if ended:
+            log.warning("%d export job(s) left running by another process marked failed", ended)
 
     def tick(self) -> None:
-        while not self.stopping and (job_id := self._next_queued()) is not None:
+        while not self.stopping and (job := self._claim_next()) is not None:
             try:
-                self._execute(job_id)
+                self._execute(job)
             except Exception:  # one job's failure must not stop the worker
-                log.exception("export job %s failed", job_id)
-            self._settled.add(job_id)
+                log.exception("export job %s failed", job.id)
 
-    def _next_queued(self) -> str | None:
-        """The oldest queued job of the data folder."""
-        queued = []
-        if self.root.is_dir():
-            for folder in self.root.iterdir():
-                if folder.name in self._settled:
-                    continue
-                try:
-                    status = self._read(folder)
-                except NotFound:
-                    continue  # not a job, or one being written right now
-                if status.get("status") == QUEUED:
-                    queued.append((str(status["created_at"]), folder.name))
-                else:
-                    self._settled.add(folder.name)
-        return min(queued)[1] if queued else None
+    def _claim_next(self) -> Row[Any] | None:
+        """The oldest queued job, now `running` here; None when none is queued."""
+        with write_transaction(self.engine) as conn:
+            job = conn.execute(
+                select(*JOB.c)
+                .where(ExportJob.status == QUEUED)
+                .order_by(ExportJob.created_at, ExportJob.id)
+                .limit(1)
+            ).first()
+            if job is None:
+                return None
+            claimed = conn.execute(
+                update(ExportJob)
+                .where(ExportJob.id == job.id, ExportJob.status == QUEUED)
+                .values(status=RUNNING, started_at=_now(), runner=self.runner)
+            ).rowcount
+        return job if claimed else None
 
-    def _execute(self, job_id: str) -> None:
-        folder = self.root / job_id
-        status = self._read(folder)
-        # The process that runs the job answers for it from now on (`_public`).
-        status.update(
-            status=RUNNING, started_at=_now(), host=socket.gethostname(), pid=os.getpid()
-        )
-        _write_status(folder, status)
+    def _update(self, job_id: str, **values: Any) -> bool:
+        """Change a job this process runs; False if it is no longer running here (a new
+        leader reported it interrupted)."""
+        with write_transaction(self.engine) as conn:
+            changed = conn.execute(
+                update(ExportJob)
+                .where(
+                    ExportJob.id == job_id,
+                    ExportJob.status == RUNNING,
+                    ExportJob.runner == self.runner,
+                )
+                .values(**values)
+            ).rowcount
+        return bool(changed)
+
+    def _execute(self, job: Row[Any]) -> None:
         last = [0.0]
+        seen = {"done": 0, "total": 0}
 
         def progress(done: int, total: int) -> None:
+            seen.update(done=done, total=total)
             now = time.monotonic()
             if now - last[0] >= 0.5 or done >= total:
                 last[0] = now
-                status["progress"] = {"done": done, "total": total}
-                _write_status(folder, status)
+                self._update(job.id, progress=dict(seen))
 
-        try:
-            produced = produce(
-                self.engine, self.settings, self.key, _scope(status["scope"]), folder / BUNDLE,
-                str(status["requested_by"]), progress=progress, mlflow=False,
-            )  # fmt: skip
-        except Exception as exc:
-            status.update(status=FAILED, finished_at=_now(), error=_message(exc))
-            _write_status(folder, status)
-            log.warning("export job %s failed: %s", job_id, status["error"])
-            return
-        result = produced.result
-        status.update(
+        scope = _scope(job.scope)
+        with tempfile.TemporaryDirectory(prefix="warden-export-") as tmp:
+            try:
+                result = export_bundle(
+                    self.engine, scope, Path(tmp) / BUNDLE, self.key, progress=progress,
+                    compresslevel=1,
+                )  # fmt: skip
+                run_id, uri = store_in_mlflow(self.settings, result)
+                if not self._update(job.id, mlflow_run_id=run_id):
+                    log.warning("export job %s was taken from this process; dropped", job.id)
+                    return
+                event = ledger.record_export(
+                    self.engine, result.facts.project_id, scope.project,
+                    _ledger_summary(result, job.requested_by),
+                )  # fmt: skip
+            except Exception as exc:
+                error = _message(exc)
+                self._update(job.id, status=FAILED, finished_at=_now(), error=error)
+                log.warning("export job %s failed: %s", job.id, error)
+                return
+        self._update(
+            job.id,
             status=DONE,
             finished_at=_now(),
-            bundle={"bytes": result.bytes, "sha256": result.sha256},
+            progress={"done": seen["total"], "total": seen["total"]},
+            bundle={"bytes": result.bytes, "sha256": result.sha256, "uri": uri},
             counts=result.manifest["counts"],
             anchor=result.manifest["ledger"]["anchor"],
-            ledger_seq=produced.ledger_seq,
+            ledger_seq=event.seq,
         )
-        status["progress"]["done"] = status["progress"]["total"]
-        _write_status(folder, status)
-        # MLflow last: the bundle is ready whatever MLflow does (it may retry for a while).
-        run_id, note = log_to_mlflow(self.settings, result)
-        status.update(mlflow_run_id=run_id, mlflow_note=note or None)
-        _write_status(folder, status)
 
-    def _read(self, folder: Path) -> dict[str, Any]:
-        try:
-            data: dict[str, Any] = orjson.loads((folder / STATUS).read_bytes())
-        except (OSError, orjson.JSONDecodeError):
-            raise NotFound(f"no export {folder.name!r}") from None
-        return data
-
-    def _public(self, status: dict[str, Any]) -> ExportStatus:
-        shown = {k: v for k, v in status.items() if k not in ("host", "pid")}
-        if (
-            status["status"] == RUNNING
-            and status.get("host") == socket.gethostname()
-            and not _alive(int(status.get("pid") or 0))
-        ):
-            shown.update(status=FAILED, error="interrupted: the process running it ended")
-        shown["download"] = (
-            f"/v1/exports/{status['id']}/download" if status["status"] == DONE else None
+    def _public(self, job: Row[Any], project: str) -> ExportStatus:
+        return ExportStatus.model_validate(
+            {
+                "id": job.id,
+                "project": project,
+                "scope": job.scope,
+                "status": job.status,
+                "progress": job.progress,
+                "created_at": _time(job.created_at),
+                "started_at": _time(job.started_at),
+                "finished_at": _time(job.finished_at),
+                "error": job.error,
+                "requested_by": job.requested_by,
+                "bundle": job.bundle,
+                "counts": job.counts,
+                "anchor": job.anchor,
+                "mlflow_run_id": job.mlflow_run_id,
+                "mlflow_note": job.mlflow_note,
+                "ledger_seq": job.ledger_seq,
+                "download": f"/v1/exports/{job.id}/download" if job.status == DONE else None,
+            }
         )
-        return ExportStatus.model_validate(shown)
+
+    def _find(self, project: str, job_id: str) -> Row[Any]:
+        """The job, or 404: for an unknown id and for another project's job alike."""
+        if not (job_id.isalnum() and len(job_id) <= 32):
+            raise NotFound(f"no export {job_id!r}")
+        with read_connection(self.engine) as conn:
+            job = conn.execute(
+                select(*JOB.c)
+                .join(Project, Project.id == ExportJob.project_id)
+                .where(ExportJob.id == job_id, Project.name == project)
+            ).first()
+        if job is None:
+            raise NotFound(f"no export {job_id!r}")
+        return job
 
     def get(self, project: str, job_id: str) -> ExportStatus:
         """A job's status; 404 for another project's job, as if it did not exist."""
-        if not job_id.isalnum():
-            raise NotFound(f"no export {job_id!r}")
-        status = self._read(self.root / job_id)
-        if status.get("project") != project:
-            raise NotFound(f"no export {job_id!r}")
-        return self._public(status)
+        return self._public(self._find(project, job_id), project)
 
     def list(self, project: str) -> list[ExportStatus]:
         """The project's jobs, newest first."""
-        found = []
-        if self.root.is_dir():
-            for folder in self.root.iterdir():
-                with contextlib.suppress(NotFound):
-                    status = self._read(folder)
-                    if status.get("project") == project:
-                        found.append(self._public(status))
-        return sorted(found, key=lambda s: s.created_at, reverse=True)
+        with read_connection(self.engine) as conn:
+            jobs = conn.execute(
+                select(*JOB.c)
+                .join(Project, Project.id == ExportJob.project_id)
+                .where(Project.name == project)
+                .order_by(ExportJob.created_at.desc(), ExportJob.id)
+            ).all()
+        return [self._public(job, project) for job in jobs]
 
-    def bundle(self, project: str, job_id: str) -> Path:
-        """The bundle of a finished job; 409 while it is not done."""
-        status = self.get(project, job_id)
-        if status.status != DONE:
-            raise Conflict(f"export {job_id} is {status.status}, not done: ask again later")
-        return self.root / job_id / BUNDLE
+    def bundle(self, project: str, job_id: str) -> BundleDownload:
+        """The bundle of a finished job, fetched from MLflow; 409 while it is not done."""
+        job = self._find(project, job_id)
+        if job.status != DONE or not job.bundle or not job.mlflow_run_id:
+            raise Conflict(f"export {job_id} is {job.status}, not done: ask again later")
+        uri = self.settings.resolved_mlflow_tracking_uri
+        folder = tempfile.mkdtemp(prefix="warden-download-")
+        try:
+            try:
+                path = mlflow_client(uri).download_artifacts(
+                    job.mlflow_run_id, BUNDLE_ARTIFACT, dst_path=folder
+                )
+            except Exception as exc:
+                raise WardenError(
+                    f"the bundle of export {job_id} could not be fetched from MLflow at {uri}:"
+                    f" {_first_line(exc)}"
+                ) from exc
+            file = open(path, "rb")  # noqa: SIM115 (closed by BundleDownload.chunks)
+        finally:
+            shutil.rmtree(folder, ignore_errors=True)
+        digest = hashlib.sha256()
+        while chunk := file.read(_CHUNK):
+            digest.update(chunk)
+        if digest.hexdigest() != job.bundle["sha256"]:
+            file.close()
+            raise WardenError(
+                f"the bundle MLflow holds for export {job_id} is not the one exported "
+                f"(SHA-256 {digest.hexdigest()}, expected {job.bundle['sha256']})"
+            )
+        file.seek(0)
+        return BundleDownload(
+            file, int(job.bundle["bytes"]), f"warden-export-{project}-{job_id}.zip"
+        )
 
 
 def _scope(data: dict[str, Any]) -> Scope:
-    """The scope a job's status holds (`Scope.to_json`): times to the microsecond, in UTC."""
+    """The scope a job holds (`Scope.to_json`): times to the microsecond, in UTC."""
     model = data.get("model") or {}
     return Scope(
         project=data["project"],
@@ -376,6 +473,11 @@ def _scope(data: dict[str, Any]) -> Scope:
         model_version=model.get("version"),
         subject=data.get("subject"),
     )
+
+
+def _first_line(exc: BaseException) -> str:
+    lines = str(exc).strip().splitlines()
+    return lines[0] if lines else type(exc).__name__
 
 
 def _message(exc: Exception) -> str:

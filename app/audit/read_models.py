@@ -1,5 +1,5 @@
 """Typed read models of audit exports: an export job's status, as `exports.ExportJobs` keeps
-it in `status.json` and the API serves it."""
+it in the `export_jobs` table and the API serves it."""
 
 from __future__ import annotations
 
@@ -33,6 +33,9 @@ class ExportProgress(BaseModel):
 class BundleFile(BaseModel):
     bytes: int
     sha256: str
+    uri: str | None = Field(
+        default=None, description="Where MLflow's artifact store keeps it (the export's run)"
+    )
 
 
 class ExportStatus(BaseModel):

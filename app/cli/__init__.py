@@ -10,6 +10,7 @@
 - `experiment_settings`: `warden experiment configure`
 - `audit`: `warden audit`, `warden erase`, `warden retention`, `warden hold`
 - `exports`: `warden export`, `warden verify`
+- `keys`: `warden keys` (init, show, rotate): the secrets a deployment shares
 - `experiments`: `warden experiment` (create, list, show, stop)
 - `resources`: what the commands share (the consoles, the configured database, the policies)
 """
@@ -27,6 +28,7 @@ from app.cli import (
     experiment_settings,
     experiments,
     exports,
+    keys,
     models,
     policy,
     projects,
@@ -59,6 +61,7 @@ app.add_typer(experiments.experiment_app, name="experiment")
 app.add_typer(audit.audit_app, name="audit")
 app.add_typer(audit.retention_app, name="retention")
 app.add_typer(audit.hold_app, name="hold")
+app.add_typer(keys.keys_app, name="keys")
 
 
 def main() -> None:

@@ -11,6 +11,7 @@ from sqlalchemy import Engine
 
 from app.cli.resources import database, err, out
 from app.config import Settings
+from app.deployment_keys import check_shared_secrets
 from app.tenancy import projects
 
 ROLES: tuple[str, ...] = get_args(Settings.model_fields["role"].annotation)
@@ -73,6 +74,7 @@ def serve(
         )
         raise typer.Exit(1)
     with database() as engine:
+        check_shared_secrets(engine, settings)  # before any key of its own is made
         key = _first_run_key(engine, settings) if settings.role != "worker" else None
     if key:
         out.print(

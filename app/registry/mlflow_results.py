@@ -11,6 +11,7 @@ written directly.
 from __future__ import annotations
 
 import math
+import posixpath
 import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -33,7 +34,9 @@ PROJECT_TAG = "warden.project"
 class Result:
     """One Warden result to log: `kind` is e.g. `drift` or `export`.
 
-    `artifacts` maps a path inside the run's artifacts (`report/drift.html`) to its content.
+    `artifacts` maps a path inside the run's artifacts (`report/drift.html`) to its content;
+    `files` maps one to a file on disk of the same name (`export/bundle.zip`), uploaded as it
+    is rather than read into memory.
     """
 
     kind: str
@@ -45,6 +48,7 @@ class Result:
     metrics: Mapping[str, float] = field(default_factory=dict)
     tags: Mapping[str, str] = field(default_factory=dict)
     artifacts: Mapping[str, bytes | str] = field(default_factory=dict)
+    files: Mapping[str, Path] = field(default_factory=dict)
 
 
 def artifact_location(tracking_uri: str) -> str | None:
@@ -126,6 +130,11 @@ def log_result(tracking_uri: str, result: Result) -> str:
                     else:
                         target.write_bytes(content)
                 client.log_artifacts(run_id, str(root))
+        for relative, source in result.files.items():
+            folder, name = posixpath.split(relative)
+            if name != source.name:
+                raise ValueError(f"{source} cannot be logged as {relative}: the names differ")
+            client.log_artifact(run_id, str(source), folder or None)
         status = "FINISHED"
     finally:
         client.set_terminated(run_id, status)

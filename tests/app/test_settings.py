@@ -12,7 +12,7 @@ import uvicorn
 
 from app.config import Settings
 from app.main import create_app
-from tests.conftest import free_port
+from tests.conftest import free_port, shared_keys
 
 
 def test_defaults_are_the_embedded_set_up(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
@@ -54,6 +54,7 @@ def test_readyz_is_503_when_the_database_is_unreachable(tmp_path: Path) -> None:
         data_dir=tmp_path,
         database_url="postgresql+psycopg://nobody@127.0.0.1:1/none",
         secret_key="s",
+        **shared_keys("postgresql", tmp_path),
     )
     port = free_port()
     server = uvicorn.Server(

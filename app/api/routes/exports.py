@@ -1,4 +1,5 @@
-"""Audit exports over HTTP: start one (a background job), follow it, download the bundle.
+"""Audit exports over HTTP: start one (a job queued in the database), follow it, download
+the bundle (fetched from MLflow's artifact store by whichever process is asked).
 
 The `audit` scope suffices (and `admin`, which grants everything): exporting changes nothing
 but the ledger's own `export.produced` record.
@@ -9,14 +10,14 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Depends
-from fastapi.responses import FileResponse
+from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
 from app.api.deps import ExportJobsDep, PrincipalDep
 from app.api.schemas import ExportList, binary, errors
 from app.audit.bundle import Scope, parse_model
-from app.audit.exports import parse_time
+from app.audit.exports import BundleDownload, parse_time
 from app.audit.read_models import ExportStatus
 from app.tenancy.keys import Scope as KeyScope
 from app.tenancy.projects import Principal
@@ -86,7 +87,7 @@ async def get_export(export_id: str, principal: Auditor, jobs: ExportJobsDep) ->
 @router.get(
     "/v1/exports/{export_id}/download",
     summary="The bundle (zip) of a finished export; 409 while it runs",
-    response_class=FileResponse,
+    response_class=StreamingResponse,
     responses={
         200: binary("application/zip", "The bundle: docs/audit.md describes its files"),
         **errors(404, 409),
@@ -94,10 +95,18 @@ async def get_export(export_id: str, principal: Auditor, jobs: ExportJobsDep) ->
 )
 async def download_export(
     export_id: str, principal: Auditor, jobs: ExportJobsDep
-) -> FileResponse:
-    path = await run_in_threadpool(jobs.bundle, principal.project, export_id)
-    return FileResponse(
-        path,
+) -> StreamingResponse:
+    download = await run_in_threadpool(jobs.bundle, principal.project, export_id)
+    return bundle_response(download)
+
+
+def bundle_response(download: BundleDownload) -> StreamingResponse:
+    """The bundle as a zip attachment, streamed from its (already unlinked) file."""
+    return StreamingResponse(
+        download.chunks(),
         media_type="application/zip",
-        filename=f"warden-export-{principal.project}-{export_id}.zip",
+        headers={
+            "Content-Length": str(download.size),
+            "Content-Disposition": f'attachment; filename="{download.filename}"',
+        },
     )

@@ -1,4 +1,8 @@
-"""Sampled world-model tensors: `PUT` by the SDK (ingest scope), `GET` for readers."""
+"""Sampled world-model tensors: `PUT` by the SDK (ingest scope), `GET` for readers.
+
+The body limit of a `PUT` is `tensor_max_bytes` (WARDEN_TENSOR_MAX_BYTES): tensors are kept
+in the database (app/store/tensors.py), where every replica reads them.
+"""
 
 from __future__ import annotations
 
@@ -6,9 +10,10 @@ from fastapi import APIRouter, Request, Response
 from starlette.concurrency import run_in_threadpool
 
 from app.api.body import read_body
-from app.api.deps import Ingester, Reader, SettingsDep
+from app.api.deps import EngineDep, Ingester, Reader, SettingsDep
 from app.api.schemas import binary, errors
-from app.store.tensors import load_tensor, store_tensor
+from app.errors import PayloadTooLarge
+from app.store.tensors import load_tensor, store_tensor, too_large
 
 router = APIRouter(tags=["tensors"], responses=errors(401, 403))
 # The PUT answers with its status alone: an empty body.
@@ -27,11 +32,16 @@ _EMPTY = {"schema": {"type": "string", "format": "binary", "maxLength": 0}}
     },
 )
 async def put_tensor(
-    digest: str, request: Request, principal: Ingester, settings: SettingsDep
+    digest: str, request: Request, principal: Ingester, settings: SettingsDep, engine: EngineDep
 ) -> Response:
-    body = await read_body(request, settings.payload_limit_bytes)
+    limit = settings.tensor_max_bytes
+    try:
+        body = await read_body(request, limit)
+    except PayloadTooLarge:
+        declared = request.headers.get("content-length", "")
+        raise too_large(declared if declared.isdigit() else f"over {limit}", limit) from None
     created = await run_in_threadpool(
-        store_tensor, settings.data_dir, principal.project_id, digest, body
+        store_tensor, engine, principal.project_id, digest, body, limit
     )
     return Response(status_code=201 if created else 200)
 
@@ -45,6 +55,10 @@ async def put_tensor(
         **errors(400, 404),
     },
 )
-async def get_tensor(digest: str, principal: Reader, settings: SettingsDep) -> Response:
-    body = await run_in_threadpool(load_tensor, settings.data_dir, principal.project_id, digest)
+async def get_tensor(
+    digest: str, principal: Reader, settings: SettingsDep, engine: EngineDep
+) -> Response:
+    body = await run_in_threadpool(
+        load_tensor, engine, settings.data_dir, principal.project_id, digest
+    )
     return Response(body, media_type="application/octet-stream")

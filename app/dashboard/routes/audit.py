@@ -4,11 +4,12 @@ bundles: start one (admin), follow its progress, download it (audit scope)."""
 from __future__ import annotations
 
 from fastapi import Request
-from fastapi.responses import FileResponse, RedirectResponse, Response
+from fastapi.responses import RedirectResponse, Response, StreamingResponse
 from sqlalchemy import Engine
 from starlette.concurrency import run_in_threadpool
 
 from app.api.deps import AuditKeyDep, EngineDep, ExportJobsDep, ExportJobsOrNoneDep
+from app.api.routes.exports import bundle_response
 from app.audit.bundle import Scope as ExportScope
 from app.audit.exports import ExportJobs, parse_time
 from app.audit.ledger import checkpoints
@@ -123,9 +124,5 @@ def export_status(
 
 
 @router.get("/audit/exports/{export_id}/download")
-def download(export_id: str, viewer: AuditorDep, jobs: ExportJobsDep) -> FileResponse:
-    path = jobs.bundle(viewer.principal.project, export_id)
-    return FileResponse(
-        path, media_type="application/zip",
-        filename=f"warden-export-{viewer.principal.project}-{export_id}.zip",
-    )  # fmt: skip
+def download(export_id: str, viewer: AuditorDep, jobs: ExportJobsDep) -> StreamingResponse:
+    return bundle_response(jobs.bundle(viewer.principal.project, export_id))

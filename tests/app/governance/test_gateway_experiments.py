@@ -13,7 +13,7 @@ from sqlalchemy import Engine
 import collectors
 from app.config import Settings
 from collectors.experiments import ExperimentConfig
-from tests.conftest import TEST_SECRET, LiveService
+from tests.conftest import TEST_SECRET, LiveService, shared_keys
 
 EXPERIMENT: dict[str, Any] = {
     "name": "planner-ab",
@@ -47,6 +47,7 @@ def settings(database_url: str, tmp_path: Path) -> Settings:
         drift_tick=0,
         audit_checkpoint_interval=0,
         policies_dir=tmp_path / "policies",
+        **shared_keys(database_url, tmp_path),
     )
 
 

@@ -26,7 +26,10 @@ def cli(live: LiveService, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> C
     monkeypatch.setenv("WARDEN_DATABASE_URL", live.settings.resolved_database_url)
     monkeypatch.setenv("WARDEN_SECRET_KEY", TEST_SECRET)
     monkeypatch.setenv("WARDEN_CONFIG", str(tmp_path / "none.toml"))
-    monkeypatch.delenv("WARDEN_AUDIT_SIGNING_KEY", raising=False)
+    if live.settings.audit_signing_key:  # PostgreSQL: the deployment's shared key file
+        monkeypatch.setenv("WARDEN_AUDIT_SIGNING_KEY", str(live.settings.audit_signing_key))
+    else:
+        monkeypatch.delenv("WARDEN_AUDIT_SIGNING_KEY", raising=False)
     monkeypatch.setenv("COLUMNS", "200")
     return CliRunner()
 

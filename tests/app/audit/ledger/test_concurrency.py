@@ -79,7 +79,7 @@ def test_concurrent_writers_make_one_chain_without_fork_or_gap(
         for w in workers:
             w.join(timeout=240)
         assert not errors, errors
-        key = heads.load_private_key(tmp_path / "data" / checkpoints.KEY_FILE)
+        key = heads.load_private_key(checkpoints.signing_key_path(settings))
         checkpoints.sign_heads(engine, key, pid)
 
     rows = events(engine, pid)

@@ -286,7 +286,7 @@ def test_the_signer_thread_signs_heads_of_ledgers_that_grew(
         with engine.connect() as conn:
             assert len(checkpoints.stored_heads(conn, pid, "shop")) == signed
     key = checkpoints.signing_key(fast)
-    assert (fast.data_dir / checkpoints.KEY_FILE).stat().st_mode & 0o777 == 0o600
+    assert checkpoints.signing_key_path(fast).stat().st_mode & 0o777 == 0o600
     assert verify(engine, "shop", key).heads == 1
 
 
