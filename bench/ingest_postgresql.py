@@ -39,6 +39,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTrace
 from bench.ingest import send_all
 from bench.warden_process import clean_env, run_cli, start_server, stop_server
 from tests.servers import PostgresServer, postgres_server
+from tests.topology import keys_init
 
 TARGET_RATIO = 0.5
 
@@ -188,9 +189,9 @@ def run(args: argparse.Namespace, warmup: list[bytes], measured: list[bytes], tm
             server_dir.mkdir()
             with fresh_database(server) as url:
                 env = clean_env(server_dir)
-                env.update(WARDEN_DATABASE_URL=url, WARDEN_LINEAGE_INTERVAL="0",
-                           WARDEN_SECRET_KEY="bench-secret",
-                           WARDEN_FINGERPRINT_SECRET="bench-fingerprint")  # fmt: skip
+                # The shared secrets a process on PostgreSQL must be given, as a user makes them.
+                env.update(keys_init(server_dir / "keys"), WARDEN_DATABASE_URL=url,
+                           WARDEN_LINEAGE_INTERVAL="0")  # fmt: skip
                 key = run_cli(env, "key", "create", "--project", "bench", "--scope", "ingest",
                               "--scope", "read", "--name", "bench").strip()  # fmt: skip
                 live = start_server(server_dir, env, args.server_workers)

@@ -7,9 +7,12 @@ and every batch in key order, so concurrent transactions on PostgreSQL take thei
 same order and cannot deadlock.
 
 This is the hot path of the service. The two large tables (spans and world-model states,
-hundreds of rows a batch) skip SQLAlchemy, with JSON serialised beforehand: on PostgreSQL
-they go through COPY into a staging table and one INSERT ... SELECT ... ON CONFLICT DO NOTHING
-(app/store/bulk.py), on SQLite through the DB-API driver's `executemany` of the same INSERT.
+hundreds of rows a batch) skip SQLAlchemy, with JSON serialised beforehand. On PostgreSQL
+they are COPYed straight into their tables, as new (a batch is sent once, the common case);
+when one of them is stored already (a resend, a conflict, or another transaction storing it
+first) the COPY fails and aborts the transaction, and the batch is written again through
+COPY into a staging table and one INSERT ... SELECT ... ON CONFLICT DO NOTHING
+(app/store/bulk.py). On SQLite through the DB-API driver's `executemany` of the same INSERT.
 The small typed tables go through SQLAlchemy's insert on SQLite and psycopg's pipelined
 `executemany` on PostgreSQL (`insert_ignore_rows`).
 Everything that needs no lock is computed before the write transaction begins.
@@ -29,7 +32,12 @@ from app.audit.erasure import Vault
 from app.ingest.ledger_events import record_requests
 from app.ingest.normalise import Normalised, ParsedBatch, normalise
 from app.scores.recording import record_span_scores
-from app.store.bulk import copy_insert_ignore, insert_ignore_rows
+from app.store.bulk import (
+    AlreadyStored,
+    copy_insert,
+    copy_insert_ignore,
+    insert_ignore_rows,
+)
 from app.store.dialect import (
     DriverSQL,
     driver_insert_on_conflict,
@@ -58,6 +66,8 @@ SPAN_COLUMNS = (
 )  # fmt: skip
 # Rows numbered within their span (states, policy evaluations) are keyed by their number.
 STATE_KEY = ("project_id", "trace_id", "span_id", "seq")
+# How stale a model version's `last_seen_unix_nano` may be: one second.
+LAST_SEEN_RESOLUTION_NS = 1_000_000_000
 STATE_COLUMNS = (
     "project_id", "trace_id", "span_id", "seq", "step", "layer", "mean", "std", "min", "max",
     "l2_norm", "projection", "tensor_sha256", "time_unix_nano",
@@ -101,10 +111,54 @@ def store_batch(engine: Engine, vault: Vault, project_id: int, batch: ParsedBatc
     inputs = erasure.take_inputs(rows)
     typed = normalise(rows)
     span_params = [_span_params(project_id, row) for row in rows]
-    losers: set[int] = set()
+    try:
+        written = _write(engine, vault, project_id, rows, repeats, unique, typed, span_params,
+                         inputs, direct=not repeats)  # fmt: skip
+    except AlreadyStored:
+        # Only the direct COPY raises it: one of these spans is stored already (a resend),
+        # or another transaction stored it first. Nothing of the batch was kept; the
+        # staging path sorts stored from new.
+        written = _write(engine, vault, project_id, rows, repeats, unique, typed, span_params,
+                         inputs, direct=False)  # fmt: skip
+    inserted, conflicts, typed, refused = written
 
+    return IngestResult(
+        accepted=inserted,
+        duplicates=len(batch.spans) - inserted - conflicts,
+        conflicts=conflicts,
+        invalid=len(batch.rejections),
+        requests=len(typed.requests),
+        first_rejection=batch.rejections[0] if batch.rejections else None,
+        refused_scores=len(refused),
+        first_refused_score=refused[0] if refused else None,
+    )
+
+
+def _write(
+    engine: Engine,
+    vault: Vault,
+    project_id: int,
+    rows: list[dict[str, Any]],
+    repeats: list[dict[str, Any]],
+    unique: dict[tuple[str, str], dict[str, Any]],
+    typed: Normalised,
+    span_params: list[tuple[Any, ...]],
+    inputs: dict[str, str],
+    direct: bool,
+) -> tuple[int, int, Normalised, list[str]]:
+    """The batch's one transaction: (spans inserted, conflicts, the typed rows written, refused
+    scores). With `direct`, on PostgreSQL, spans and states are COPYed straight into their
+    tables, as new (`copy_insert`); if one is stored already the transaction aborts with
+    `AlreadyStored` and the caller writes the batch again without `direct`."""
+    losers: set[int] = set()
     with write_transaction(engine) as conn:
-        inserted = _insert_ignore(conn, INSERT_SPANS, span_params, "spans", SPAN_COLUMNS, SPAN_KEY)
+        direct = direct and is_postgresql(conn)
+        if direct:
+            inserted = copy_insert(conn, "spans", SPAN_COLUMNS, span_params)
+        else:
+            inserted = _insert_ignore(
+                conn, INSERT_SPANS, span_params, "spans", SPAN_COLUMNS, SPAN_KEY
+            )
         conflicts = 0
         if inserted < len(rows) or repeats:
             # Some ids were stored before (or repeat within the batch): what the database
@@ -118,7 +172,7 @@ def store_batch(engine: Engine, vault: Vault, project_id: int, batch: ParsedBatc
             conflicts = len(losers)
             if losers:
                 typed = normalise(row for row in rows if id(row) not in losers)
-        new_requests = _insert_typed(conn, project_id, typed)
+        new_requests = _insert_typed(conn, project_id, typed, direct)
         # Last, and only for requests this batch stored: one ledger event each. On
         # PostgreSQL it locks the project's ledger head until commit, so it comes last.
         batch_spans: dict[str, dict[str, bytes]] = {}
@@ -129,16 +183,7 @@ def store_batch(engine: Engine, vault: Vault, project_id: int, batch: ParsedBatc
         # Only batches with score spans: they read the requests and configs they name.
         refused = record_span_scores(conn, project_id, typed.scores) if typed.scores else []
 
-    return IngestResult(
-        accepted=inserted,
-        duplicates=len(batch.spans) - inserted - conflicts,
-        conflicts=conflicts,
-        invalid=len(batch.rejections),
-        requests=len(typed.requests),
-        first_rejection=batch.rejections[0] if batch.rejections else None,
-        refused_scores=len(refused),
-        first_refused_score=refused[0] if refused else None,
-    )
+    return inserted, conflicts, typed, refused
 
 
 def _span_params(project_id: int, row: dict[str, Any]) -> tuple[Any, ...]:
@@ -186,8 +231,11 @@ def _stored_digests(
     return {(t, s): bytes(d) for t, s, d in conn.execute(query)}
 
 
-def _insert_typed(conn: Connection, project_id: int, typed: Normalised) -> list[str]:
-    """Insert the typed rows; returns the trace ids of the requests that were new."""
+def _insert_typed(
+    conn: Connection, project_id: int, typed: Normalised, direct: bool = False
+) -> list[str]:
+    """Insert the typed rows; returns the trace ids of the requests that were new. With
+    `direct`, the states are COPYed straight in: their spans were all new."""
     now = datetime.now(UTC)
     for row in typed.requests:
         row["ingested_at"] = now
@@ -203,7 +251,10 @@ def _insert_typed(conn: Connection, project_id: int, typed: Normalised) -> list[
     )  # fmt: skip
     typed.states.sort(key=lambda r: (r["trace_id"], r["span_id"], r["seq"]))
     states = [_state_params(project_id, s) for s in typed.states]
-    _insert_ignore(conn, INSERT_STATES, states, "world_model_states", STATE_COLUMNS, STATE_KEY)
+    if direct:
+        copy_insert(conn, "world_model_states", STATE_COLUMNS, states)
+    else:
+        _insert_ignore(conn, INSERT_STATES, states, "world_model_states", STATE_COLUMNS, STATE_KEY)
     _insert_rows(
         conn, PlannerDecision, project_id, typed.decisions, ("project_id", "trace_id", "span_id")
     )
@@ -246,6 +297,30 @@ def _upsert_models(
     if not seen:
         return
     table: Table = ModelVersion.__table__  # type: ignore[assignment]
+    # Only rows that change by more than the resolution: a version's row is row-locked from
+    # its upsert until commit, so upserting it every batch would queue concurrent batches
+    # behind one another for no news (the dashboard and drift plans read it to the second).
+    stored = {
+        (name, version): (first, last)
+        for name, version, first, last in conn.execute(
+            select(
+                table.c.name, table.c.version, table.c.first_seen_unix_nano,
+                table.c.last_seen_unix_nano,
+            ).where(
+                table.c.project_id == project_id,
+                tuple_(table.c.name, table.c.version).in_(sorted(seen)),
+            )
+        )
+    }  # fmt: skip
+    seen = {
+        key: value
+        for key, value in seen.items()
+        if key not in stored
+        or value[1] < stored[key][0]
+        or value[2] > stored[key][1] + LAST_SEEN_RESOLUTION_NS
+    }
+    if not seen:
+        return
     rows = [
         {
             "project_id": project_id,

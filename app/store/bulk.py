@@ -102,6 +102,32 @@ def copy_insert_ignore(
     return int(result.rowcount)
 
 
+class AlreadyStored(Exception):
+    """A row `copy_insert` was to write is stored already (a resend, or another transaction
+    storing the same row first). The caller's transaction is aborted: write the batch again
+    through `copy_insert_ignore`."""
+
+
+def copy_insert(
+    conn: Connection, table: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]
+) -> int:
+    """COPY `rows` straight into `table`, expecting every one to be new (the common case: a
+    batch is sent once). A row stored already, or stored meanwhile by another transaction,
+    makes the COPY fail with a unique violation (`AlreadyStored`), which aborts the caller's
+    transaction: nothing is skipped silently. Returns how many rows were written."""
+    if not rows:
+        return 0
+    driver: psycopg.Connection[Any] = conn.connection.driver_connection  # type: ignore[assignment]
+    names = ", ".join(columns)
+    try:
+        with driver.cursor() as cursor, cursor.copy(f"COPY {table} ({names}) FROM STDIN") as copy:
+            for row in rows:
+                copy.write_row(row)
+    except errors.UniqueViolation as exc:
+        raise AlreadyStored(str(exc).splitlines()[0]) from exc
+    return len(rows)
+
+
 def insert_ignore_rows(
     conn: Connection,
     table: Table,

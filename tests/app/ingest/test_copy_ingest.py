@@ -3,6 +3,8 @@ executemany on SQLite): the same answers and the same rows on both databases."""
 
 from __future__ import annotations
 
+import threading
+import time
 from typing import Any
 
 import pytest
@@ -10,7 +12,7 @@ from sqlalchemy import Engine, func, select
 
 from app.audit.erasure import Vault
 from app.ingest.normalise import span_rows
-from app.ingest.store import IngestResult, store_batch
+from app.ingest.store import SPAN_COLUMNS, IngestResult, _span_params, store_batch
 from app.store.bulk import copy_insert_ignore, staging_name
 from app.store.dialect import is_postgresql
 from app.store.tables import PlannerDecision, Request, Span, WorldModelState
@@ -146,3 +148,51 @@ def test_copy_insert_ignore_counts_only_new_rows_and_leaves_the_stage_empty(
     assert [(s, n) for s, n, _, _ in stored] == [("b" * 16, "x"), ("c" * 16, "y")]
     assert stored[0][2] == {"k": "tab\there \\ back"}
     assert bytes(stored[0][3]) == b"\x00\\\n\xff"
+
+
+def test_a_span_stored_meanwhile_by_another_transaction_makes_the_batch_take_the_staging_path(
+    engine: Engine,
+) -> None:
+    # A batch is COPYed straight in, as new. Another transaction storing one of its spans
+    # first (here: holding it uncommitted, and committing while the COPY waits on it) aborts
+    # the COPY; the batch is written again through the staging path, and counts the span a
+    # duplicate.
+    if not is_postgresql(engine):
+        pytest.skip("the direct COPY is PostgreSQL's")
+    pid = projects.create_project(engine, "shop")
+    spans = otlp.hybrid_trace(otlp.Ids(21)) + otlp.hybrid_trace(otlp.Ids(22))
+    parsed = span_rows(otlp.request(spans))
+    first = min(parsed.spans, key=lambda r: (r["trace_id"], r["span_id"]))
+    other = engine.connect()
+    other.begin()
+    other.exec_driver_sql(
+        f"INSERT INTO spans ({', '.join(SPAN_COLUMNS)}) "
+        f"VALUES ({', '.join(['%s'] * len(SPAN_COLUMNS))})",
+        _span_params(pid, first),
+    )
+    results: list[IngestResult] = []
+    writer = threading.Thread(
+        target=lambda: results.append(ingest(engine, pid, spans)), daemon=True
+    )
+    writer.start()
+    with engine.connect() as watch:
+        # Until the writer waits on the uncommitted span's lock.
+        for _ in range(600):
+            waiting = watch.exec_driver_sql(
+                "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
+                "AND datname = current_database()"
+            ).scalar_one()
+            if waiting:
+                break
+            watch.rollback()
+            time.sleep(0.05)
+        assert waiting, "the batch's COPY never waited on the other transaction's span"
+    other.commit()
+    other.close()
+    writer.join(30)
+    assert results, "the batch was not stored"
+    result = results[0]
+    assert (result.accepted, result.duplicates, result.conflicts) == (7, 1, 0)
+    assert count(engine, Span) == 8
+    assert count(engine, Request) == 2
+    assert count(engine, PlannerDecision) == 2
