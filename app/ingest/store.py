@@ -36,6 +36,7 @@ from app.store.bulk import (
     AlreadyStored,
     copy_insert,
     copy_insert_ignore,
+    copy_rows,
     insert_ignore_rows,
 )
 from app.store.dialect import (
@@ -240,7 +241,7 @@ def _insert_typed(
     for row in typed.requests:
         row["ingested_at"] = now
     new_requests = _insert_rows(
-        conn, Request, project_id, typed.requests, ("project_id", "trace_id"), returning=True
+        conn, Request, project_id, typed.requests, ("project_id", "trace_id"), True, direct
     )
     _insert_rows(
         conn, RequestModel, project_id, typed.request_models, ("project_id", "trace_id", "role")
@@ -255,10 +256,11 @@ def _insert_typed(
         copy_insert(conn, "world_model_states", STATE_COLUMNS, states)
     else:
         _insert_ignore(conn, INSERT_STATES, states, "world_model_states", STATE_COLUMNS, STATE_KEY)
+    decision_key = ("project_id", "trace_id", "span_id")
+    _insert_rows(conn, PlannerDecision, project_id, typed.decisions, decision_key, False, direct)
     _insert_rows(
-        conn, PlannerDecision, project_id, typed.decisions, ("project_id", "trace_id", "span_id")
+        conn, PolicyEvaluation, project_id, typed.policy_evaluations, STATE_KEY, False, direct
     )
-    _insert_rows(conn, PolicyEvaluation, project_id, typed.policy_evaluations, STATE_KEY)
     _insert_rows(conn, Review, project_id, typed.reviews, ("project_id", "trace_id"))
     _insert_rows(conn, ShadowRun, project_id, typed.shadow_runs, ("project_id", "trace_id"))
     # Last: an upsert holds a row lock on PostgreSQL until commit, so it is held briefly.
@@ -273,14 +275,20 @@ def _insert_rows(
     rows: list[dict[str, Any]],
     key: tuple[str, ...],
     returning: bool = False,
+    direct: bool = False,
 ) -> list[str]:
-    """INSERT ... ON CONFLICT DO NOTHING; with `returning`, the trace ids of the new rows."""
+    """INSERT ... ON CONFLICT DO NOTHING; with `returning`, the trace ids of the new rows.
+    With `direct` (PostgreSQL, a batch whose spans were all new: rows keyed by a new span,
+    or a request by its new root span, are new too), COPYed straight in."""
     if not rows:
         return []
     for row in rows:
         row["project_id"] = project_id
     rows.sort(key=lambda r: tuple(r[k] for k in key[1:]))
     table: Table = model.__table__
+    if direct:
+        copy_rows(conn, table, rows)
+        return [row["trace_id"] for row in rows] if returning else []
     if is_postgresql(conn):
         # A few dozen rows: pipelined executemany beats SQLAlchemy's multi-row VALUES here.
         return insert_ignore_rows(conn, table, key, rows, "trace_id" if returning else None)

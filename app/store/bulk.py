@@ -141,6 +141,38 @@ def insert_ignore_rows(
     bind processors, and columns missing from the rows get their Python-side defaults."""
     if not rows:
         return []
+    names, params = _bound(conn, table, rows)
+    sql = (
+        f"INSERT INTO {table.name} ({', '.join(names)}) VALUES ({', '.join(['%s'] * len(names))})"
+        f" ON CONFLICT ({', '.join(key)}) DO NOTHING"
+    )
+    driver: psycopg.Connection[Any] = conn.connection.driver_connection  # type: ignore[assignment]
+    with driver.cursor() as cursor:
+        if returning is None:
+            cursor.executemany(sql, params)
+            return []
+        cursor.executemany(f"{sql} RETURNING {returning}", params, returning=True)
+        new: list[Any] = []
+        while True:
+            new.extend(row[0] for row in cursor.fetchall())
+            if not cursor.nextset():
+                return new
+
+
+def copy_rows(conn: Connection, table: Table, rows: Sequence[dict[str, Any]]) -> int:
+    """`copy_insert` of `rows` given as dicts, bound as `insert_ignore_rows` binds them: for
+    the typed rows of spans `copy_insert` wrote as new (their keys hold the span's)."""
+    if not rows:
+        return 0
+    names, params = _bound(conn, table, rows)
+    return copy_insert(conn, table.name, names, params)
+
+
+def _bound(
+    conn: Connection, table: Table, rows: Sequence[dict[str, Any]]
+) -> tuple[list[str], list[tuple[Any, ...]]]:
+    """The column names and the rows' values as the driver takes them: through the columns'
+    SQLAlchemy bind processors, with Python-side defaults for the columns the rows lack."""
     dialect = conn.dialect
     given = list(rows[0])
     defaults = [
@@ -160,22 +192,7 @@ def insert_ignore_rows(
         params.append(
             tuple(v if p is None else p(v) for v, p in zip(values, processors, strict=True))
         )
-    names = ", ".join(c.name for c in columns)
-    sql = (
-        f"INSERT INTO {table.name} ({names}) VALUES ({', '.join(['%s'] * len(columns))}) "
-        f"ON CONFLICT ({', '.join(key)}) DO NOTHING"
-    )
-    driver: psycopg.Connection[Any] = conn.connection.driver_connection  # type: ignore[assignment]
-    with driver.cursor() as cursor:
-        if returning is None:
-            cursor.executemany(sql, params)
-            return []
-        cursor.executemany(f"{sql} RETURNING {returning}", params, returning=True)
-        new: list[Any] = []
-        while True:
-            new.extend(row[0] for row in cursor.fetchall())
-            if not cursor.nextset():
-                return new
+    return [c.name for c in columns], params
 
 
 def _create_stage(table: str) -> str:
