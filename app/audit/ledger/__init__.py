@@ -205,9 +205,19 @@ def append_many(
         return []
     when = (created_at or datetime.now(UTC)).astimezone(UTC)
     stamp = chain.format_time(when)
-    for kind, _ in events:
+    # The payloads' canonical JSON first: the head's lock (held until commit, and every
+    # writer of the project queues on it) is then held only for the chaining.
+    encoded: list[tuple[str, dict[str, Any], bytes]] = []
+    for kind, raw in events:
         if not kind or not isinstance(kind, str):
             raise ValueError(f"an event needs a kind, not {kind!r}")
+        payload = dict(raw) if trusted else representable(raw)
+        try:
+            body = fastjcs.dumps(payload)
+        except ValueError:
+            payload = representable(payload)
+            body = fastjcs.dumps(payload)
+        encoded.append((kind, payload, body))
     head = lock_head(conn, project_id)
     if project_name is not None and project_name != head.project:
         raise ValueError(f"project {project_id} is named {head.project!r}, not {project_name!r}")
@@ -221,14 +231,8 @@ def append_many(
     appended: list[AppendedEvent] = []
     sha256 = hashlib.sha256
     kinds: dict[str, bytes] = {}
-    for kind, raw in events:
+    for kind, payload, body in encoded:
         seq += 1
-        payload = dict(raw) if trusted else representable(raw)
-        try:
-            body = fastjcs.dumps(payload)
-        except ValueError:
-            payload = representable(payload)
-            body = fastjcs.dumps(payload)
         kind_json = kinds.get(kind)
         if kind_json is None:
             kind_json = kinds[kind] = jcs.utf8(encode_basestring(kind))
