@@ -5,6 +5,7 @@ Run from the repository root:
 
     .venv/bin/python bench/drift_quality.py                  # 100 + 100 trials, shift 1.0
     .venv/bin/python bench/drift_quality.py --shift 0.3 --trials 50
+    .venv/bin/python bench/drift_quality.py --stream 3000 --step 100
 
 What it does, in one run:
 
@@ -23,6 +24,15 @@ What it does, in one run:
 4. Prints, per kind, the share of unshifted trials judged `drift` (false positives) and the
    share of shifted trials judged `drift` (detection). Targets: detection >= 95%, false
    positives <= 5%.
+5. The stateful stream: the trials above draw independent samples, but one `warden demo` run
+   books into one calendar that fills as it goes, so its early and late requests differ for
+   reasons that are not drift. So it also sends one unshifted run of `--stream` requests and
+   judges it as the drift job would at every `--step` requests along it: the newest
+   `--current` requests against the traffic reference the job would take there, the
+   `--reference` requests just before them (the default, `reference = "preceding"`), and, for
+   comparison, the version's first `--reference` requests (`reference = "first"`, the default
+   before). Prints each kind's share of positions judged `drift` (false positives: the
+   traffic is unshifted) and `warn`, per reference.
 
 It asserts nothing; a failed data check (a lost request) exits 1.
 """
@@ -37,6 +47,7 @@ import tempfile
 import time
 from collections import Counter
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[:] = [str(ROOT)] + [p for p in sys.path if Path(p or ".").resolve() != ROOT / "bench"]
@@ -61,12 +72,20 @@ def main() -> int:
     parser.add_argument("--reference", type=int, default=500, help="requests per reference")
     parser.add_argument("--current", type=int, default=500, help="requests per current window")
     parser.add_argument("--pool", type=int, default=2500, help="requests per pool")
+    parser.add_argument(
+        "--stream", type=int, default=2000, help="requests of the stateful run (0: none)"
+    )
+    parser.add_argument(
+        "--step", type=int, default=50, help="requests between the stateful run's judged positions"
+    )
     parser.add_argument("--keep", action="store_true", help="keep the data folder")
     args = parser.parse_args()
     if not 0 < args.shift <= 1:
         parser.error("--shift must be in (0, 1]")
     if max(args.reference, args.current) > args.pool:
         parser.error("--pool must hold at least --reference and --current requests")
+    if args.stream and args.stream < args.reference + args.current:
+        parser.error("--stream must hold at least --reference plus --current requests")
 
     os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
     from sqlalchemy import select
@@ -100,21 +119,24 @@ def main() -> int:
     server = start_server(data, env)
     bounds: dict[str, windows.Bounds] = {}
     try:
-        for pool, seed, shift in (("reference", 11, 0.0), ("unshifted", 12, 0.0),
-                                  ("shifted", 13, args.shift)):  # fmt: skip
-            say(f"sending the {pool} pool: {args.pool} requests (shift {shift}) ...")
+        sends = [("reference", 11, 0.0, args.pool), ("unshifted", 12, 0.0, args.pool),
+                 ("shifted", 13, args.shift, args.pool)]  # fmt: skip
+        if args.stream:
+            sends.append(("stream", 14, 0.0, args.stream))
+        for pool, seed, shift, size in sends:
+            say(f"sending the {pool} pool: {size} requests (shift {shift}) ...")
             started = time.time_ns()
             t0 = time.perf_counter()
             result = demo.run(
                 server.url, key, tracking_uri, fingerprint_secret="bench",
-                spool_dir=tmp / f"spool-{pool}", requests=args.pool, seed=seed, shift=shift,
+                spool_dir=tmp / f"spool-{pool}", requests=size, seed=seed, shift=shift,
                 log=say,
             )  # fmt: skip
             if not result.delivered or result.stats.get("dropped"):
                 say(f"DATA CHECK FAILED: pool {pool} not delivered whole: {result.stats}")
                 return 1
             bounds[pool] = windows.Bounds(started, time.time_ns())
-            say(f"  {args.pool / (time.perf_counter() - t0):.0f} requests/s")
+            say(f"  {size / (time.perf_counter() - t0):.0f} requests/s")
     finally:
         stop_server(server)
 
@@ -130,7 +152,7 @@ def main() -> int:
         ).one()
     pools = {p: windows.load(engine, project_id, name, version, b) for p, b in bounds.items()}
     for pool, window in pools.items():
-        if window.requests != args.pool:
+        if window.requests != (args.stream if pool == "stream" else args.pool):
             say(f"DATA CHECK FAILED: {window.requests} requests stored in pool {pool}")
             return 1
     dataset = references.training_dataset(engine, project_id, name, version)
@@ -192,12 +214,63 @@ def main() -> int:
     print("-" * len(header))
     print(f"targets: detection >= {TARGET_DETECTION:.0%}, false positives <= "
           f"{TARGET_FALSE_POSITIVES:.0%} per kind: {'met' if met else 'NOT met'}")  # fmt: skip
+    if args.stream:
+        print()
+        _stateful(args, pools["stream"], inputs, say)
     engine.dispose()
     if args.keep:
         say(f"kept {tmp}")
     else:
         shutil.rmtree(tmp, ignore_errors=True)
     return 0
+
+
+def _stateful(args: argparse.Namespace, stream: Any, inputs: Any, say: Any) -> None:
+    """Judge the stateful run at every `--step` requests along it (see the docstring, 5.)."""
+    from app.drift.detectors.decisions import DecisionDetector
+    from app.drift.detectors.latent import LatentDetector
+    from app.drift.detectors.protocol import Options, Skipped
+
+    r, c = args.reference, args.current
+    options = Options(permutations=100, artifacts=False)
+    references = {"preceding": lambda end: np.arange(end - c - r, end - c),
+                  "first": lambda _end: np.arange(r)}  # fmt: skip
+    ends = list(range(r + c, args.stream + 1, args.step))
+    # Inputs are judged against the training dataset whichever traffic reference is chosen.
+    verdicts: dict[tuple[str, str], Counter[str]] = {
+        (kind, ref): Counter() for kind in KINDS for ref in references
+    }
+    t_all = time.perf_counter()
+    for end in ends:
+        current = stream.subset(np.arange(end - c, end)).sample()
+        verdicts[("input", "preceding")][inputs.test(current).verdict] += 1
+        for ref, rows in references.items():
+            reference = stream.subset(rows(end)).sample()
+            for kind, make in (("latent", LatentDetector), ("decision", DecisionDetector)):
+                try:
+                    found = make(options).fit(reference).test(current).verdict
+                except Skipped as skip:
+                    found = f"skipped: {skip}"
+                verdicts[(kind, ref)][found] += 1
+    say(f"  stateful run judged at {len(ends)} positions ({time.perf_counter() - t_all:.0f}s)")
+    print("On the stateful stream (one unshifted demo run, one calendar filling as it goes)")
+    print(f"{args.stream} requests; judged at {len(ends)} positions, every {args.step} requests "
+          f"from {r + c}: the newest {c} requests against the reference")  # fmt: skip
+    header = f"{'kind':<10}{'reference':<34}{'false positives':>17}{'warn':>8}"
+    print("-" * len(header))
+    print(header)
+    print("-" * len(header))
+    what = {"preceding": f"the {r} before (default)", "first": f"the version's first {r}"}
+    for kind in KINDS:
+        for ref in references if kind != "input" else ("preceding",):
+            counted = verdicts[(kind, ref)]
+            label = "the training dataset" if kind == "input" else what[ref]
+            print(f"{kind:<10}{label:<34}{counted['drift'] / len(ends):>17.1%}"
+                  f"{counted['warn'] / len(ends):>8.1%}")  # fmt: skip
+            for reason, n in counted.items():
+                if reason.startswith("skipped"):
+                    print(f"  {n} positions {reason}")
+    print("-" * len(header))
 
 
 if __name__ == "__main__":

@@ -159,8 +159,21 @@ def configure(
     ] = None,
     current_count: Annotated[int | None, typer.Option(help="N of a count window")] = None,
     current_seconds: Annotated[int | None, typer.Option(help="T of a time window")] = None,
+    reference: Annotated[
+        str | None,
+        typer.Option(
+            help="traffic reference: preceding (the N requests just before the current window) "
+            "or first (a version's first N requests)"
+        ),
+    ] = None,
     reference_count: Annotated[
-        int | None, typer.Option(help="a version's first N requests are its traffic reference")
+        int | None, typer.Option(help="N, the requests in the traffic reference")
+    ] = None,
+    reference_since: Annotated[
+        str | None, typer.Option(help="pin the traffic reference to a time range: its start")
+    ] = None,
+    reference_until: Annotated[
+        str | None, typer.Option(help="... and its end (ISO 8601; '' with since '' unpins)")
     ] = None,
     min_requests: Annotated[int | None, typer.Option(help="smaller windows are not judged")] = None,
     interval: Annotated[
@@ -182,6 +195,7 @@ def configure(
             "window": window,
             "current_count": current_count,
             "current_seconds": current_seconds,
+            "reference": reference,
             "reference_count": reference_count,
             "min_requests": min_requests,
             "interval_seconds": interval,
@@ -190,6 +204,10 @@ def configure(
     }
     if webhook is not None:
         changes["webhook_url"] = webhook or None
+    for key, value in {"reference_since": reference_since,
+                       "reference_until": reference_until}.items():  # fmt: skip
+        if value is not None:
+            changes[key] = value or None
     with database() as engine:
         project_id = projects.project_id(engine, project)
         if show or not changes:

@@ -4,8 +4,9 @@ current window.
 
 References on offer (see `app.drift.reference`):
 
-- the traffic reference, the version's pinned early window, with every part a detector reads;
-  kept between runs while the count of requests in it holds;
+- the traffic reference, a window of the version's own traffic (by default the requests just
+  before the current window; see `app.drift.plan`), with every part a detector reads; kept
+  between runs while its bounds and the count of requests in it hold;
 - the training dataset of the version's MLflow lineage, input features only, read when a
   detector asks for it (only the columns the current window records).
 

@@ -1,10 +1,15 @@
 """What a drift job compares: which world-model versions it judges, and for each, the
 bounds of its traffic reference and of its current window.
 
-The traffic reference is the version's first `reference_count` requests, or the time range
-pinned in the settings. The current window is its newest `current_count` requests, or its
-last `current_seconds`, never reaching back into the reference. Planning reads a few
-counts and times of the version's traffic, never the requests themselves.
+The current window is the version's newest `current_count` requests, or its last
+`current_seconds`. The traffic reference is, by default, the `reference_count` requests just
+before the current window (`reference = "preceding"`): a stack that keeps state (a calendar
+that fills, a cache, a queue) serves early and late traffic of one version differently for
+reasons that are not drift, and a reference taken from the version's first requests would
+judge that as drift every time (README "Drift" gives the figures). With `reference =
+"first"` it is the version's first `reference_count` requests, and a time range pinned in the
+settings overrides both; the current window then never reaches back into the reference.
+Planning reads a few counts and times of the version's traffic, never the requests themselves.
 """
 
 from __future__ import annotations
@@ -21,7 +26,7 @@ from app.store.engine import read_connection
 from app.store.tables import ModelVersion
 
 # The role whose versions are monitored: drift is judged per world-model version, whose
-# training data and own early traffic are the references.
+# training data and own traffic are the references.
 ROLE = "world_model"
 
 
@@ -34,7 +39,8 @@ class Plan:
     traffic: Bounds | None
     """From the version's first request to its last; None when it has none."""
     reference: Bounds | None
-    """The traffic reference; None while the version has fewer than `reference_count`."""
+    """The traffic reference; None while the version has fewer than `reference_count`
+    requests to fill it."""
     current: Bounds | None
     """The current window; None when there is no traffic after the reference."""
 
@@ -64,9 +70,31 @@ def plan(
 ) -> Plan:
     """The version's windows at `now` (Unix nanoseconds)."""
     traffic = windows.span_of_traffic(engine, project_id, name, version)
+    if config.reference == "preceding" and not config.reference_since:
+        current = current_window(engine, project_id, name, version, config, now, traffic, None)
+        reference = preceding_reference(engine, project_id, name, version, config, current)
+        return Plan(name, version, traffic, reference, current)
     reference = traffic_reference(engine, project_id, name, version, config, traffic)
     current = current_window(engine, project_id, name, version, config, now, traffic, reference)
     return Plan(name, version, traffic, reference, current)
+
+
+def preceding_reference(
+    engine: Engine,
+    project_id: int,
+    name: str,
+    version: str,
+    config: DriftSettings,
+    current: Bounds | None,
+) -> Bounds | None:
+    """The `reference_count` requests just before the current window; None while fewer."""
+    if current is None:
+        return None
+    nth = windows.nth_start(
+        engine, project_id, name, version, config.reference_count, newest=True,
+        before=current.start,
+    )  # fmt: skip
+    return None if nth is None else Bounds(nth, current.start)
 
 
 def traffic_reference(

@@ -6,9 +6,10 @@
   after the registry forgot the run. Downloaded once per dataset digest into
   `<data_dir>/cache/datasets/` (only the columns traffic names). Without one, the version's
   own traffic reference window serves.
-- **Latent states and decisions**: a pinned window of the version's own traffic (its first
-  `reference_count` requests, or a configured time range); the training data holds no latent
-  states or plans.
+- **Latent states and decisions**: a window of the version's own traffic (by default the
+  `reference_count` requests just before the current window; its first `reference_count`
+  requests, or a configured time range, when the settings say so: see `app.drift.plan`); the
+  training data holds no latent states or plans.
 
 `app.drift.detection` keeps references and the detectors fitted on them (in `Built`) between
 runs, so a scheduled job does not read or fit them again every run.

@@ -28,12 +28,18 @@ class DriftSettings(BaseModel):
     )
     current_count: int = Field(default=500, ge=20, le=1_000_000)
     current_seconds: int = Field(default=3600, ge=60)
+    reference: Literal["preceding", "first"] = Field(
+        default="preceding",
+        description="traffic reference (latent states and decisions always, inputs when the "
+        "version's run logged no training dataset): the `reference_count` requests just "
+        "before the current window, or the version's first `reference_count` requests; a "
+        "pinned time range (`reference_since`, `reference_until`) overrides both",
+    )
     reference_count: int = Field(
         default=500,
         ge=20,
         le=1_000_000,
-        description="traffic reference: a version's first requests (latent states and "
-        "decisions always, inputs when its run logged no training dataset)",
+        description="requests in the traffic reference (unless a time range is pinned)",
     )
     reference_since: datetime | None = Field(
         default=None, description="pin the traffic reference to a time range instead"

@@ -18,7 +18,17 @@ from typing import Any
 import numpy as np
 import orjson
 import pandas as pd
-from sqlalchemy import ClauseElement, Connection, Engine, Text, and_, cast, func, select
+from sqlalchemy import (
+    ClauseElement,
+    Connection,
+    Engine,
+    Text,
+    and_,
+    cast,
+    func,
+    select,
+    true,
+)
 from sqlalchemy.sql.compiler import SQLCompiler
 
 from app.drift.detectors.sample import DecisionSample, Sample
@@ -99,13 +109,21 @@ def _model_filter(project_id: int, name: str, version: str) -> Any:
 
 
 def nth_start(
-    engine: Engine, project_id: int, name: str, version: str, n: int, newest: bool
+    engine: Engine,
+    project_id: int,
+    name: str,
+    version: str,
+    n: int,
+    newest: bool,
+    before: int | None = None,
 ) -> int | None:
-    """Start time of the version's `n`-th newest (or oldest) request; None if it has fewer."""
+    """Start time of the version's `n`-th newest (or oldest) request, among those that
+    started before `before` when given; None if it has fewer."""
     column = RequestModel.start_time_unix_nano
     query = (
         select(column)
         .where(_model_filter(project_id, name, version))
+        .where(column < before if before is not None else true())
         .order_by(column.desc() if newest else column.asc())
         .offset(n - 1)
         .limit(1)

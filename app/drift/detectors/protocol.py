@@ -29,7 +29,7 @@ Source = Literal["training dataset", "traffic"]
 TRAINING: Source = "training dataset"
 """The training dataset the version's MLflow run logged: input features only."""
 TRAFFIC: Source = "traffic"
-"""A pinned window of the version's own early traffic: features, latent states, decisions."""
+"""A window of the version's own traffic: features, latent states, decisions."""
 
 
 def worst(verdicts: Iterable[Verdict]) -> Verdict:

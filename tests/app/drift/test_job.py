@@ -42,13 +42,14 @@ def traced(tmp_path: Path) -> Iterator[tuple[Engine, list[str]]]:
     engine.dispose()
 
 
-def _booking(engine: Engine) -> int:
-    """A project with 120 requests of wm v1: the first 50 the reference, the last 50 the
-    current window."""
+def _booking(engine: Engine, reference: str = "first") -> int:
+    """A project with 120 requests of wm v1: the last 50 the current window, the first 50
+    the reference (or with `reference="preceding"`, the 50 before the current window)."""
     project_id = projects.create_project(engine, "booking")
     drift_settings.update_settings(
-        engine, project_id, {"reference_count": 50, "current_count": 50, "min_requests": 20}
-    )
+        engine, project_id,
+        {"reference": reference, "reference_count": 50, "current_count": 50, "min_requests": 20},
+    )  # fmt: skip
     add_requests(engine, project_id, 0, 120)
     return project_id
 
@@ -119,3 +120,21 @@ def test_a_fourth_kind_drops_in(engine: Engine, tmp_path: Path) -> None:
     stored = reports.list_reports(engine, project_id).items
     assert sorted(r.kind for r in stored) == sorted([*registry.KINDS, "hours"])
     assert {r.job_id for r in stored} == {version.job_id}
+
+
+def test_by_default_the_reference_is_the_traffic_just_before_the_current_window(
+    engine: Engine, tmp_path: Path
+) -> None:
+    _booking(engine, reference="preceding")
+    runner = DriftRunner(
+        engine, f"file://{tmp_path / 'mlruns'}", tmp_path, log_to_mlflow=False,
+        detectors={"hours": HoursDetector},
+    )  # fmt: skip
+    (version,) = runner.run("booking", "wm", "1", now=NOW).versions
+    (hours,) = version.reports
+    # Requests 70-119 against 20-69 (each request starts 1 ms after the one before).
+    assert hours.reference["rows"] == 50
+    assert hours.reference["start_unix_nano"] == T0 + 20 * 10**6
+    assert hours.reference["end_unix_nano"] == hours.current.start == T0 + 70 * 10**6
+    assert hours.scores["shift"] == pytest.approx(50 / 14.577, 1e-3)
+    assert drift_settings.DriftSettings().reference == "preceding"
