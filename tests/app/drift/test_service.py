@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import threading
 from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
@@ -84,6 +85,28 @@ def test_cli_configure_and_refusals(tmp_path: Path) -> None:
     assert empty.returncode == 0 and "no world-model version" in empty.stdout
     missing = warden(tmp_path, url, "drift", "run", "--project", "nobody")
     assert missing.returncode == 1 and "nobody" in missing.stderr
+
+
+def test_cli_chooses_pins_and_unpins_the_traffic_reference(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'warden.db'}"
+    assert warden(tmp_path, url, "project", "create", "booking").returncode == 0
+
+    def configure(*args: str) -> dict[str, Any]:
+        done = warden(tmp_path, url, "drift", "configure", "--project", "booking", *args)
+        assert done.returncode == 0, done.stderr
+        return dict(json.loads(done.stdout))
+
+    assert configure("--show")["reference"] == "preceding"  # the default
+    assert configure("--reference", "first")["reference"] == "first"
+    pinned = configure("--reference-since", "2026-11-24T00:00:00Z",
+                       "--reference-until", "2026-11-25T00:00:00Z")  # fmt: skip
+    assert pinned["reference_since"].startswith("2026-11-24T00:00:00")
+    assert pinned["reference_until"].startswith("2026-11-25T00:00:00")
+    unpinned = configure("--reference-since", "", "--reference-until", "")
+    assert unpinned["reference_since"] is None and unpinned["reference_until"] is None
+    refused = warden(tmp_path, url, "drift", "configure", "--project", "booking",
+                     "--reference", "middle")  # fmt: skip
+    assert refused.returncode == 1 and "reference" in refused.stderr
 
 
 class Receiver:
