@@ -30,10 +30,11 @@ from examples.booking import demo
 from tests.conftest import LiveService, embedded_settings, running
 from tests.examples.test_drift_demo import SPEC, judge, report
 
-REFERENCE, CURRENT = 300, 200
+REFERENCE, CURRENT = 200, 200
 # (seed, requests of one plain run): lengths past the calendar's first fast fill, where the
-# loads still climb (README "Drift" gives the figures of shorter runs).
-CASES = ((4, 800), (5, 1000))
+# loads still climb but slowly; earlier in a run, or with larger windows, even the preceding
+# requests can differ (README "Drift" gives the figures).
+CASES = ((4, 900), (5, 1000))
 KINDS = ("input", "latent", "decision")
 
 
