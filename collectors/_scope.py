@@ -386,9 +386,7 @@ def intent(values: Mapping[str, Any]) -> None:
         return
     # Only the policies that read the intent: the others judged this input when it opened.
     readers = [
-        p.id
-        for p in current.policies
-        if p.phase.value == "pre_request" and "intent" in p.when
+        p.id for p in current.policies if p.phase.value == "pre_request" and "intent" in p.when
     ]
     verdicts = [v for pid in readers for v in current.evaluate("pre_request", record.context, pid)]
     _enforce(record, record.events, verdicts)

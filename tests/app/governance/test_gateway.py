@@ -6,10 +6,11 @@ the MLflow store of the service's data folder, and nothing stored for an input n
 from __future__ import annotations
 
 import shutil
-
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
+import httpx
 import pytest
 from sqlalchemy import Engine
 
@@ -84,19 +85,13 @@ def _default_project(engine: Engine) -> None:
     projects.create_project(engine, "default")
 
 
-def _stored(client: object, request_id: str) -> dict[str, object]:
-    import httpx
-
-    assert isinstance(client, httpx.Client)
+def _stored(client: httpx.Client, request_id: str) -> dict[str, Any]:
     answer = client.get(f"/v1/requests/{request_id}")
     assert answer.status_code == 200, answer.text
     return answer.json()  # type: ignore[no-any-return]
 
 
-def _count(client: object) -> int:
-    import httpx
-
-    assert isinstance(client, httpx.Client)
+def _count(client: httpx.Client) -> int:
     return len(client.get("/v1/requests", params={"limit": 100}).json()["items"])
 
 
@@ -110,7 +105,7 @@ def test_an_oversized_input_is_denied_403_naming_the_policy_and_stored_denied(
         assert body["policy_id"] == "input-limits" and "max 4096" in body["message"]
         detail = _stored(client, body["request_id"])
     assert detail["outcome"] == "denied"
-    assert [(e["policy_id"], e["outcome"]) for e in detail["policy_evaluations"]] == [  # type: ignore[attr-defined]
+    assert [(e["policy_id"], e["outcome"]) for e in detail["policy_evaluations"]] == [
         ("input-limits", "deny")
     ]
     assert detail["states"] == [] and detail["decisions"] == []  # the stack never ran
@@ -126,7 +121,7 @@ def test_too_many_people_are_denied_after_the_intent_is_parsed(live: LiveService
         assert body["policy_id"] == "input-limits" and '"people": 60' in body["message"]
         detail = _stored(client, body["request_id"])
     assert detail["outcome"] == "denied"
-    outcomes = [(e["policy_id"], e["outcome"]) for e in detail["policy_evaluations"]]  # type: ignore[attr-defined]
+    outcomes = [(e["policy_id"], e["outcome"]) for e in detail["policy_evaluations"]]
     # Allowed on its size when it opened, denied on its intent before the world model ran.
     assert outcomes == [("input-limits", "allow"), ("input-limits", "deny")]
     assert detail["states"] == [] and detail["decisions"] == []
@@ -138,21 +133,17 @@ def test_every_request_names_the_version_of_every_stage(live: LiveService) -> No
             answer = client.post("/v1/infer", json={"input": {"text": TEXT}})
             assert answer.status_code == 200, answer.text
             models = _stored(client, answer.json()["request_id"])["models"]
-            assert isinstance(models, dict)
             assert set(models) == {"llm", "world_model", "planner"}
             assert models["world_model"]["version"] == "1"
 
 
-def test_a_review_is_answered_202(
-    settings: Settings, tmp_path: Path, engine: Engine
-) -> None:
+def test_a_review_is_answered_202(settings: Settings, tmp_path: Path, engine: Engine) -> None:
     strict = ("planner-confidence-floor", "confidence: 0.01", "confidence: 0.9999")
-    settings = settings.model_copy(
-        update={"policies_dir": _policies(tmp_path / "strict", strict)}
-    )
-    with running(settings, engine) as live, live.client(
-        live.key("default", "ingest", "read")
-    ) as client:
+    settings = settings.model_copy(update={"policies_dir": _policies(tmp_path / "strict", strict)})
+    with (
+        running(settings, engine) as live,
+        live.client(live.key("default", "ingest", "read")) as client,
+    ):
         answer = client.post("/v1/infer", json={"input": {"text": TEXT}})
         assert answer.status_code == 202, answer.text
         (review,) = client.get("/v1/reviews").json()["items"]
@@ -167,9 +158,10 @@ def test_the_data_folder_s_mlflow_store_is_used(
     shutil.copytree(registry.data_dir, data_dir)
     settings = settings.model_copy(update={"data_dir": data_dir, "mlflow_tracking_uri": ""})
     assert settings.resolved_mlflow_tracking_uri == f"sqlite:///{data_dir / 'mlflow.db'}"
-    with running(settings, engine) as live, live.client(
-        live.key("default", "ingest", "read")
-    ) as client:
+    with (
+        running(settings, engine) as live,
+        live.client(live.key("default", "ingest", "read")) as client,
+    ):
         answer = client.post("/v1/infer", json={"input": {"text": TEXT}})
         assert answer.status_code == 200, answer.text
 
@@ -179,9 +171,10 @@ def test_a_stack_that_cannot_start_says_why_and_stores_nothing(
 ) -> None:
     empty = f"sqlite:///{tmp_path / 'empty-mlflow.db'}"
     settings = settings.model_copy(update={"mlflow_tracking_uri": empty})
-    with running(settings, engine) as live, live.client(
-        live.key("default", "ingest", "read")
-    ) as client:
+    with (
+        running(settings, engine) as live,
+        live.client(live.key("default", "ingest", "read")) as client,
+    ):
         for _ in range(2):
             answer = client.post("/v1/infer", json={"input": {"text": TEXT}})
             assert answer.status_code == 503, answer.text
@@ -194,5 +187,3 @@ def test_a_malformed_body_stores_nothing(live: LiveService) -> None:
     with live.client(live.key("default", "ingest", "read")) as client:
         assert client.post("/v1/infer", json={"text": TEXT}).status_code == 400
         assert _count(client) == 0
-
-
