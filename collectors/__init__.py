@@ -49,6 +49,7 @@ if TYPE_CHECKING:
         model,
         recorded,
         request,
+        request_trace_id,
         stage,
     )
     from collectors._scores import score
@@ -84,6 +85,7 @@ __all__ = [
     "model",
     "recorded",
     "request",
+    "request_trace_id",
     "score",
     "shadow",
     "shutdown",
@@ -110,6 +112,7 @@ _HOMES = {
                 "model",
                 "recorded",
                 "request",
+                "request_trace_id",
                 "stage",
             ),
         ),

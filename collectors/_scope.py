@@ -365,6 +365,19 @@ def features(values: Mapping[str, float | int | str | bool | None]) -> None:
     record.attributes[wire.INPUT_FEATURES] = json.dumps(kept, separators=(",", ":"))
 
 
+def request_trace_id(request_id: str) -> str | None:
+    """The id (hex trace id) of the request recorded with `request_id=`, known before the
+    request opens, e.g. to name a request its `pre_request` gates denied; None with no client.
+
+    >>> collectors.request_trace_id("order-1234")  # doctest: +SKIP
+    '5f0c...'
+    """
+    client = _client.active()
+    if client is None:
+        return None
+    return trace_id_for(request_id, client.config.fingerprint_secret).hex()
+
+
 def intent(values: Mapping[str, Any]) -> None:
     """Give the policies the structured intent the language model parsed from the input: the
     `pre_request` policies that read `request.intent` are evaluated again with it, here, so a

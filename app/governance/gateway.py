@@ -52,10 +52,6 @@ from app.store.engine import read_connection
 from app.store.tables import Review
 from app.tenancy import projects
 from app.tenancy.projects import Principal
-
-# The trace id a caller-given request id maps to: how the gateway names a request that a
-# pre_request policy denied before the request scope handed out its id.
-from collectors._record import trace_id_for
 from policies import PolicySet
 
 log = logging.getLogger("warden.gateway")
@@ -137,7 +133,6 @@ class Gateway:
             mlflow_tracking_uri=settings.resolved_mlflow_tracking_uri,
             data_dir=settings.data_dir,
         )
-        self._fingerprint_secret = settings.fingerprint_key()
         self._start_lock = threading.Lock()
         self._started = False
         self.project_id = projects.project_id(engine, settings.stack_project)
@@ -146,7 +141,7 @@ class Gateway:
         self._experiments_at = 0.0
         self.client = collectors.init(
             endpoint="http://127.0.0.1",  # unused: the sender delivers in-process
-            fingerprint_secret=self._fingerprint_secret,
+            fingerprint_secret=settings.fingerprint_key(),
             spool_dir=settings.data_dir / "gateway-spool",
             service_name="warden-gateway",
             project=settings.stack_project,
@@ -208,7 +203,7 @@ class Gateway:
         # The gateway names the request itself: a pre_request deny ends the scope before the
         # scope could hand out its id.
         given_id = uuid.uuid4().hex
-        request_id = trace_id_for(given_id, self._fingerprint_secret).hex()
+        request_id = collectors.request_trace_id(given_id) or ""
         try:
             with collectors.request(
                 body["input"], subject if isinstance(subject, str) else None, request_id=given_id
