@@ -380,8 +380,9 @@ def request_trace_id(request_id: str) -> str | None:
 
 def intent(values: Mapping[str, Any]) -> None:
     """Give the policies the structured intent the language model parsed from the input: the
-    `pre_request` policies that read `request.intent` are evaluated again with it, here, so a
-    deny raises `PolicyDenied` before the rest of the stack runs. Call it right after parsing.
+    `pre_request` policies that read `request.intent` are evaluated again with it, here (their
+    evaluation on the input alone is replaced), so a deny raises `PolicyDenied` before the rest
+    of the stack runs. Call it right after parsing.
 
     >>> collectors.intent({"people": 60, "duration_hours": 2})  # doctest: +SKIP
     Traceback (most recent call last):
@@ -402,6 +403,17 @@ def intent(values: Mapping[str, Any]) -> None:
         p.id for p in current.policies if p.phase.value == "pre_request" and "intent" in p.when
     ]
     verdicts = [v for pid in readers for v in current.evaluate("pre_request", record.context, pid)]
+    # Their verdict on the input alone is superseded: one evaluation per policy per request.
+    judged = {v.policy_id for v in verdicts}
+    record.events[:] = [
+        e
+        for e in record.events
+        if not (
+            e[0] == wire.POLICY_EVENT
+            and e[2].get(wire.POLICY_PHASE) == "pre_request"
+            and e[2].get(wire.POLICY_ID) in judged
+        )
+    ]
     _enforce(record, record.events, verdicts)
 
 

@@ -122,8 +122,9 @@ def test_too_many_people_are_denied_after_the_intent_is_parsed(live: LiveService
         detail = _stored(client, body["request_id"])
     assert detail["outcome"] == "denied"
     outcomes = [(e["policy_id"], e["outcome"]) for e in detail["policy_evaluations"]]
-    # Allowed on its size when it opened, denied on its intent before the world model ran.
-    assert outcomes == [("input-limits", "allow"), ("input-limits", "deny")]
+    # Judged again once its intent was known (that verdict replaces the one on its size
+    # alone), denied before the world model ran.
+    assert outcomes == [("input-limits", "deny")]
     assert detail["states"] == [] and detail["decisions"] == []
 
 
