@@ -144,3 +144,10 @@ class InferDenied(BaseModel):
     policy_version: str
     message: str
     request_id: str
+
+
+class InferFailed(BaseModel):
+    """The stack raised: the request is stored with outcome `error` and this reason."""
+
+    detail: str = Field(description="The stack's exception, first line")
+    request_id: str
