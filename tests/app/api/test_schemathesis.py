@@ -16,7 +16,9 @@ import pytest
 import schemathesis
 from fastapi.routing import APIRoute
 from hypothesis import HealthCheck, Phase, given, settings
+from hypothesis.errors import Unsatisfiable
 from schemathesis.checks import CHECKS, load_all_checks
+from schemathesis.specs.openapi.checks import positive_data_acceptance
 
 from app.api.routes import (
     audit,
@@ -44,6 +46,17 @@ _ROUTERS = (
     audit, drift, experiments, exports, gateway, health, ingest, models, policies, requests,
     reviews, scores, tensors,
 )  # fmt: skip
+# Rules between fields that JSON Schema in this document does not state, each answered 400
+# (or 422) with a detail naming them: a request valid field by field may still be refused.
+CROSS_FIELD_RULES = {
+    ("GET", "/v1/requests"): "policy_outcome needs policy_id",
+    ("GET", "/v1/drift"): "model_version needs model_name",
+    ("PUT", "/v1/tensors/{digest}"): "the digest is the SHA-256 of the body",
+    ("POST", "/v1/drift/run"): "model_name and model_version together",
+    ("POST", "/v1/exports"): "`from` and `to` are ISO 8601 times, `model` is name[/version]",
+    ("POST", "/v1/experiments"): "names are slugs; arms name versions of the stage",
+    ("POST", "/v1/traces"): "the body is OTLP (protobuf or JSON) in its declared content type",
+}
 OPERATIONS = sorted(
     (method, route.path)
     for module in _ROUTERS
@@ -106,6 +119,8 @@ def test_every_operation_keeps_its_contract(
 ) -> None:
     operation = api_schema[path][method]
     checks = every_check()
+    if (method, path) in CROSS_FIELD_RULES:
+        checks.remove(positive_data_acceptance)
 
     @given(case=operation.as_strategy(mode))
     @settings(
@@ -120,4 +135,10 @@ def test_every_operation_keeps_its_contract(
             headers={"Authorization": f"Bearer {admin_key}"}, checks=checks, timeout=30
         )
 
-    answers()
+    try:
+        answers()
+    except Unsatisfiable:
+        # Hypothesis proved that no request breaks the document (no parameter, no body, or
+        # only free text): nothing invalid exists to send.
+        assert mode is schemathesis.GenerationMode.NEGATIVE
+        pytest.skip(f"{method} {path} takes nothing that can be invalid")
