@@ -56,6 +56,8 @@ CROSS_FIELD_RULES = {
     ("POST", "/v1/exports"): "`from` and `to` are ISO 8601 times, `model` is name[/version]",
     ("POST", "/v1/experiments"): "names are slugs; arms name versions of the stage",
     ("POST", "/v1/traces"): "the body is OTLP (protobuf or JSON) in its declared content type",
+    ("PUT", "/v1/score-configs/{name}"): "a range only for numeric configs, categories (text) "
+    "only for categorical ones",
 }
 OPERATIONS = sorted(
     (method, route.path)
