@@ -7,12 +7,14 @@ The read models themselves live beside their reads (`app.store.read_models`,
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from app.audit.ledger.read_models import SignedHead
 from app.audit.read_models import ExportStatus
+from app.errors import BadRequest
 from app.experiments.read_models import BundledExperiment, ExperimentOut
 from app.governance.read_models import ReviewOut
 from app.registry.read_models import ModelVersionSummary
@@ -43,6 +45,18 @@ def errors(*codes: int) -> dict[int | str, dict[str, Any]]:
     }
     described["4XX"] = {"model": Error, "description": "Another client error"}
     return described
+
+
+# The largest integer a database column holds (64-bit): a larger number in a query or path
+# parameter is a 400 named by FastAPI, not an overflow in the driver (a 500).
+SQL_INT_MAX = 2**63 - 1
+
+
+def check_stored_time(name: str, value: datetime | None) -> None:
+    """400 for a time that nanoseconds since 1970 in a 64-bit integer cannot hold (how span
+    times are stored), before a query overflows on it."""
+    if value is not None and not 1678 <= value.year <= 2261:
+        raise BadRequest(f"{name}: {value.isoformat()} is outside the years 1678 to 2261")
 
 
 def binary(media_type: str, description: str) -> dict[str, Any]:

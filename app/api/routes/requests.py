@@ -9,7 +9,7 @@ from fastapi import APIRouter, Query
 from starlette.concurrency import run_in_threadpool
 
 from app.api.deps import EngineDep, Reader, SettingsDep
-from app.api.schemas import errors
+from app.api.schemas import check_stored_time, errors
 from app.experiments import shadows
 from app.experiments.shadows import ShadowRuns
 from app.registry import lineage
@@ -44,6 +44,8 @@ async def list_requests(
     limit: Annotated[int, Query(ge=1, le=queries.MAX_PAGE)] = 50,
     cursor: Annotated[str | None, Query(description="`next_cursor` of the previous page")] = None,
 ) -> RequestPage:
+    check_stored_time("since", since)
+    check_stored_time("until", until)
     flt = queries.RequestFilter(
         since, until, model_name, model_version, outcome, fingerprint, policy_id, policy_outcome
     )
