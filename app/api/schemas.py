@@ -8,9 +8,9 @@ The read models themselves live beside their reads (`app.store.read_models`,
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
 from app.audit.ledger.read_models import SignedHead
 from app.audit.read_models import ExportStatus
@@ -50,6 +50,22 @@ def errors(*codes: int) -> dict[int | str, dict[str, Any]]:
 # The largest integer a database column holds (64-bit): a larger number in a query or path
 # parameter is a 400 named by FastAPI, not an overflow in the driver (a 500).
 SQL_INT_MAX = 2**63 - 1
+
+
+def _not_a_number(value: object) -> object:
+    # Pydantic reads a number as seconds since 1970; the API documents ISO 8601 times only,
+    # and a number is far more often a mistake (milliseconds, a sequence number) than that.
+    if isinstance(value, str):
+        try:
+            float(value)
+        except ValueError:
+            return value
+        raise ValueError("write an ISO 8601 time, e.g. 2025-01-02T00:00:00Z, not a number")
+    return value
+
+
+# A query parameter's time: ISO 8601 only.
+IsoTime = Annotated[datetime, BeforeValidator(_not_a_number)]
 
 
 def check_stored_time(name: str, value: datetime | None) -> None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Query
@@ -10,7 +9,7 @@ from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
 from app.api.deps import Admin, DriftRunnersDep, EngineDep, Reader
-from app.api.schemas import check_stored_time, errors
+from app.api.schemas import IsoTime, check_stored_time, errors
 from app.drift import reports
 from app.drift.read_models import DriftJobOut, DriftReportPage
 from app.errors import BadRequest
@@ -49,7 +48,7 @@ async def list_reports(
     model_version: str | None = None,
     kind: Annotated[str | None, Query(description="input, latent or decision")] = None,
     verdict: Annotated[str | None, Query(description="none, warn or drift")] = None,
-    since: datetime | None = None,
+    since: Annotated[IsoTime | None, Query(description="Made at or after (ISO 8601)")] = None,
     job_id: str | None = None,
     limit: Annotated[int, Query(ge=1, le=reports.MAX_PAGE)] = 50,
     cursor: Annotated[
