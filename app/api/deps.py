@@ -16,6 +16,7 @@ from app.config import Settings
 from app.drift.schedule import DriftRunners
 from app.errors import WardenError
 from app.governance.gateway import Gateway
+from app.ingest.admission import Admission
 from app.metrics import Metrics
 from app.store.trace_pages import TraceLayouts
 from app.tenancy.keys import Scope
@@ -36,6 +37,12 @@ def get_settings(request: Request) -> Settings:
 def get_metrics(request: Request) -> Metrics:
     metrics: Metrics = request.app.state.metrics
     return metrics
+
+
+def get_admission(request: Request) -> Admission:
+    """The bound on OTLP export batches this process takes at once."""
+    admission: Admission = request.app.state.admission
+    return admission
 
 
 def get_vault(request: Request) -> Vault:
@@ -87,6 +94,7 @@ def find_export_jobs(request: Request) -> ExportJobs | None:
 EngineDep = Annotated[Engine, Depends(get_engine)]
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 MetricsDep = Annotated[Metrics, Depends(get_metrics)]
+AdmissionDep = Annotated[Admission, Depends(get_admission)]
 VaultDep = Annotated[Vault, Depends(get_vault)]
 ServerSecretDep = Annotated[bytes, Depends(get_server_secret)]
 PoliciesDep = Annotated[PolicySet, Depends(get_policies)]

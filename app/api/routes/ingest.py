@@ -6,7 +6,7 @@ from fastapi import APIRouter, Request, Response
 from starlette.concurrency import run_in_threadpool
 
 from app.api.body import read_body
-from app.api.deps import EngineDep, Ingester, MetricsDep, SettingsDep, VaultDep
+from app.api.deps import AdmissionDep, EngineDep, Ingester, MetricsDep, SettingsDep, VaultDep
 from app.api.schemas import ExportTraceServiceResponse
 from app.ingest import otlp
 from app.ingest.pipeline import ingest_traces, partial_success_message
@@ -31,6 +31,13 @@ router = APIRouter(tags=["ingest"])
         403: {"description": "the API key lacks the ingest scope"},
         413: {"description": "body over the payload limit"},
         415: {"description": "unsupported content type or encoding"},
+        503: {
+            "description": "over capacity (or the database is unavailable): nothing was "
+            "stored; retry after `Retry-After` seconds, as OTLP exporters do",
+            "headers": {
+                "Retry-After": {"description": "seconds to wait", "schema": {"type": "integer"}}
+            },
+        },
         # OTLP/HTTP answers errors with a google.rpc.Status in the request's encoding (never
         # FastAPI's 422 validation body, which this range keeps out of the document).
         "4XX": {"description": "any client error: a google.rpc.Status, protobuf or JSON"},
@@ -43,19 +50,22 @@ async def export_traces(
     vault: VaultDep,
     settings: SettingsDep,
     metrics: MetricsDep,
+    admission: AdmissionDep,
 ) -> Response:
     kind = otlp.media_type(request.headers.get("content-type"))
-    body = await read_body(request, settings.payload_limit_bytes)
-    result = await run_in_threadpool(
-        ingest_traces,
-        engine,
-        vault,
-        metrics,
-        principal.project_id,
-        body,
-        kind,
-        request.headers.get("content-encoding"),
-        settings.payload_limit_bytes,
-    )
+    # Admitted before the body is read: a refused batch costs neither its memory nor a thread.
+    async with admission.slot():
+        body = await read_body(request, settings.payload_limit_bytes)
+        result = await run_in_threadpool(
+            ingest_traces,
+            engine,
+            vault,
+            metrics,
+            principal.project_id,
+            body,
+            kind,
+            request.headers.get("content-encoding"),
+            settings.payload_limit_bytes,
+        )
     content = otlp.encode_response(kind, result.rejected, partial_success_message(result))
     return Response(content=content, media_type=kind)
