@@ -3,11 +3,8 @@
 from __future__ import annotations
 
 import contextlib
-import socket
 import threading
 import time
-from collections.abc import Callable, Iterator
-from urllib.parse import urlsplit
 
 import httpx
 import pytest
@@ -22,6 +19,7 @@ from app.config import Settings
 from app.store.tables import Span
 from tests import otlp
 from tests.conftest import LiveService
+from tests.held_export import finish, held_export, metric, wait_for
 
 LIMIT = 2
 
@@ -47,45 +45,6 @@ def batch(seed: int) -> tuple[str, bytes]:
     return spans[0].trace_id.hex(), otlp.request(spans).SerializeToString()
 
 
-def metric(live: LiveService, name: str) -> float:
-    text = httpx.get(f"{live.url}/metrics").text
-    for line in text.splitlines():
-        if line.startswith(name + " ") or line.startswith(name + "{"):
-            return float(line.rsplit(" ", 1)[1])
-    return 0.0
-
-
-@contextlib.contextmanager
-def held_slot(live: LiveService, key: str, body: bytes) -> Iterator[socket.socket]:
-    """An export whose body is still arriving: it holds an admitted place until the rest is
-    sent. Yields the socket, whose answer the caller reads after sending the rest."""
-    url = urlsplit(live.url)
-    sock = socket.create_connection((url.hostname, url.port))
-    head = (
-        f"POST /v1/traces HTTP/1.1\r\nHost: {url.netloc}\r\nAuthorization: Bearer {key}\r\n"
-        f"Content-Type: application/x-protobuf\r\nContent-Length: {len(body)}\r\n\r\n"
-    )
-    sock.sendall(head.encode() + body[:16])
-    try:
-        yield sock
-    finally:
-        sock.close()
-
-
-def finish(sock: socket.socket, body: bytes) -> int:
-    sock.sendall(body[16:])
-    answer = sock.makefile("rb").readline()
-    return int(answer.split()[1])
-
-
-def wait_for(condition: Callable[[], bool], what: str) -> None:
-    # Waits for a state of the server, not for time: the bound only turns a hang into a failure.
-    deadline = time.monotonic() + 30
-    while not condition():
-        assert time.monotonic() < deadline, f"never saw {what}"
-        time.sleep(0.02)
-
-
 def test_past_the_bound_batches_are_refused_with_retry_after_and_write_nothing(
     live: LiveService,
 ) -> None:
@@ -93,8 +52,8 @@ def test_past_the_bound_batches_are_refused_with_retry_after_and_write_nothing(
     held = [batch(seed) for seed in (1, 2)]
     refused = [batch(seed) for seed in range(10, 16)]
     with contextlib.ExitStack() as stack:
-        socks = [stack.enter_context(held_slot(live, key, body)) for _, body in held]
-        wait_for(lambda: metric(live, "warden_ingest_pending_batches") == LIMIT, "two held")
+        socks = [stack.enter_context(held_export(live.url, key, body)) for _, body in held]
+        wait_for(lambda: metric(live.url, "warden_ingest_pending_batches") == LIMIT, "two held")
         answers: list[httpx.Response] = []
 
         def send(body: bytes) -> None:
@@ -122,8 +81,8 @@ def test_past_the_bound_batches_are_refused_with_retry_after_and_write_nothing(
             200,
         ]
     assert stored_traces(live.engine) == {trace for trace, _ in held}
-    assert metric(live, "warden_ingest_refused_batches_total") == len(refused)
-    assert metric(live, "warden_ingest_pending_batches") == 0
+    assert metric(live.url, "warden_ingest_refused_batches_total") == len(refused)
+    assert metric(live.url, "warden_ingest_pending_batches") == 0
 
 
 def test_concurrent_clients_that_retry_store_every_batch_once(live: LiveService) -> None:
@@ -160,7 +119,7 @@ def test_concurrent_clients_that_retry_store_every_batch_once(live: LiveService)
     assert problems == []
     assert stored_traces(live.engine) == {trace for trace, _ in batches}
     assert span_count(live.engine) == 4 * len(batches)
-    assert metric(live, "warden_ingest_refused_batches_total") == len(refusals)
+    assert metric(live.url, "warden_ingest_refused_batches_total") == len(refusals)
 
 
 def test_the_official_exporter_retries_a_refusal_and_delivers(live: LiveService) -> None:
@@ -183,11 +142,11 @@ def test_the_official_exporter_retries_a_refusal_and_delivers(live: LiveService)
     tracer = provider.get_tracer("tests")
     held = [batch(seed) for seed in (1, 2)]
     with contextlib.ExitStack() as stack:
-        socks = [stack.enter_context(held_slot(live, key, body)) for _, body in held]
-        wait_for(lambda: metric(live, "warden_ingest_pending_batches") == LIMIT, "two held")
+        socks = [stack.enter_context(held_export(live.url, key, body)) for _, body in held]
+        wait_for(lambda: metric(live.url, "warden_ingest_pending_batches") == LIMIT, "two held")
         worker = threading.Thread(target=lambda: tracer.start_span("handle").end())
         worker.start()
-        wait_for(lambda: metric(live, "warden_ingest_refused_batches_total") >= 1, "a refusal")
+        wait_for(lambda: metric(live.url, "warden_ingest_refused_batches_total") >= 1, "a refusal")
         assert [finish(sock, body) for sock, (_, body) in zip(socks, held, strict=True)] == [
             200,
             200,
