@@ -4,6 +4,7 @@ are the only readers of it."""
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from typing import Annotated
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
@@ -39,10 +40,13 @@ def get_metrics(request: Request) -> Metrics:
     return metrics
 
 
-def get_admission(request: Request) -> Admission:
-    """The bound on OTLP export batches this process takes at once."""
+async def admit_batch(request: Request) -> AsyncIterator[None]:
+    """A place in this process's bound on ingest batches (app/ingest/admission.py), held
+    while the batch is read and stored; 503 with Retry-After when none is free. Declared
+    before the key is checked, so a refusal costs neither a thread nor a database read."""
     admission: Admission = request.app.state.admission
-    return admission
+    async with admission.slot():
+        yield
 
 
 def get_vault(request: Request) -> Vault:
@@ -94,7 +98,7 @@ def find_export_jobs(request: Request) -> ExportJobs | None:
 EngineDep = Annotated[Engine, Depends(get_engine)]
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 MetricsDep = Annotated[Metrics, Depends(get_metrics)]
-AdmissionDep = Annotated[Admission, Depends(get_admission)]
+AdmittedBatch = Annotated[None, Depends(admit_batch)]
 VaultDep = Annotated[Vault, Depends(get_vault)]
 ServerSecretDep = Annotated[bytes, Depends(get_server_secret)]
 PoliciesDep = Annotated[PolicySet, Depends(get_policies)]

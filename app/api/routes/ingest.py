@@ -6,7 +6,7 @@ from fastapi import APIRouter, Request, Response
 from starlette.concurrency import run_in_threadpool
 
 from app.api.body import read_body
-from app.api.deps import AdmissionDep, EngineDep, Ingester, MetricsDep, SettingsDep, VaultDep
+from app.api.deps import AdmittedBatch, EngineDep, Ingester, MetricsDep, SettingsDep, VaultDep
 from app.api.schemas import ExportTraceServiceResponse
 from app.ingest import otlp
 from app.ingest.pipeline import ingest_traces, partial_success_message
@@ -45,27 +45,26 @@ router = APIRouter(tags=["ingest"])
 )
 async def export_traces(
     request: Request,
+    # First: past the bound a batch is refused before its key is checked or its body read.
+    admitted: AdmittedBatch,
     principal: Ingester,
     engine: EngineDep,
     vault: VaultDep,
     settings: SettingsDep,
     metrics: MetricsDep,
-    admission: AdmissionDep,
 ) -> Response:
     kind = otlp.media_type(request.headers.get("content-type"))
-    # Admitted before the body is read: a refused batch costs neither its memory nor a thread.
-    async with admission.slot():
-        body = await read_body(request, settings.payload_limit_bytes)
-        result = await run_in_threadpool(
-            ingest_traces,
-            engine,
-            vault,
-            metrics,
-            principal.project_id,
-            body,
-            kind,
-            request.headers.get("content-encoding"),
-            settings.payload_limit_bytes,
-        )
+    body = await read_body(request, settings.payload_limit_bytes)
+    result = await run_in_threadpool(
+        ingest_traces,
+        engine,
+        vault,
+        metrics,
+        principal.project_id,
+        body,
+        kind,
+        request.headers.get("content-encoding"),
+        settings.payload_limit_bytes,
+    )
     content = otlp.encode_response(kind, result.rejected, partial_success_message(result))
     return Response(content=content, media_type=kind)
