@@ -98,7 +98,7 @@ class RssSampler:
 @dataclass
 class Overload:
     answers: Counter[str] = field(default_factory=Counter)
-    latencies: list[float] = field(default_factory=list)  # per answer
+    latencies: dict[str, list[float]] = field(default_factory=dict)  # per kind of answer
     delivery: list[float] = field(default_factory=list)  # first try to 200, per batch
     acknowledged_batches: int = 0
     acknowledged_spans: int = 0
@@ -145,7 +145,7 @@ def overload(port: int, key: str, batches: list[bytes], spans_per_batch: int, ra
                     else str(status))  # fmt: skip
             with result.lock:
                 result.answers[kind] += 1
-                result.latencies.append(seconds)
+                result.latencies.setdefault(kind, []).append(seconds)
             if status == 200:
                 with result.lock:
                     result.acknowledged_batches += 1
@@ -226,9 +226,9 @@ def run(label: str, env_extra: dict[str, str], args: argparse.Namespace,
     print(f"  answers: {answers}: " + ", ".join(f"{k}: {v}" for k, v in
                                                 sorted(result.answers.items())))  # fmt: skip
     print(f"  share of answers that were 429/503 with Retry-After: {refused / answers:.1%}")
-    print(f"  answer latency: p50 {quantile(result.latencies, 0.5) * 1000:.0f} ms, "
-          f"p99 {quantile(result.latencies, 0.99) * 1000:.0f} ms, "
-          f"max {max(result.latencies, default=0) * 1000:.0f} ms")
+    for kind, seconds in sorted(result.latencies.items()):
+        print(f"  latency of {kind} answers: p50 {quantile(seconds, 0.5) * 1000:.0f} ms, "
+              f"p99 {quantile(seconds, 0.99) * 1000:.0f} ms, max {max(seconds) * 1000:.0f} ms")
     print(f"  batches acknowledged: {result.acknowledged_batches} of {count} "
           f"({result.retried_then_acknowledged} after retries; "
           f"{result.never_acknowledged} not acknowledged by the end); delivery p50 "
