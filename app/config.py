@@ -62,6 +62,18 @@ class Settings(BaseSettings):
     payload_limit_bytes: int = Field(
         default=8 * 1024 * 1024, gt=0, description="Largest accepted request body."
     )
+    ingest_max_pending: int = Field(
+        default=16,
+        ge=1,
+        description="OTLP export batches one process admits at once (being read, queued or "
+        "stored); past it a batch is refused unread with 503 and `Retry-After`, which OTLP "
+        "exporters honour. Bounds the memory and latency of ingest under overload.",
+    )
+    ingest_retry_after: int = Field(
+        default=1,
+        ge=0,
+        description="Seconds a refused OTLP client is told to wait (`Retry-After`).",
+    )
     secret_key: str = Field(
         default="",
         description=(

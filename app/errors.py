@@ -9,7 +9,8 @@ WardenError                 (500: a bug or an outage, never the caller's fault)
 ├── Unprocessable           422  well-formed, but a value is not allowed: the message names it
 ├── PayloadTooLarge         413  the body is over the configured limit
 ├── Unprocessable           422  well-formed, but breaks a rule of the project (a score config)
-└── UnsupportedMediaType    415  a content type or encoding the endpoint does not take
+├── UnsupportedMediaType    415  a content type or encoding the endpoint does not take
+└── Overloaded              503  more work than the process admits now: retry after `Retry-After`
 """
 
 from __future__ import annotations
@@ -21,6 +22,11 @@ class WardenError(Exception):
     def __init__(self, message: str) -> None:
         super().__init__(message)
         self.message = message
+
+    @property
+    def headers(self) -> dict[str, str] | None:
+        """Headers the answer carries besides the message (none unless a subclass says)."""
+        return None
 
 
 class BadRequest(WardenError):
@@ -53,3 +59,15 @@ class PayloadTooLarge(WardenError):
 
 class UnsupportedMediaType(WardenError):
     status_code = 415
+
+
+class Overloaded(WardenError):
+    status_code = 503
+
+    def __init__(self, message: str, retry_after: int) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+    @property
+    def headers(self) -> dict[str, str] | None:
+        return {"Retry-After": str(self.retry_after)}

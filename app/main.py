@@ -45,6 +45,7 @@ from app.drift.schedule import DriftRunners, Scheduler
 from app.errors import WardenError
 from app.experiments.results import ResultsWorker
 from app.ingest import otlp
+from app.ingest.admission import Admission
 from app.metrics import Metrics, MetricsMiddleware
 from app.registry.lineage import Resolver
 from app.store.engine import create_db_engine
@@ -133,6 +134,9 @@ def create_app(
     )
     app.state.settings = settings
     app.state.metrics = metrics
+    app.state.admission = Admission(
+        settings.ingest_max_pending, settings.ingest_retry_after, metrics
+    )
     app.state.server_secret = settings.server_secret()
     # Seals retained inputs at ingest (app/audit/erasure.py); routes take it as `VaultDep`.
     app.state.vault = Vault(app.state.server_secret)
@@ -189,7 +193,7 @@ def _error(
 
 async def _warden_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, WardenError)
-    return _error(request, exc.status_code, exc.message)
+    return _error(request, exc.status_code, exc.message, exc.headers)
 
 
 async def _database_unavailable(request: Request, exc: Exception) -> Response:

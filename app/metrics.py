@@ -30,6 +30,18 @@ class Metrics:
         self.ingested_requests = Counter(
             "warden_ingested_requests", "Root spans stored as requests.", registry=self.registry
         )
+        self.refused_batches = Counter(
+            "warden_ingest_refused_batches",
+            "OTLP export batches refused unread with 503 and Retry-After (reason `overload`: "
+            "the process had `ingest_max_pending` batches in flight or queued).",
+            ["reason"],
+            registry=self.registry,
+        )
+        self.pending_batches = Gauge(
+            "warden_ingest_pending_batches",
+            "OTLP export batches this process has admitted and not yet answered.",
+            registry=self.registry,
+        )
         self.http_duration = Histogram(
             "warden_http_request_duration_seconds",
             "Time to answer an HTTP request, by route and status.",

@@ -4,6 +4,7 @@ Run from the repository root:
 
     .venv/bin/python bench/ingest.py                 # 200 batches x 512 spans, 4 clients
     .venv/bin/python bench/ingest.py --batches 50 --clients 4 --json
+    .venv/bin/python bench/ingest.py --overload      # 3x capacity: bench/overload.py
 
 What it measures, in one run:
 
@@ -508,6 +509,11 @@ def register_models(server_dir: Path) -> str:
 
 
 def main() -> int:
+    if "--overload" in sys.argv[1:]:
+        # Ingest past its capacity: bench/overload.py, which takes the remaining options.
+        from bench import overload
+
+        return overload.main([a for a in sys.argv[1:] if a != "--overload"])
     parser = argparse.ArgumentParser(
         description=(
             "Warden ingest benchmark. Starts `warden serve` on a free port with a fresh "

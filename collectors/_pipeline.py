@@ -27,7 +27,7 @@ from collectors import conventions as wire
 from collectors._config import Config
 from collectors._record import RequestRecord, encode
 from collectors._spool import Spool, SpooledBatch
-from collectors._transport import Outcome, Sender, Transport
+from collectors._transport import Outcome, Result, Sender, Transport
 
 log = logging.getLogger("warden.collectors")
 _TRACES = "traces"
@@ -166,7 +166,12 @@ class Pipeline:
         if time.monotonic() < self._retry_at:
             self._to_spool(payload, spans)
             return
-        result = self.transport.send(self.config.traces_url, payload)
+        try:
+            result = self.transport.send(self.config.traces_url, payload)
+        except Exception as exc:
+            # Whatever went wrong, the spans were accepted from the caller: keep them.
+            log.exception("Warden export failed unexpectedly; the batch is spooled")
+            result = Result(Outcome.RETRY, message=f"{type(exc).__name__}: {exc}")
         if result.outcome is Outcome.DELIVERED:
             self._count("exported", spans - result.rejected_spans)
             self._count("rejected", result.rejected_spans)
@@ -187,10 +192,14 @@ class Pipeline:
             self._count("dropped", spans)
 
     def _schedule_retry(self, retry_after: float | None, message: str) -> None:
-        delay = (
-            retry_after if retry_after is not None else self._backoff * (1 + random.random() / 2)
-        )
-        self._retry_at = time.monotonic() + min(delay, _MAX_BACKOFF * 4)
+        if retry_after is not None:
+            # The service said how long: never sooner (in between, new batches go to the
+            # spool unsent), plus a little jitter so refused processes do not all come
+            # back in the same instant.
+            delay = retry_after * (1 + random.random() / 10)
+        else:
+            delay = min(self._backoff * (1 + random.random() / 2), _MAX_BACKOFF * 4)
+        self._retry_at = time.monotonic() + delay
         self._backoff = min(self._backoff * 2, _MAX_BACKOFF)
         log.warning("Warden service unavailable (%s); retrying in %.1fs", message, delay)
 

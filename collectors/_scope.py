@@ -365,6 +365,58 @@ def features(values: Mapping[str, float | int | str | bool | None]) -> None:
     record.attributes[wire.INPUT_FEATURES] = json.dumps(kept, separators=(",", ":"))
 
 
+def request_trace_id(request_id: str) -> str | None:
+    """The id (hex trace id) of the request recorded with `request_id=`, known before the
+    request opens, e.g. to name a request its `pre_request` gates denied; None with no client.
+
+    >>> collectors.request_trace_id("order-1234")  # doctest: +SKIP
+    '5f0c...'
+    """
+    client = _client.active()
+    if client is None:
+        return None
+    return trace_id_for(request_id, client.config.fingerprint_secret).hex()
+
+
+def intent(values: Mapping[str, Any]) -> None:
+    """Give the policies the structured intent the language model parsed from the input: the
+    `pre_request` policies that read `request.intent` are evaluated again with it, here (their
+    evaluation on the input alone is replaced), so a deny raises `PolicyDenied` before the rest
+    of the stack runs. Call it right after parsing.
+
+    >>> collectors.intent({"people": 60, "duration_hours": 2})  # doctest: +SKIP
+    Traceback (most recent call last):
+    collectors.errors.PolicyDenied: input-limits: request outside limits ...
+    """
+    record = _current.get()
+    client = _client.active()
+    if record is None or client is None or client.gates is None or record.context is None:
+        return
+    if record.name == wire.SHADOW_SPAN:  # a shadow's input was judged on the live request
+        return
+    record.context["request"]["intent"] = dict(values)
+    current = client.gates.policies
+    if current is None:
+        return
+    # Only the policies that read the intent: the others judged this input when it opened.
+    readers = [
+        p.id for p in current.policies if p.phase.value == "pre_request" and "intent" in p.when
+    ]
+    verdicts = [v for pid in readers for v in current.evaluate("pre_request", record.context, pid)]
+    # Their verdict on the input alone is superseded: one evaluation per policy per request.
+    judged = {v.policy_id for v in verdicts}
+    record.events[:] = [
+        e
+        for e in record.events
+        if not (
+            e[0] == wire.POLICY_EVENT
+            and e[2].get(wire.POLICY_PHASE) == "pre_request"
+            and e[2].get(wire.POLICY_ID) in judged
+        )
+    ]
+    _enforce(record, record.events, verdicts)
+
+
 def model(
     role: str, name: str, version: str | None = None, *, tracking_uri: str | None = None
 ) -> ModelRef:

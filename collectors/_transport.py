@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import datetime
 import email.utils
 import enum
+import math
 import time
 from dataclasses import dataclass
 from typing import Protocol
@@ -89,9 +91,25 @@ def _rejected(answer: requests.Response, content_type: str | None) -> int:
 
 
 def _retry_after(value: str | None) -> float | None:
+    """Seconds a `Retry-After` header asks for (RFC 9110: delay-seconds or an HTTP-date);
+    None when absent or unreadable, so a malformed header means backoff, never an error.
+
+    >>> _retry_after("3"), _retry_after("soon"), _retry_after("Thu, 01 Jan 1970 00:00:00 GMT")
+    (3.0, None, 0.0)
+    """
     if not value:
         return None
-    if value.strip().isdigit():
-        return float(value)
-    parsed = email.utils.parsedate_to_datetime(value)
-    return max(0.0, parsed.timestamp() - time.time()) if parsed else None
+    value = value.strip()
+    try:
+        seconds = float(value)
+    except ValueError:
+        pass
+    else:
+        return max(seconds, 0.0) if math.isfinite(seconds) else None
+    try:
+        parsed = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if parsed.tzinfo is None:  # RFC 9110 dates are GMT
+        parsed = parsed.replace(tzinfo=datetime.UTC)
+    return max(0.0, parsed.timestamp() - time.time())

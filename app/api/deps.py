@@ -4,6 +4,7 @@ are the only readers of it."""
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from typing import Annotated
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
@@ -16,6 +17,7 @@ from app.config import Settings
 from app.drift.schedule import DriftRunners
 from app.errors import WardenError
 from app.governance.gateway import Gateway
+from app.ingest.admission import Admission
 from app.metrics import Metrics
 from app.store.trace_pages import TraceLayouts
 from app.tenancy.keys import Scope
@@ -36,6 +38,15 @@ def get_settings(request: Request) -> Settings:
 def get_metrics(request: Request) -> Metrics:
     metrics: Metrics = request.app.state.metrics
     return metrics
+
+
+async def admit_batch(request: Request) -> AsyncIterator[None]:
+    """A place in this process's bound on ingest batches (app/ingest/admission.py), held
+    while the batch is read and stored; 503 with Retry-After when none is free. Declared
+    before the key is checked, so a refusal costs neither a thread nor a database read."""
+    admission: Admission = request.app.state.admission
+    async with admission.slot():
+        yield
 
 
 def get_vault(request: Request) -> Vault:
@@ -87,6 +98,7 @@ def find_export_jobs(request: Request) -> ExportJobs | None:
 EngineDep = Annotated[Engine, Depends(get_engine)]
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 MetricsDep = Annotated[Metrics, Depends(get_metrics)]
+AdmittedBatch = Annotated[None, Depends(admit_batch)]
 VaultDep = Annotated[Vault, Depends(get_vault)]
 ServerSecretDep = Annotated[bytes, Depends(get_server_secret)]
 PoliciesDep = Annotated[PolicySet, Depends(get_policies)]

@@ -7,12 +7,14 @@ The read models themselves live beside their reads (`app.store.read_models`,
 
 from __future__ import annotations
 
-from typing import Any
+from datetime import datetime
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
 from app.audit.ledger.read_models import SignedHead
 from app.audit.read_models import ExportStatus
+from app.errors import BadRequest
 from app.experiments.read_models import BundledExperiment, ExperimentOut
 from app.governance.read_models import ReviewOut
 from app.registry.read_models import ModelVersionSummary
@@ -43,6 +45,34 @@ def errors(*codes: int) -> dict[int | str, dict[str, Any]]:
     }
     described["4XX"] = {"model": Error, "description": "Another client error"}
     return described
+
+
+# The largest integer a database column holds (64-bit): a larger number in a query or path
+# parameter is a 400 named by FastAPI, not an overflow in the driver (a 500).
+SQL_INT_MAX = 2**63 - 1
+
+
+def _not_a_number(value: object) -> object:
+    # Pydantic reads a number as seconds since 1970; the API documents ISO 8601 times only,
+    # and a number is far more often a mistake (milliseconds, a sequence number) than that.
+    if isinstance(value, str):
+        try:
+            float(value)
+        except ValueError:
+            return value
+        raise ValueError("write an ISO 8601 time, e.g. 2025-01-02T00:00:00Z, not a number")
+    return value
+
+
+# A query parameter's time: ISO 8601 only.
+IsoTime = Annotated[datetime, BeforeValidator(_not_a_number)]
+
+
+def check_stored_time(name: str, value: datetime | None) -> None:
+    """400 for a time that nanoseconds since 1970 in a 64-bit integer cannot hold (how span
+    times are stored), before a query overflows on it."""
+    if value is not None and not 1678 <= value.year <= 2261:
+        raise BadRequest(f"{name}: {value.isoformat()} is outside the years 1678 to 2261")
 
 
 def binary(media_type: str, description: str) -> dict[str, Any]:
@@ -143,4 +173,11 @@ class InferDenied(BaseModel):
     policy_id: str
     policy_version: str
     message: str
+    request_id: str
+
+
+class InferFailed(BaseModel):
+    """The stack raised: the request is stored with outcome `error` and this reason."""
+
+    detail: str = Field(description="The stack's exception, first line")
     request_id: str

@@ -7,13 +7,33 @@ loopback HTTP), so a gateway request is recorded exactly as an SDK request is. I
 assigns requests to the project's running experiments as SDKs do from the bundle: read from
 the store at start, again when this process creates or stops one, and at most
 `EXPERIMENTS_REFRESH_SECONDS` after another process did (an SDK's bundle refresh period).
+
+A stack that has a `start(environment)` attribute is started once, with the SDK client
+active and outside any request, before it serves: the model versions it declares there apply
+to every request, and it reads MLflow where the service's settings say (`StackEnvironment`).
+A stack that cannot start is retried on the next request; until it starts, `POST /v1/infer`
+answers 503 with the reason and records nothing (the input was never run).
+
+What is stored for a request:
+- refused before any gate (malformed body, another project's key, the stack not started):
+  nothing;
+- denied by a `pre_request` policy, before the stack ran: the request, outcome `denied`, with
+  the evaluation that denied it (the decision is governance evidence);
+- denied later (a policy reading the parsed intent, or a `post_decision` one): the request
+  with the stages that ran, outcome `denied`;
+- failed inside the stack: the request, outcome `error`, its status naming the exception; the
+  answer is 500 with the same reason and the request's id.
 """
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
+import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Engine, select
@@ -34,7 +54,22 @@ from app.tenancy import projects
 from app.tenancy.projects import Principal
 from policies import PolicySet
 
+log = logging.getLogger("warden.gateway")
 EXPERIMENTS_REFRESH_SECONDS = 30.0
+
+
+class StackUnavailable(WardenError):
+    """The stack could not start; nothing was run or stored."""
+
+    status_code = 503
+
+
+@dataclass(frozen=True)
+class StackEnvironment:
+    """What a stack's `start(environment)` is told: where the service keeps its data."""
+
+    mlflow_tracking_uri: str
+    data_dir: Path
 
 
 class InProcessSender:
@@ -79,6 +114,8 @@ class Inference:
     answer: Any | None = None
     denied: collectors.PolicyDenied | None = None
     review_id: int | None = None
+    # The stack raised: the request is stored as an `error` with this reason.
+    failed: str | None = None
 
 
 class Gateway:
@@ -92,6 +129,12 @@ class Gateway:
     ) -> None:
         self.engine = engine
         self.stack = entry_points.load("WARDEN_STACK", settings.stack)
+        self.environment = StackEnvironment(
+            mlflow_tracking_uri=settings.resolved_mlflow_tracking_uri,
+            data_dir=settings.data_dir,
+        )
+        self._start_lock = threading.Lock()
+        self._started = False
         self.project_id = projects.project_id(engine, settings.stack_project)
         self._experiments_lock = threading.Lock()
         self._experiments_digest = ""
@@ -109,6 +152,28 @@ class Gateway:
             experiments=[],
         )
         self._load_experiments()
+        try:
+            self._start()
+        except StackUnavailable as exc:
+            # The service still serves everything else; the gateway retries on each request.
+            log.error("%s", exc.message)
+
+    def _start(self) -> None:
+        """Start the stack once (with the SDK active, outside any request)."""
+        with self._start_lock:
+            if self._started:
+                return
+            start: Callable[[StackEnvironment], Any] | None = getattr(self.stack, "start", None)
+            if start is not None:
+                try:
+                    start(self.environment)
+                except Exception as exc:
+                    reason = (str(exc).splitlines() or [""])[0]
+                    raise StackUnavailable(
+                        f"the stack could not start ({type(exc).__name__}: {reason}); "
+                        "nothing was run or stored"
+                    ) from exc
+            self._started = True
 
     def experiments_changed(self, project_id: int) -> None:
         """An experiment of `project_id` was created or stopped in this process."""
@@ -129,20 +194,28 @@ class Gateway:
         if not isinstance(body, dict) or "input" not in body:
             raise BadRequest('send {"input": ..., "subject": optional}')
         subject = body.get("subject")
+        self._start()
         if time.monotonic() - self._experiments_at > EXPERIMENTS_REFRESH_SECONDS:
             self._load_experiments()
         denied = None
+        failed = None
         answer = None
+        # The gateway names the request itself: a pre_request deny ends the scope before the
+        # scope could hand out its id.
+        given_id = uuid.uuid4().hex
+        request_id = collectors.request_trace_id(given_id) or ""
         try:
             with collectors.request(
-                body["input"], subject if isinstance(subject, str) else None
+                body["input"], subject if isinstance(subject, str) else None, request_id=given_id
             ) as req:
                 answer = self.stack(body["input"])
                 if isinstance(answer, dict) and isinstance(answer.get("kind"), str):
                     req.set_outcome(answer["kind"])
         except collectors.PolicyDenied as exc:
             denied = exc
-        request_id = req.trace_id or ""
+        except Exception as exc:  # the stack's own failure: stored as `error`, said back
+            log.exception("the stack failed on request %s", request_id)
+            failed = f"{type(exc).__name__}: {(str(exc).splitlines() or [''])[0]}"
         # The record is delivered in-process by the export thread: wait for it, so the
         # answer can name the review item it made; never for shadow runs, which run after
         # the answer and must not delay it.
@@ -153,7 +226,7 @@ class Gateway:
                     Review.project_id == self.project_id, Review.trace_id == request_id
                 )
             ).scalar_one_or_none()
-        return Inference(request_id, answer, denied, review)
+        return Inference(request_id, answer, denied, review, failed)
 
     def close(self) -> None:
         collectors.shutdown()

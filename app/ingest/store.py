@@ -243,12 +243,14 @@ def _insert_typed(
     new_requests = _insert_rows(
         conn, Request, project_id, typed.requests, ("project_id", "trace_id"), True, direct
     )
+    # A request's models and experiments come from its root span, as the request does.
     _insert_rows(
-        conn, RequestModel, project_id, typed.request_models, ("project_id", "trace_id", "role")
-    )
+        conn, RequestModel, project_id, typed.request_models,
+        ("project_id", "trace_id", "role"), False, direct,
+    )  # fmt: skip
     _insert_rows(
         conn, RequestExperiment, project_id, typed.request_experiments,
-        ("project_id", "trace_id", "experiment"),
+        ("project_id", "trace_id", "experiment"), False, direct,
     )  # fmt: skip
     typed.states.sort(key=lambda r: (r["trace_id"], r["span_id"], r["seq"]))
     states = [_state_params(project_id, s) for s in typed.states]
@@ -279,7 +281,8 @@ def _insert_rows(
 ) -> list[str]:
     """INSERT ... ON CONFLICT DO NOTHING; with `returning`, the trace ids of the new rows.
     With `direct` (PostgreSQL, a batch whose spans were all new: rows keyed by a new span,
-    or a request by its new root span, are new too), COPYed straight in."""
+    or a request and its models and experiments by its new root span, are new too), COPYed
+    straight in."""
     if not rows:
         return []
     for row in rows:

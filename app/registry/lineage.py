@@ -10,6 +10,7 @@ A version MLflow does not know yet stays `unresolved` and is tried again.
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
@@ -34,10 +35,14 @@ log = logging.getLogger("warden.lineage")
 UNRESOLVED = "unresolved"
 RESOLVED = "resolved"
 TAG_INTERVAL = 60.0  # seconds between traffic-summary tag rounds
+_MLFLOW_IMPORT = threading.Lock()
 
 
 def mlflow_client(tracking_uri: str) -> MlflowClient:
-    from mlflow.tracking import MlflowClient
+    # One thread at a time imports MLflow: its package imports itself circularly, and two
+    # request threads importing it first at once can see it half initialised.
+    with _MLFLOW_IMPORT:
+        from mlflow.tracking import MlflowClient
 
     return MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
 

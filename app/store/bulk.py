@@ -29,12 +29,14 @@ most once per transaction. PostgreSQL only; SQLite keeps `executemany`.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import contextlib
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import psycopg
 from psycopg import errors
 from sqlalchemy import Connection, Table
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.pool import ConnectionPoolEntry
 
 # The tables written through COPY, each with a staging table per database session.
@@ -91,7 +93,8 @@ def copy_insert_ignore(
         # Only on a connection checked out before the schema existed: made in this
         # transaction, so it goes if the transaction rolls back (hence IF NOT EXISTS).
         conn.exec_driver_sql(_create_stage(table))
-    with driver.cursor() as cursor, cursor.copy(f"COPY {stage} ({names}) FROM STDIN") as copy:
+    sql = f"COPY {stage} ({names}) FROM STDIN"
+    with _as_sqlalchemy(sql), driver.cursor() as cursor, cursor.copy(sql) as copy:
         for row in rows:
             copy.write_row(row)
     order = ", ".join(key)
@@ -119,12 +122,15 @@ def copy_insert(
         return 0
     driver: psycopg.Connection[Any] = conn.connection.driver_connection  # type: ignore[assignment]
     names = ", ".join(columns)
+    sql = f"COPY {table} ({names}) FROM STDIN"
     try:
-        with driver.cursor() as cursor, cursor.copy(f"COPY {table} ({names}) FROM STDIN") as copy:
+        with driver.cursor() as cursor, cursor.copy(sql) as copy:
             for row in rows:
                 copy.write_row(row)
     except errors.UniqueViolation as exc:
         raise AlreadyStored(str(exc).splitlines()[0]) from exc
+    except psycopg.Error as exc:
+        raise _sqlalchemy_error(sql, exc) from exc
     return len(rows)
 
 
@@ -147,7 +153,7 @@ def insert_ignore_rows(
         f" ON CONFLICT ({', '.join(key)}) DO NOTHING"
     )
     driver: psycopg.Connection[Any] = conn.connection.driver_connection  # type: ignore[assignment]
-    with driver.cursor() as cursor:
+    with _as_sqlalchemy(sql), driver.cursor() as cursor:
         if returning is None:
             cursor.executemany(sql, params)
             return []
@@ -193,6 +199,21 @@ def _bound(
             tuple(v if p is None else p(v) for v, p in zip(values, processors, strict=True))
         )
     return [c.name for c in columns], params
+
+
+@contextlib.contextmanager
+def _as_sqlalchemy(sql: str) -> Iterator[None]:
+    """Driver errors as SQLAlchemy raises them (OperationalError, IntegrityError...), so
+    they meet the same handling as every other statement's: a lost database is a 503 to
+    retry, not an internal error."""
+    try:
+        yield
+    except psycopg.Error as exc:
+        raise _sqlalchemy_error(sql, exc) from exc
+
+
+def _sqlalchemy_error(sql: str, exc: psycopg.Error) -> DBAPIError:
+    return DBAPIError.instance(sql, None, exc, psycopg.Error)  # type: ignore[return-value]
 
 
 def _create_stage(table: str) -> str:

@@ -13,7 +13,7 @@ import collectors
 
 from .planner import Decision
 from .sim import Action, Intent, intent_features
-from .stack import Answer, BookingAssistant
+from .stack import _NO_INTENT, Answer, BookingAssistant
 from .world_model import Prediction
 
 WATCHED_LAYERS = ["encoder", "transition"]
@@ -50,24 +50,30 @@ class InstrumentedAssistant(BookingAssistant):
             collectors.watch(self.world_model, layers=WATCHED_LAYERS, dim=dim) if watched else None
         )
         self._recorded = False
-        self._last_decision: Decision
-        self._last_intent: Intent
+        self._last_decision: Decision | None = None
+        self._last_intent: Intent = _NO_INTENT
 
     def handle(
         self, text: str, subject: str | None = None, request_id: str | None = None
     ) -> Answer:
         with collectors.request({"text": text}, subject, request_id=request_id) as req:
             self._recorded = False
+            self._last_intent = _NO_INTENT
+            self._last_decision = None
             try:
                 answer = super().handle(text)
             except collectors.PolicyDenied as denied:
                 if not self.hand_over:
                     raise
-                # The gate refused the plan before anything was booked: a person takes over.
+                # The gate refused the request before anything was booked: a person takes
+                # over (a deny on the parsed intent comes before any decision was made).
+                decision = self._last_decision or self.planner.clarify(
+                    self._last_intent, [denied.message]
+                )
                 return Answer(
                     "handed_over",
                     f"A colleague will get back to you: {denied.message}",
-                    self._last_decision,
+                    decision,
                     self._last_intent,
                 )
             if not self._recorded:  # a clarifying question never reached the planner
@@ -106,6 +112,18 @@ class InstrumentedAssistant(BookingAssistant):
             )
         # Named as the training dataset's columns, so that dataset is the input-drift reference.
         collectors.features(intent_features(intent))
+        self._last_intent = intent
+        # The policies on the intent (input-limits' people and hours) judge it now, before the
+        # world model and the planner run: a deny raises here.
+        collectors.intent(
+            {
+                "people": intent.people,
+                "day_offset": intent.day_offset,
+                "start_hour": intent.start_hour,
+                "duration_hours": intent.duration_hours,
+                "equipment": sorted(intent.equipment),
+            }
+        )
         return intent
 
     def close(self) -> None:

@@ -11,7 +11,6 @@ import pytest
 
 from app.config import Settings
 from collectors.experiments import assign
-from examples.booking import gateway as booking_gateway
 from examples.booking.registry import TrainingSpec, register_challenger, register_world_model
 from examples.booking.world_model import TrainConfig
 from policies import BUILTIN, PolicySet
@@ -29,7 +28,6 @@ def settings(
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     register_world_model(TrainingSpec(n_samples=3000, train=TrainConfig(epochs=2)), uri)
     monkeypatch.setenv("WARDEN_MLFLOW_TRACKING_URI", uri)
-    booking_gateway._assistant.clear()
     policies = tmp_path / "policies"
     policies.mkdir()
     for name in ("approved-model-versions", "risk-cap", "planner-confidence-floor"):
@@ -47,7 +45,6 @@ def settings(
         drift_tick=0,
         policies_dir=policies,
     )
-    booking_gateway._assistant.clear()
 
 
 @pytest.fixture(autouse=True)

@@ -5,12 +5,12 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Query
+from fastapi import APIRouter, Depends, Path, Query
 from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
 from app.api.deps import Admin, AuditKeyDep, EngineDep, PrincipalDep
-from app.api.schemas import ErasureOut, HeadList, PublicKey, errors
+from app.api.schemas import SQL_INT_MAX, ErasureOut, HeadList, PublicKey, errors
 from app.audit import erasure, heads, ledger
 from app.audit.ledger import checkpoints
 from app.audit.ledger.read_models import ConsistencyProof, EventPage, InclusionProofOut, SignedHead
@@ -51,7 +51,8 @@ async def list_heads(
     engine: EngineDep,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     below: Annotated[
-        int | None, Query(ge=0, description="only heads of a smaller tree size (paging)")
+        int | None,
+        Query(ge=0, le=SQL_INT_MAX, description="only heads of a smaller tree size (paging)"),
     ] = None,
 ) -> HeadList:
     found = await run_in_threadpool(
@@ -86,7 +87,8 @@ async def sign_head(principal: Admin, engine: EngineDep, key: AuditKeyDep) -> Si
 async def list_events(
     principal: Auditor,
     engine: EngineDep,
-    from_seq: Annotated[int, Query(ge=1)] = 1,
+    # Room for `limit` above it: the read asks for the events below from_seq + limit.
+    from_seq: Annotated[int, Query(ge=1, le=SQL_INT_MAX - 1000)] = 1,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> EventPage:
     return await run_in_threadpool(
@@ -100,11 +102,12 @@ async def list_events(
     responses={**_KEYED, **errors(400, 404, 409)},
 )
 async def inclusion_proof(
-    seq: int,
+    seq: Annotated[int, Path(ge=0, le=SQL_INT_MAX)],
     principal: Auditor,
     engine: EngineDep,
     tree_size: Annotated[
-        int | None, Query(ge=1, description="a signed head's size [default: the newest]")
+        int | None,
+        Query(ge=1, le=SQL_INT_MAX, description="a signed head's size [default: the newest]"),
     ] = None,
 ) -> InclusionProofOut:
     proof = await run_in_threadpool(
@@ -121,9 +124,12 @@ async def inclusion_proof(
 async def consistency_proof(
     principal: Auditor,
     engine: EngineDep,
-    first: Annotated[int, Query(ge=0, description="the size of the head you kept")],
+    first: Annotated[
+        int, Query(ge=0, le=SQL_INT_MAX, description="the size of the head you kept")
+    ],
     second: Annotated[
-        int | None, Query(ge=0, description="a signed head's size [default: the newest]")
+        int | None,
+        Query(ge=0, le=SQL_INT_MAX, description="a signed head's size [default: the newest]"),
     ] = None,
 ) -> ConsistencyProof:
     return await run_in_threadpool(

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Query
@@ -10,7 +9,7 @@ from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
 from app.api.deps import Admin, DriftRunnersDep, EngineDep, Reader
-from app.api.schemas import errors
+from app.api.schemas import IsoTime, check_stored_time, errors
 from app.drift import reports
 from app.drift.read_models import DriftJobOut, DriftReportPage
 from app.errors import BadRequest
@@ -31,7 +30,8 @@ class RunBody(BaseModel):
     responses=errors(404),
 )
 async def run(body: RunBody, principal: Admin, runners: DriftRunnersDep) -> DriftJobOut:
-    if (body.model_name is None) != (body.model_version is None):
+    # An empty name counts as none, as the runner reads it.
+    if bool(body.model_name) != bool(body.model_version):
         raise BadRequest("give model_name and model_version together, or neither")
     runner = await run_in_threadpool(runners.get)
     result = await run_in_threadpool(
@@ -48,11 +48,14 @@ async def list_reports(
     model_version: str | None = None,
     kind: Annotated[str | None, Query(description="input, latent or decision")] = None,
     verdict: Annotated[str | None, Query(description="none, warn or drift")] = None,
-    since: datetime | None = None,
+    since: Annotated[IsoTime | None, Query(description="Made at or after (ISO 8601)")] = None,
     job_id: str | None = None,
     limit: Annotated[int, Query(ge=1, le=reports.MAX_PAGE)] = 50,
-    cursor: str | None = None,
+    cursor: Annotated[
+        str | None, Query(pattern="^[0-9]+$", description="`next_cursor` of the previous page")
+    ] = None,
 ) -> DriftReportPage:
+    check_stored_time("since", since)
     if cursor is not None and not cursor.isdigit():
         raise BadRequest("cursor must be the next_cursor of a previous page")
     return await run_in_threadpool(

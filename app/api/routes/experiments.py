@@ -9,7 +9,7 @@ answered 422 with the field named; a second running experiment on a stage, or a 
 from __future__ import annotations
 
 from functools import partial
-from typing import Annotated
+from typing import Annotated, Literal
 
 from fastapi import APIRouter, Query
 from starlette.concurrency import run_in_threadpool
@@ -43,7 +43,9 @@ async def create_experiment(
 async def list_experiments(
     principal: Reader,
     engine: EngineDep,
-    status: Annotated[str | None, Query(description="running or stopped")] = None,
+    status: Annotated[
+        Literal["running", "stopped"] | None, Query(description="running or stopped")
+    ] = None,
 ) -> ExperimentList:
     items = await run_in_threadpool(
         configs.list_experiments, engine, principal.project_id, status

@@ -7,7 +7,7 @@ from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
 from app.api.deps import GatewayDep, Ingester
-from app.api.schemas import Error, InferAnswer, InferDenied, InferParked, errors
+from app.api.schemas import Error, InferAnswer, InferDenied, InferFailed, InferParked, errors
 from app.errors import NotFound
 
 router = APIRouter(tags=["gateway"])
@@ -29,6 +29,14 @@ router = APIRouter(tags=["gateway"])
         },
         **errors(401),
         404: {"model": Error, "description": "no stack is configured (WARDEN_STACK)"},
+        500: {
+            "model": InferFailed,
+            "description": "the stack raised; the request is stored as `error`, the body says why",
+        },
+        503: {
+            "model": Error,
+            "description": "the stack could not start; the body says why; nothing was stored",
+        },
     },
 )
 async def infer(
@@ -48,6 +56,11 @@ async def infer(
                 "request_id": result.request_id,
             },
             status_code=403,
+        )
+    if result.failed is not None:
+        return JSONResponse(
+            {"detail": f"the stack failed: {result.failed}", "request_id": result.request_id},
+            status_code=500,
         )
     if result.review_id is not None:
         return JSONResponse(

@@ -6,7 +6,7 @@ from fastapi import APIRouter, Request, Response
 from starlette.concurrency import run_in_threadpool
 
 from app.api.body import read_body
-from app.api.deps import EngineDep, Ingester, MetricsDep, SettingsDep, VaultDep
+from app.api.deps import AdmittedBatch, EngineDep, Ingester, MetricsDep, SettingsDep, VaultDep
 from app.api.schemas import ExportTraceServiceResponse
 from app.ingest import otlp
 from app.ingest.pipeline import ingest_traces, partial_success_message
@@ -31,6 +31,13 @@ router = APIRouter(tags=["ingest"])
         403: {"description": "the API key lacks the ingest scope"},
         413: {"description": "body over the payload limit"},
         415: {"description": "unsupported content type or encoding"},
+        503: {
+            "description": "over capacity (or the database is unavailable): nothing was "
+            "stored; retry after `Retry-After` seconds, as OTLP exporters do",
+            "headers": {
+                "Retry-After": {"description": "seconds to wait", "schema": {"type": "integer"}}
+            },
+        },
         # OTLP/HTTP answers errors with a google.rpc.Status in the request's encoding (never
         # FastAPI's 422 validation body, which this range keeps out of the document).
         "4XX": {"description": "any client error: a google.rpc.Status, protobuf or JSON"},
@@ -38,6 +45,8 @@ router = APIRouter(tags=["ingest"])
 )
 async def export_traces(
     request: Request,
+    # First: past the bound a batch is refused before its key is checked or its body read.
+    admitted: AdmittedBatch,
     principal: Ingester,
     engine: EngineDep,
     vault: VaultDep,

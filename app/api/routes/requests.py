@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Query
 from starlette.concurrency import run_in_threadpool
 
 from app.api.deps import EngineDep, Reader, SettingsDep
-from app.api.schemas import errors
+from app.api.schemas import IsoTime, check_stored_time, errors
 from app.experiments import shadows
 from app.experiments.shadows import ShadowRuns
 from app.registry import lineage
@@ -29,10 +28,8 @@ router = APIRouter(tags=["requests"], responses=errors(401, 403))
 async def list_requests(
     principal: Reader,
     engine: EngineDep,
-    since: Annotated[
-        datetime | None, Query(description="Start time at or after (ISO 8601)")
-    ] = None,
-    until: Annotated[datetime | None, Query(description="Start time before (ISO 8601)")] = None,
+    since: Annotated[IsoTime | None, Query(description="Start time at or after (ISO 8601)")] = None,
+    until: Annotated[IsoTime | None, Query(description="Start time before (ISO 8601)")] = None,
     model_name: Annotated[str | None, Query(description="A model that served any stage")] = None,
     model_version: Annotated[str | None, Query(description="Its version (with model_name)")] = None,
     outcome: str | None = None,
@@ -44,6 +41,8 @@ async def list_requests(
     limit: Annotated[int, Query(ge=1, le=queries.MAX_PAGE)] = 50,
     cursor: Annotated[str | None, Query(description="`next_cursor` of the previous page")] = None,
 ) -> RequestPage:
+    check_stored_time("since", since)
+    check_stored_time("until", until)
     flt = queries.RequestFilter(
         since, until, model_name, model_version, outcome, fingerprint, policy_id, policy_outcome
     )

@@ -2,18 +2,19 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Literal
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Path, Query
 from pydantic import BaseModel
 from starlette.concurrency import run_in_threadpool
 
 from app.api.deps import Admin, EngineDep, Reader
-from app.api.schemas import ReviewList, errors
+from app.api.schemas import SQL_INT_MAX, ReviewList, errors
 from app.governance import reviews
 from app.governance.read_models import ReviewOut
 
 router = APIRouter(tags=["reviews"], responses=errors(401, 403))
+ReviewId = Annotated[int, Path(ge=0, le=SQL_INT_MAX)]
 
 
 class DecisionBody(BaseModel):
@@ -28,7 +29,10 @@ class DecisionBody(BaseModel):
 async def list_reviews(
     principal: Reader,
     engine: EngineDep,
-    status: Annotated[str | None, Query(description="pending, approved or rejected")] = "pending",
+    status: Annotated[
+        Literal["pending", "approved", "rejected"] | None,
+        Query(description="pending, approved or rejected"),
+    ] = "pending",
 ) -> ReviewList:
     items = await run_in_threadpool(reviews.list_reviews, engine, principal.project_id, status)
     return ReviewList(items=items)
@@ -40,7 +44,7 @@ async def list_reviews(
     responses=errors(404, 409),
 )
 async def approve(
-    review_id: int, body: DecisionBody, principal: Admin, engine: EngineDep
+    review_id: ReviewId, body: DecisionBody, principal: Admin, engine: EngineDep
 ) -> ReviewOut:
     return await run_in_threadpool(
         reviews.decide, engine, principal.project_id, review_id, True,
@@ -54,7 +58,7 @@ async def approve(
     responses=errors(404, 409),
 )
 async def reject(
-    review_id: int, body: DecisionBody, principal: Admin, engine: EngineDep
+    review_id: ReviewId, body: DecisionBody, principal: Admin, engine: EngineDep
 ) -> ReviewOut:
     return await run_in_threadpool(
         reviews.decide, engine, principal.project_id, review_id, False,

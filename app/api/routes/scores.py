@@ -4,7 +4,7 @@ read). The rules are in `app.scores`; docs/scores.md says what each field means.
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Path
 from pydantic import BaseModel, Field
@@ -18,11 +18,21 @@ from app.scores.validation import ScoreFields
 
 router = APIRouter(tags=["scores"], responses=errors(401, 403))
 
-ConfigName = Annotated[str, Path(description="The score's name, e.g. `rating`")]
+ConfigName = Annotated[
+    str,
+    Path(
+        min_length=1,
+        max_length=128,
+        pattern=r"^\S(.*\S)?$",
+        description="The score's name, e.g. `rating`",
+    ),
+]
 
 
 class ScoreConfigBody(BaseModel):
-    data_type: str = Field(description="numeric, boolean or categorical")
+    data_type: Literal["numeric", "boolean", "categorical"] = Field(
+        description="numeric, boolean or categorical"
+    )
     min_value: float | None = Field(None, description="numeric: the smallest value allowed")
     max_value: float | None = Field(None, description="numeric: the largest value allowed")
     categories: list[Any] | None = Field(None, description="categorical: the values allowed")

@@ -6,7 +6,9 @@ in the database (app/store/tensors.py), where every replica reads them.
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Request, Response
+from typing import Annotated
+
+from fastapi import APIRouter, Path, Request, Response
 from starlette.concurrency import run_in_threadpool
 
 from app.api.body import read_body
@@ -17,6 +19,8 @@ from app.store.tensors import load_tensor, store_tensor, too_large
 
 router = APIRouter(tags=["tensors"], responses=errors(401, 403))
 # The PUT answers with its status alone: an empty body.
+# The lowercase hex SHA-256 of the tensor's bytes.
+Digest = Annotated[str, Path(pattern="^[0-9a-f]{64}$", description="SHA-256 of the .npy bytes")]
 _EMPTY = {"schema": {"type": "string", "format": "binary", "maxLength": 0}}
 
 
@@ -32,7 +36,7 @@ _EMPTY = {"schema": {"type": "string", "format": "binary", "maxLength": 0}}
     },
 )
 async def put_tensor(
-    digest: str, request: Request, principal: Ingester, settings: SettingsDep, engine: EngineDep
+    digest: Digest, request: Request, principal: Ingester, settings: SettingsDep, engine: EngineDep
 ) -> Response:
     limit = settings.tensor_max_bytes
     try:
@@ -56,7 +60,7 @@ async def put_tensor(
     },
 )
 async def get_tensor(
-    digest: str, principal: Reader, settings: SettingsDep, engine: EngineDep
+    digest: Digest, principal: Reader, settings: SettingsDep, engine: EngineDep
 ) -> Response:
     body = await run_in_threadpool(
         load_tensor, engine, settings.data_dir, principal.project_id, digest

@@ -90,6 +90,13 @@ def test_bad_query_parameters_are_400_with_a_reason(
         answer = client.get("/v1/requests", params={"model_version": "3"})
         assert answer.status_code == 400
         assert "model_name" in answer.json()["detail"]
+        # A number is not read as seconds since 1970: times are ISO 8601.
+        for number in ("220", "1700000000000", "-9e-112"):
+            answer = client.get("/v1/requests", params={"until": number})
+            assert answer.status_code == 400, number
+            assert "until" in answer.json()["detail"] and "ISO 8601" in answer.json()["detail"]
+        answer = client.get("/v1/drift", params={"since": "220"})
+        assert answer.status_code == 400
 
 
 def test_a_trace_and_its_request_from_another_project_are_404(
