@@ -25,14 +25,15 @@ What it does, in one run:
    share of shifted trials judged `drift` (detection). Targets: detection >= 95%, false
    positives <= 5%.
 5. The stateful stream: the trials above draw independent samples, but one `warden demo` run
-   books into one calendar that fills as it goes, so its early and late requests differ for
-   reasons that are not drift. So it also sends one unshifted run of `--stream` requests and
-   judges it as the drift job would at every `--step` requests along it: the newest
-   `--current` requests against the traffic reference the job would take there, the
-   `--reference` requests just before them (the default, `reference = "preceding"`), and, for
-   comparison, the version's first `--reference` requests (`reference = "first"`, the default
-   before). Prints each kind's share of positions judged `drift` (false positives: the
-   traffic is unshifted) and `warn`, per reference.
+   is a stream whose requests share one calendar (the assistant's bookings stay in it until
+   other people's bookings replace them), so neighbouring requests are not independent. So it
+   also sends one unshifted run of `--stream` requests and judges it as the drift job would
+   at every `--step` requests along it: the newest `--current` requests against each traffic
+   reference the job can take there: `--reference` requests evenly spaced across the
+   version's first ten times as many before the current window (the default, `reference =
+   "spread"`), the version's first `--reference` (`"first"`), and the `--reference` just
+   before the current window (`"preceding"`). Prints each kind's share of positions judged
+   `drift` (false positives: the traffic is unshifted) and `warn`, per reference.
 
 It asserts nothing; a failed data check (a lost request) exits 1.
 """
@@ -227,14 +228,22 @@ def main() -> int:
 
 def _stateful(args: argparse.Namespace, stream: Any, inputs: Any, say: Any) -> None:
     """Judge the stateful run at every `--step` requests along it (see the docstring, 5.)."""
+    from app.drift.detection import evenly_spaced
     from app.drift.detectors.decisions import DecisionDetector
     from app.drift.detectors.latent import LatentDetector
     from app.drift.detectors.protocol import Options, Skipped
+    from app.drift.plan import REFERENCE_SPREAD
 
     r, c = args.reference, args.current
     options = Options(permutations=100, artifacts=False)
-    references = {"preceding": lambda end: np.arange(end - c - r, end - c),
-                  "first": lambda _end: np.arange(r)}  # fmt: skip
+
+    def spread(end: int) -> np.ndarray:
+        period = min(end - c, r * REFERENCE_SPREAD)
+        return evenly_spaced(period, min(r, period))
+
+    references = {"spread": spread,
+                  "first": lambda _end: np.arange(r),
+                  "preceding": lambda end: np.arange(end - c - r, end - c)}  # fmt: skip
     ends = list(range(r + c, args.stream + 1, args.step))
     # Inputs are judged against the training dataset whichever traffic reference is chosen.
     verdicts: dict[tuple[str, str], Counter[str]] = {
@@ -243,7 +252,7 @@ def _stateful(args: argparse.Namespace, stream: Any, inputs: Any, say: Any) -> N
     t_all = time.perf_counter()
     for end in ends:
         current = stream.subset(np.arange(end - c, end)).sample()
-        verdicts[("input", "preceding")][inputs.test(current).verdict] += 1
+        verdicts[("input", "spread")][inputs.test(current).verdict] += 1
         for ref, rows in references.items():
             reference = stream.subset(rows(end)).sample()
             for kind, make in (("latent", LatentDetector), ("decision", DecisionDetector)):
@@ -253,16 +262,20 @@ def _stateful(args: argparse.Namespace, stream: Any, inputs: Any, say: Any) -> N
                     found = f"skipped: {skip}"
                 verdicts[(kind, ref)][found] += 1
     say(f"  stateful run judged at {len(ends)} positions ({time.perf_counter() - t_all:.0f}s)")
-    print("On the stateful stream (one unshifted demo run, one calendar filling as it goes)")
+    print("On the stateful stream (one unshifted demo run, one calendar throughout)")
     print(f"{args.stream} requests; judged at {len(ends)} positions, every {args.step} requests "
           f"from {r + c}: the newest {c} requests against the reference")  # fmt: skip
     header = f"{'kind':<10}{'reference':<34}{'false positives':>17}{'warn':>8}"
     print("-" * len(header))
     print(header)
     print("-" * len(header))
-    what = {"preceding": f"the {r} before (default)", "first": f"the version's first {r}"}
+    what = {
+        "spread": f"{r} across the first {r * REFERENCE_SPREAD} (default)",
+        "first": f"the version's first {r}",
+        "preceding": f"the {r} just before",
+    }
     for kind in KINDS:
-        for ref in references if kind != "input" else ("preceding",):
+        for ref in references if kind != "input" else ("spread",):
             counted = verdicts[(kind, ref)]
             label = "the training dataset" if kind == "input" else what[ref]
             print(f"{kind:<10}{label:<34}{counted['drift'] / len(ends):>17.1%}"

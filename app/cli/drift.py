@@ -162,8 +162,9 @@ def configure(
     reference: Annotated[
         str | None,
         typer.Option(
-            help="traffic reference: preceding (the N requests just before the current window) "
-            "or first (a version's first N requests)"
+            help="traffic reference: spread (N requests evenly spaced across a version's "
+            "first 10 x N; the default), first (its first N requests) or preceding (the N "
+            "just before the current window)"
         ),
     ] = None,
     reference_count: Annotated[

@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, cast
 
+import numpy as np
 from sqlalchemy import Engine
 
 from app.drift import reference as references
@@ -72,6 +73,8 @@ class _Kept:
     reference: Reference
     window: Window | None = None
     fitted: dict[tuple[Any, ...], Detector] = field(default_factory=dict)
+    read: int = 0
+    """Requests in the bounds when it was read (the window may hold a sample of them)."""
 
 
 class Detection:
@@ -182,29 +185,38 @@ class Detection:
             return fitted, found.reference
         raise Skipped("; ".join(m.reason for m in missing) or "it accepts no reference")
 
-    def reference_window(self, project_id: int, name: str, version: str, bounds: Bounds) -> Window:
+    def reference_window(
+        self, project_id: int, name: str, version: str, bounds: Bounds, rows: int | None = None
+    ) -> Window:
         """The traffic reference's window (see `_traffic`)."""
-        window = self._traffic(project_id, name, version, bounds).window
+        window = self._traffic(project_id, name, version, bounds, rows).window
         assert window is not None
         return window
 
-    def _traffic(self, project_id: int, name: str, version: str, bounds: Bounds) -> _Kept:
-        """The traffic reference, read once: its bounds are pinned, so it is kept and used
-        again while the count of requests in it is unchanged (a late request or retention
-        changes the count, and the window is read anew)."""
-        key = references.reference_key(project_id, name, version, bounds)
+    def _traffic(
+        self, project_id: int, name: str, version: str, bounds: Bounds, rows: int | None
+    ) -> _Kept:
+        """The traffic reference, read once: kept and used again while the count of requests
+        in its bounds is unchanged (a late request or retention changes the count, and the
+        window is read anew). With `rows`, it is that many of them, evenly spaced in time
+        order (all of them when there are no more)."""
+        key = (*references.reference_key(project_id, name, version, bounds), rows)
         count = windows.count_in(self.engine, project_id, name, version, bounds)
         kept = cast(_Kept | None, self.traffic_references.get(key))
-        if kept is not None and kept.window is not None and kept.window.requests == count:
+        if kept is not None and kept.window is not None and kept.read == count:
             return kept
         window = windows.load(self.engine, project_id, name, version, bounds)
-        description = {
+        read = window.requests
+        description: dict[str, Any] = {
             "source": TRAFFIC,
             "start_unix_nano": bounds.start,
             "end_unix_nano": bounds.end,
-            "rows": window.requests,
         }
-        kept = _Kept(Reference(window.sample(), description), window)
+        if rows is not None and read > rows:
+            window = window.subset(evenly_spaced(read, rows))
+            description["sampled_from"] = read
+        description["rows"] = window.requests
+        kept = _Kept(Reference(window.sample(), description), window, read=read)
         self.traffic_references.put(key, kept)
         return kept
 
@@ -214,7 +226,9 @@ class Detection:
         kept = (
             None
             if plan.reference is None
-            else self._traffic(project_id, plan.model_name, plan.model_version, plan.reference)
+            else self._traffic(
+                project_id, plan.model_name, plan.model_version, plan.reference, plan.reference_rows
+            )
         )
         if kept is None or kept.window is None or kept.window.requests < config.min_requests:
             return Unavailable(
@@ -250,3 +264,12 @@ class Detection:
         kept = _Kept(Reference(Sample(frame), description))
         self.training_references.put(key, kept)
         return kept
+
+
+def evenly_spaced(n: int, k: int) -> np.ndarray:
+    """`k` of the indices `0..n-1`, evenly spaced from the first, in order (`k <= n`).
+
+    >>> evenly_spaced(10, 4).tolist()
+    [0, 2, 5, 7]
+    """
+    return (np.arange(k) * n) // k

@@ -25,6 +25,10 @@ from app.drift.windows import Bounds
 from app.store.engine import read_connection
 from app.store.tables import ModelVersion
 
+# The default traffic reference is sampled from a version's first this-many times
+# `reference_count` requests (`spread_reference`).
+REFERENCE_SPREAD = 10
+
 # The role whose versions are monitored: drift is judged per world-model version, whose
 # training data and own traffic are the references.
 ROLE = "world_model"
@@ -43,6 +47,8 @@ class Plan:
     requests to fill it."""
     current: Bounds | None
     """The current window; None when there is no traffic after the reference."""
+    reference_rows: int | None = None
+    """When set, the reference is this many of the requests in its bounds, evenly spaced."""
 
 
 def monitored(
@@ -70,6 +76,10 @@ def plan(
 ) -> Plan:
     """The version's windows at `now` (Unix nanoseconds)."""
     traffic = windows.span_of_traffic(engine, project_id, name, version)
+    if config.reference == "spread" and not config.reference_since:
+        current = current_window(engine, project_id, name, version, config, now, traffic, None)
+        reference = spread_reference(engine, project_id, name, version, config, traffic, current)
+        return Plan(name, version, traffic, reference, current, config.reference_count)
     if config.reference == "preceding" and not config.reference_since:
         current = current_window(engine, project_id, name, version, config, now, traffic, None)
         reference = preceding_reference(engine, project_id, name, version, config, current)
@@ -77,6 +87,31 @@ def plan(
     reference = traffic_reference(engine, project_id, name, version, config, traffic)
     current = current_window(engine, project_id, name, version, config, now, traffic, reference)
     return Plan(name, version, traffic, reference, current)
+
+
+def spread_reference(
+    engine: Engine,
+    project_id: int,
+    name: str,
+    version: str,
+    config: DriftSettings,
+    traffic: Bounds | None,
+    current: Bounds | None,
+) -> Bounds | None:
+    """The version's first period: its first `reference_count * REFERENCE_SPREAD` requests,
+    or, while it has fewer before the current window, all of those (at least
+    `reference_count`); the detectors see `reference_count` of them, evenly spaced."""
+    if traffic is None or current is None:
+        return None
+    period = config.reference_count * REFERENCE_SPREAD
+    last = windows.nth_start(engine, project_id, name, version, period, newest=False)
+    end = current.start if last is None else min(last + 1, current.start)
+    enough = windows.nth_start(
+        engine, project_id, name, version, config.reference_count, newest=False
+    )
+    if enough is None or enough >= end:
+        return None
+    return Bounds(traffic.start, end)
 
 
 def preceding_reference(

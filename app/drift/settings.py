@@ -28,12 +28,14 @@ class DriftSettings(BaseModel):
     )
     current_count: int = Field(default=500, ge=20, le=1_000_000)
     current_seconds: int = Field(default=3600, ge=60)
-    reference: Literal["preceding", "first"] = Field(
-        default="preceding",
+    reference: Literal["spread", "first", "preceding"] = Field(
+        default="spread",
         description="traffic reference (latent states and decisions always, inputs when the "
-        "version's run logged no training dataset): the `reference_count` requests just "
-        "before the current window, or the version's first `reference_count` requests; a "
-        "pinned time range (`reference_since`, `reference_until`) overrides both",
+        "version's run logged no training dataset): `spread`, `reference_count` requests "
+        "evenly spaced across the version's first 10 x `reference_count` (fewer while it "
+        "has fewer before the current window); `first`, its first `reference_count` "
+        "requests; `preceding`, the `reference_count` requests just before the current "
+        "window; a pinned time range (`reference_since`, `reference_until`) overrides all",
     )
     reference_count: int = Field(
         default=500,

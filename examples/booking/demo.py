@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import numpy as np
 
 import collectors
 
@@ -138,6 +139,9 @@ def run(
         # True is the demo's --shift; a number is a shift size of its own (sim.py).
         level = SHIFT if shift is True else float(shift)
         stream = _stream(seed, level)
+        # Other people book and cancel between the demo's requests, so its calendar holds a
+        # steady state instead of filling up as the run goes (sim.Calendar.churn).
+        others = np.random.default_rng(seed)
         chosen = stream if requests is None else itertools.islice(stream, requests)
         for n, generated in enumerate(chosen):
             try:
@@ -146,6 +150,7 @@ def run(
                 ).kind
             except collectors.PolicyDenied:
                 kind = "denied"  # refused before it was planned (policies run in experiments)
+            assistant.calendar.churn(others)
             result.requests += 1
             result.outcomes[kind] += 1
             result.texts.append(generated.text)

@@ -34,6 +34,9 @@ CLOSE_HOUR = 20
 HORIZON_DAYS = 14
 ROLLOUT_STEPS = 8
 MAX_DURATION = 4
+# How often, per request, each room-day of a running calendar is booked afresh by other people
+# (`Calendar.churn`): the assistant's own bookings last about 1 / CHURN_RATE requests.
+CHURN_RATE = 0.2
 # A fixed "today" keeps generated data and action labels identical from run to run.
 DEFAULT_START_DATE = date(2026, 11, 23)
 
@@ -198,6 +201,8 @@ class Calendar:
     busy: np.ndarray
     start_date: date = DEFAULT_START_DATE
     seed: int = 0
+    level: float | None = None
+    """The weekday occupancy other people book to (`generate`'s `occupancy`); None: unknown."""
     _day_load: np.ndarray = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -230,9 +235,8 @@ class Calendar:
             weekday = (start_date + timedelta(days=d)).weekday()
             day_level = level * (0.15 if weekday >= 5 else 1.0)
             for r in range(len(rooms)):
-                target = rng.binomial(CLOSE_HOUR - OPEN_HOUR, min(day_level, 0.95))
-                _fill(busy[r, d], target, rng)
-        return cls(rooms=rooms, busy=busy, start_date=start_date, seed=seed)
+                _fill(busy[r, d], _booked_hours(day_level, rng), rng)
+        return cls(rooms=rooms, busy=busy, start_date=start_date, seed=seed, level=level)
 
     @property
     def days(self) -> int:
@@ -257,6 +261,32 @@ class Calendar:
         self.busy[action.room, action.day_offset, hours] = True
         self._refresh()
 
+    def churn(self, rng: np.random.Generator, rate: float = CHURN_RATE) -> None:
+        """Other people's bookings come and go: each room-day is, with probability `rate`,
+        booked afresh to the calendar's level as `generate` books it, dropping what it held
+        (the assistant's bookings too).
+
+        An assistant that only ever adds bookings fills its calendar as it runs, so its
+        early and late requests meet different calendars. With churn between requests the
+        calendar holds a steady state: about the generated occupancy plus the assistant's
+        bookings of the last `1 / rate` requests.
+
+        >>> cal = Calendar.generate(seed=1)
+        >>> before = cal.busy.copy()
+        >>> cal.churn(np.random.default_rng(0), rate=1.0)
+        >>> bool((cal.busy != before).any()), cal.busy.shape
+        (True, (12, 14, 24))
+        """
+        level = self.level if self.level is not None else float(self._day_load.mean())
+        drawn = rng.random(self.busy.shape[:2]) < rate
+        for r, d in zip(*np.nonzero(drawn), strict=True):
+            weekday = (self.start_date + timedelta(days=int(d))).weekday()
+            day = self.busy[r, d]
+            day[:] = False
+            _fill(day, _booked_hours(level * (0.15 if weekday >= 5 else 1.0), rng), rng)
+        if drawn.any():
+            self._refresh()
+
     def day_load(self, room: int, day: int) -> float:
         return float(self._day_load[room, day])
 
@@ -273,6 +303,10 @@ class Calendar:
         n = max(0, end - action.start_hour)
         out[:n] = self.busy[action.room, action.day_offset, action.start_hour : end]
         return out
+
+
+def _booked_hours(day_level: float, rng: np.random.Generator) -> int:
+    return int(rng.binomial(CLOSE_HOUR - OPEN_HOUR, min(day_level, 0.95)))
 
 
 def _fill(day: np.ndarray, hours: int, rng: np.random.Generator) -> None:

@@ -135,3 +135,29 @@ def test_rollout_is_deterministic(trained: TrainResult) -> None:
     assert first.decision.to_record() == second.decision.to_record()
     scores = np.array([c.score for c in first.decision.candidates])
     assert np.isfinite(scores).all()
+
+
+def _occupancy_along(trained: TrainResult, churn: bool, n: int = 1200) -> list[float]:
+    """The calendar's booked share of opening hours after each of `n` generated requests."""
+    assistant, others = _assistant(trained, seed=0), np.random.default_rng(3)
+    along = []
+    for generated in generate_requests(n, seed=11):
+        assistant.handle(generated.text)
+        if churn:
+            assistant.calendar.churn(others)
+        along.append(float(assistant.calendar.busy[:, :, 8:20].mean()))
+    return along
+
+
+def test_with_other_peoples_churn_the_calendar_holds_a_steady_state(
+    trained: TrainResult,
+) -> None:
+    # What `warden demo` serves: without churn every booking stays, so the calendar fills as
+    # a run goes (and a drift detector would rightly see its early and late traffic differ);
+    # with churn it holds the generated occupancy plus the assistant's recent bookings.
+    start = float(Calendar.generate(seed=0).busy[:, :, 8:20].mean())
+    filling = _occupancy_along(trained, churn=False)
+    steady = _occupancy_along(trained, churn=True)
+    assert filling[-1] > start + 0.2
+    early, late = np.mean(steady[100:400]), np.mean(steady[-300:])
+    assert abs(late - early) < 0.01 and abs(late - start) < 0.03, (start, early, late)

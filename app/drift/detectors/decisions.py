@@ -58,7 +58,16 @@ import numpy as np
 import numpy.typing as npt
 from scipy import stats
 
-from app.drift.detectors.protocol import TRAFFIC, DriftResult, Options, Skipped, Source, Verdict
+from app.drift.detectors.protocol import (
+    TRAFFIC,
+    DriftResult,
+    Options,
+    Skipped,
+    Source,
+    Verdict,
+    holm,
+    verdict_for,
+)
 from app.drift.detectors.sample import NUMERIC_FIELDS, DecisionSample, Sample
 
 FloatArray = npt.NDArray[np.float64]
@@ -193,7 +202,7 @@ def decision_drift(
             np.asarray(current.constraints_bound, dtype=bool),
         ),
     ]
-    adjusted = _holm([outcome.p_value for outcome in outcomes])
+    adjusted = holm([outcome.p_value for outcome in outcomes])
     tests = tuple(
         DecisionTest(
             name=outcome.name,
@@ -201,7 +210,7 @@ def decision_drift(
             statistic=outcome.statistic,
             p_value=outcome.p_value,
             adjusted_p=adj,
-            verdict=_verdict(adj, warn_p, drift_p),
+            verdict=verdict_for(adj, warn_p, drift_p),
             reference=outcome.reference,
             current=outcome.current,
         )
@@ -351,19 +360,3 @@ def _enough(name: str, reference: FloatArray, current: FloatArray, skipped: list
 
 def _moments(values: FloatArray) -> dict[str, float]:
     return {"mean": float(np.mean(values)), "median": float(np.median(values))}
-
-
-def _holm(p_values: Sequence[float]) -> list[float]:
-    """Holm's step-down adjusted p-values, in the order given."""
-    count = len(p_values)
-    order = sorted(range(count), key=lambda i: p_values[i])
-    adjusted = [1.0] * count
-    running = 0.0
-    for rank, index in enumerate(order):
-        running = max(running, min(1.0, (count - rank) * p_values[index]))
-        adjusted[index] = running
-    return adjusted
-
-
-def _verdict(p_value: float, warn_p: float, drift_p: float) -> Verdict:
-    return "drift" if p_value <= drift_p else "warn" if p_value <= warn_p else "none"

@@ -50,6 +50,8 @@ from app.drift.detectors.protocol import (
     Skipped,
     Source,
     Verdict,
+    holm,
+    verdict_for,
     worst,
 )
 from app.drift.detectors.sample import Sample
@@ -57,6 +59,8 @@ from app.drift.detectors.sample import Sample
 Vectors = npt.NDArray[Any] | torch.Tensor
 
 MIN_SAMPLES = 20
+# The thresholds of a layer's p-value (Holm-adjusted over the layers, in `LatentDetector`).
+DRIFT_P, WARN_P = 0.01, 0.05
 DEFAULT_FEATURES = 256
 MAX_REFERENCE_ROWS = 20_000
 BANDWIDTH_ROWS = 1_000
@@ -201,8 +205,8 @@ def latent_drift(
     permutations: int = 100,
     features: int | None = None,
     seed: int = 0,
-    warn_p: float = 0.05,
-    drift_p: float = 0.01,
+    warn_p: float = WARN_P,
+    drift_p: float = DRIFT_P,
 ) -> LatentDrift:
     """Test whether `current` ((m, d) projection vectors) drifted from `reference`.
 
@@ -256,7 +260,7 @@ def latent_drift(
     slack = 1e-6 * float(observed) + 1e-12
     exceed = int((permuted >= observed - slack).sum())
     p_value = (1 + exceed) / (1 + permutations)
-    verdict: Verdict = "drift" if p_value <= drift_p else "warn" if p_value <= warn_p else "none"
+    verdict = verdict_for(p_value, warn_p, drift_p)
 
     ks_ref, ks_cur = (_at_most(rows, KS_ROWS, _stream(seed, _KS)) for rows in (ref.sample, cur))
     ks = _ks_statistics(ks_ref, ks_cur)
@@ -288,7 +292,10 @@ class LatentDetector:
     `LatentReference` when fitted, and each layer both sides hold is tested with
     `latent_drift`.
 
-    The verdict is the worst layer's; `share_drifted` the share of tested layers at "drift".
+    Each layer's verdict is taken on its p-value Holm-adjusted over the layers tested, so the
+    kind says "warn" on at most 5% (and "drift" on at most 1%) of unchanged windows however
+    many layers are watched; the verdict is the worst layer's; `share_drifted` the share of
+    tested layers at "drift".
     """
 
     references: tuple[Source, ...] = (TRAFFIC,)
@@ -328,16 +335,34 @@ def _per_layer(
     layers: list[str],
     options: Options,
 ) -> dict[str, Any]:
-    """`latent_drift` of each of `layers` that has enough rows on both sides, as JSON."""
-    found = {}
-    for layer in layers:
-        vectors = current[layer]
-        if layer not in built or len(vectors) < options.min_requests:
-            continue
-        found[layer] = latent_drift(
-            built[layer], vectors, permutations=options.permutations, seed=options.seed
-        ).to_json()
-    return found
+    """`latent_drift` of each of `layers` that has enough rows on both sides, as JSON, each
+    layer's verdict taken on its Holm-adjusted p-value (`p_adjusted`) over the layers tested.
+
+    The permutations are raised so that "drift" stays reachable after the adjustment: with
+    `k` layers the smallest adjusted p-value is `k / (permutations + 1)`."""
+    tested = [
+        layer for layer in layers if layer in built and len(current[layer]) >= options.min_requests
+    ]
+    permutations = max(options.permutations, math.ceil(len(tested) / DRIFT_P - 1e-9) - 1)
+    found = {
+        layer: latent_drift(
+            built[layer], current[layer], permutations=permutations, seed=options.seed,
+            drift_p=DRIFT_P, warn_p=WARN_P,
+        )
+        for layer in tested
+    }  # fmt: skip
+    adjusted = holm([result.p_value for result in found.values()])
+    out = {}
+    for (layer, result), p_adjusted in zip(found.items(), adjusted, strict=True):
+        verdict = verdict_for(p_adjusted, result.warn_p, result.drift_p)
+        moved = result.moved_dimensions if verdict != "none" else ()
+        out[layer] = result.to_json() | {
+            "p_adjusted": p_adjusted,
+            "correction": "holm",
+            "verdict": verdict,
+            "moved_dimensions": list(moved),
+        }
+    return out
 
 
 def _stream(seed: int, stream: int) -> torch.Generator:

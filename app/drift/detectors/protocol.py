@@ -16,9 +16,11 @@ detector may be kept and tested from several threads.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol, Self, runtime_checkable
+
+from statsmodels.stats.multitest import multipletests
 
 from app.drift.detectors.sample import Sample
 
@@ -30,6 +32,25 @@ TRAINING: Source = "training dataset"
 """The training dataset the version's MLflow run logged: input features only."""
 TRAFFIC: Source = "traffic"
 """A window of the version's own traffic: features, latent states, decisions."""
+
+
+def verdict_for(p_value: float, warn_p: float, drift_p: float) -> Verdict:
+    """The verdict a p-value earns against the thresholds (`drift_p <= warn_p`)."""
+    return "drift" if p_value <= drift_p else "warn" if p_value <= warn_p else "none"
+
+
+def holm(p_values: Sequence[float]) -> list[float]:
+    """Holm's step-down adjusted p-values, in the order given: a detector that runs several
+    tests (per statistic, per layer) judges on these, so that its verdict's false-positive
+    rate is the threshold's, not the threshold times the number of tests.
+
+    >>> holm([0.01, 0.04, 0.03])
+    [0.03, 0.06, 0.06]
+    """
+    if not p_values:
+        return []
+    adjusted = multipletests(list(p_values), method="holm")[1]
+    return [float(p) for p in adjusted]
 
 
 def worst(verdicts: Iterable[Verdict]) -> Verdict:

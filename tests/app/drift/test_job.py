@@ -8,6 +8,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Self
 
+import numpy as np
 import pytest
 from sqlalchemy import Engine, event
 
@@ -122,7 +123,42 @@ def test_a_fourth_kind_drops_in(engine: Engine, tmp_path: Path) -> None:
     assert {r.job_id for r in stored} == {version.job_id}
 
 
-def test_by_default_the_reference_is_the_traffic_just_before_the_current_window(
+def test_by_default_the_reference_is_spread_across_the_versions_first_period(
+    engine: Engine, tmp_path: Path
+) -> None:
+    project_id = projects.create_project(engine, "booking")
+    drift_settings.update_settings(
+        engine, project_id, {"reference_count": 20, "current_count": 50, "min_requests": 20}
+    )
+    add_requests(engine, project_id, 0, 400)
+    runner = DriftRunner(
+        engine, f"file://{tmp_path / 'mlruns'}", tmp_path, log_to_mlflow=False,
+        detectors={"hours": HoursDetector},
+    )  # fmt: skip
+    (version,) = runner.run("booking", "wm", "1", now=NOW).versions
+    (hours,) = version.reports
+    # 20 of the version's first 200 requests (10 x 20), every tenth: requests 0, 10, ... 190,
+    # whose `hours` (the request's number) average 95; the current window is 350-399.
+    assert hours.reference["rows"] == 20 and hours.reference["sampled_from"] == 200
+    assert hours.reference["start_unix_nano"] == T0
+    assert hours.reference["end_unix_nano"] == T0 + 199 * 10**6 + 1  # the 200th request
+    assert hours.current.start == T0 + 350 * 10**6
+    std = float(np.std(np.arange(0, 200, 10), ddof=1))
+    assert hours.scores["shift"] == pytest.approx((374.5 - 95) / std, 1e-6)
+    assert drift_settings.DriftSettings().reference == "spread"
+    # With less traffic before the current window than the period, it spreads over that.
+    add_requests(engine, projects.create_project(engine, "young"), 0, 120)
+    drift_settings.update_settings(
+        engine, projects.project_id(engine, "young"),
+        {"reference_count": 20, "current_count": 50, "min_requests": 20},
+    )  # fmt: skip
+    (young,) = runner.run("young", "wm", "1", now=NOW).versions
+    (hours,) = young.reports
+    assert hours.reference["rows"] == 20 and hours.reference["sampled_from"] == 70
+    assert hours.reference["end_unix_nano"] == hours.current.start == T0 + 70 * 10**6
+
+
+def test_the_preceding_reference_is_the_traffic_just_before_the_current_window(
     engine: Engine, tmp_path: Path
 ) -> None:
     _booking(engine, reference="preceding")
@@ -137,4 +173,3 @@ def test_by_default_the_reference_is_the_traffic_just_before_the_current_window(
     assert hours.reference["start_unix_nano"] == T0 + 20 * 10**6
     assert hours.reference["end_unix_nano"] == hours.current.start == T0 + 70 * 10**6
     assert hours.scores["shift"] == pytest.approx(50 / 14.577, 1e-3)
-    assert drift_settings.DriftSettings().reference == "preceding"

@@ -96,8 +96,9 @@ def test_cli_chooses_pins_and_unpins_the_traffic_reference(tmp_path: Path) -> No
         assert done.returncode == 0, done.stderr
         return dict(json.loads(done.stdout))
 
-    assert configure("--show")["reference"] == "preceding"  # the default
+    assert configure("--show")["reference"] == "spread"  # the default
     assert configure("--reference", "first")["reference"] == "first"
+    assert configure("--reference", "preceding")["reference"] == "preceding"
     pinned = configure("--reference-since", "2026-11-24T00:00:00Z",
                        "--reference-until", "2026-11-25T00:00:00Z")  # fmt: skip
     assert pinned["reference_since"].startswith("2026-11-24T00:00:00")
