@@ -86,16 +86,12 @@ def report(found: dict[str, Any]) -> list[str]:
         f"pair included: p50 {found['timer_us'][50]:.2f})",
         f"{'experiments running':<44}{'p50 µs':>9}{'p95 µs':>9}{'p99 µs':>9}",
     ]
-    for label, key in (
-        ("none", "no_experiment_us"),
-        ("one: 2 arms + 1 shadow arm at 100%", "one_experiment_with_shadow_us"),
-    ):
+    for label, key in (("none", "no_experiment_us"),
+                       ("one: 2 arms + 1 shadow arm at 100%", "one_experiment_with_shadow_us")):
         p = found[key]
         lines.append(f"{label:<44}{p[50]:>9.2f}{p[95]:>9.2f}{p[99]:>9.2f}")
-    lines.append(
-        f"  target: p99 < {found['target_p99_us']:.0f} µs with one experiment: "
-        f"{with_one[99]:.2f} µs, {met}"
-    )
+    lines.append(f"  target: p99 < {found['target_p99_us']:.0f} µs with one experiment: "
+                 f"{with_one[99]:.2f} µs, {met}")
     return lines
 
 

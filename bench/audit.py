@@ -172,7 +172,6 @@ def sha_ceiling(bundle: Path) -> tuple[float, float, int]:
 
 # --- 5. live ingest -------------------------------------------------------------------------------
 
-
 def app_without_ledger() -> Any:
     """The service with ingest's ledger step made a no-op: the "without" side. uvicorn calls
     this factory in each worker process, so the change holds in every one."""
@@ -256,30 +255,17 @@ def main() -> int:
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     parser.add_argument("--records", type=int, default=1_000_000, help="requests in the store")
-    parser.add_argument(
-        "--uncompressed",
-        action="store_true",
-        help="store the bundle's JSON files uncompressed (deflate level 1 else)",
-    )
-    parser.add_argument(
-        "--no-ingest", dest="ingest", action="store_false", help="skip the live ingest part (5)"
-    )
-    parser.add_argument(
-        "--batches",
-        type=int,
-        default=200,
-        help="measured OTLP batches of 512 spans for the live ingest part",
-    )
+    parser.add_argument("--uncompressed", action="store_true",
+                        help="store the bundle's JSON files uncompressed (deflate level 1 else)")
+    parser.add_argument("--no-ingest", dest="ingest", action="store_false",
+                        help="skip the live ingest part (5)")
+    parser.add_argument("--batches", type=int, default=200,
+                        help="measured OTLP batches of 512 spans for the live ingest part")
     parser.add_argument("--clients", type=int, default=4, help="concurrent ingest clients")
-    parser.add_argument(
-        "--rounds", type=int, default=3, help="live ingest rounds, each with and without the ledger"
-    )
-    parser.add_argument(
-        "--server-workers",
-        type=int,
-        default=os.cpu_count() or 1,
-        help="`warden serve --workers N` for the live ingest part",
-    )
+    parser.add_argument("--rounds", type=int, default=3,
+                        help="live ingest rounds, each with and without the ledger")
+    parser.add_argument("--server-workers", type=int, default=os.cpu_count() or 1,
+                        help="`warden serve --workers N` for the live ingest part")
     parser.add_argument("--json", action="store_true", help="also print one JSON line")
     parser.add_argument("--keep", action="store_true", help="keep the temporary folder")
     args = parser.parse_args()
@@ -388,10 +374,8 @@ def main() -> int:
         cost = 1 - f["ingest_with_ledger_spans_per_s"] / f["ingest_without_ledger_spans_per_s"]
         figures["ledger_cost_to_ingest"] = cost
         met = "met" if cost <= TARGET_LEDGER_COST else "NOT met"
-        print(
-            f"  {'ledger cost to ingest (1 - with / without)':<44}{cost:>12.1%}"
-            f"   (target at most {TARGET_LEDGER_COST:.0%}: {met})"
-        )
+        print(f"  {'ledger cost to ingest (1 - with / without)':<44}{cost:>12.1%}"
+              f"   (target at most {TARGET_LEDGER_COST:.0%}: {met})")
     if args.json:
         print(json.dumps(figures))
     for failure in failures:

@@ -93,43 +93,19 @@ PROTOBUF = "application/x-protobuf"
 # --------------------------------------------------------------------------------------------
 
 SERVICES = {
-    "gateway": {
-        "service.name": "inference-gateway",
-        "service.version": "2.4.1",
-        "deployment.environment": "bench",
-        "host.name": "node-a",
-    },
-    "llm": {
-        "service.name": "llm-server",
-        "service.version": "0.9.3",
-        "deployment.environment": "bench",
-        "host.name": "gpu-1",
-    },
-    "world_model": {
-        "service.name": "world-model",
-        "service.version": "1.2.0",
-        "deployment.environment": "bench",
-        "host.name": "gpu-2",
-    },
-    "planner": {
-        "service.name": "planner",
-        "service.version": "3.0.7",
-        "deployment.environment": "bench",
-        "host.name": "node-b",
-    },
+    "gateway": {"service.name": "inference-gateway", "service.version": "2.4.1",
+                "deployment.environment": "bench", "host.name": "node-a"},
+    "llm": {"service.name": "llm-server", "service.version": "0.9.3",
+            "deployment.environment": "bench", "host.name": "gpu-1"},
+    "world_model": {"service.name": "world-model", "service.version": "1.2.0",
+                    "deployment.environment": "bench", "host.name": "gpu-2"},
+    "planner": {"service.name": "planner", "service.version": "3.0.7",
+                "deployment.environment": "bench", "host.name": "node-b"},
 }
 SCOPE = InstrumentationScope(name="warden.bench", version="0.1.0")
 LAYERS = ("encoder", "dynamics")
-ACTIONS = (
-    "climb",
-    "descend",
-    "turn_left",
-    "turn_right",
-    "hold",
-    "speed_up",
-    "slow_down",
-    "reroute",
-)
+ACTIONS = ("climb", "descend", "turn_left", "turn_right", "hold", "speed_up", "slow_down",
+           "reroute")
 OUTCOMES = ("ok",) * 8 + ("refused", "error")
 LLMS = (("llama-3.1-8b-instruct", "2024-07-23"), ("mistral-7b-instruct", "0.3"))
 WORLD_MODELS = (("atc-dynamics", "7"), ("atc-dynamics", "8"))
@@ -200,82 +176,42 @@ class TraceFactory:
         root_id = self._id(8)
         spans: list[tuple[str, Span]] = []
 
-        def span(
-            service: str,
-            name: str,
-            parent: bytes,
-            kind: int,
-            t0: int,
-            t1: int,
-            attrs: dict[str, Any],
-            events: list[Span.Event] | None = None,
-            span_id: bytes | None = None,
-            error: bool = False,
-        ) -> bytes:
+        def span(service: str, name: str, parent: bytes, kind: int, t0: int, t1: int,
+                 attrs: dict[str, Any], events: list[Span.Event] | None = None,
+                 span_id: bytes | None = None, error: bool = False) -> bytes:
             sid = span_id or self._id(8)
-            spans.append(
-                (
-                    service,
-                    Span(
-                        trace_id=trace_id,
-                        span_id=sid,
-                        parent_span_id=parent,
-                        name=name,
-                        kind=kind,
-                        start_time_unix_nano=t0,
-                        end_time_unix_nano=t1,
-                        attributes=_kvs(attrs),
-                        events=events or [],
-                        status=Status(code=2, message="request failed")
-                        if error
-                        else Status(code=0),
-                    ),
-                )
-            )
+            spans.append((service, Span(
+                trace_id=trace_id, span_id=sid, parent_span_id=parent, name=name, kind=kind,
+                start_time_unix_nano=t0, end_time_unix_nano=t1, attributes=_kvs(attrs),
+                events=events or [],
+                status=Status(code=2, message="request failed") if error else Status(code=0),
+            )))
             return sid
 
-        span(
-            "gateway",
-            wire.REQUEST_SPAN,
-            b"",
-            2,
-            start,
-            start + total,
-            {
-                wire.REQUEST_FINGERPRINT: rng.randbytes(32).hex(),
-                wire.REQUEST_FINGERPRINT_KEY_ID: "fpk-2025-01",
-                wire.model_name("llm"): llm[0],
-                wire.model_version("llm"): llm[1],
-                wire.model_name("world_model"): wm[0],
-                wire.model_version("world_model"): wm[1],
-                wire.model_name("planner"): planner[0],
-                wire.model_version("planner"): planner[1],
-                wire.REQUEST_OUTCOME: outcome,
-                "http.request.method": "POST",
-                "url.path": "/v1/plan",
-            },
-            span_id=root_id,
-            error=outcome == "error",
-        )
+        span("gateway", wire.REQUEST_SPAN, b"", 2, start, start + total, {
+            wire.REQUEST_FINGERPRINT: rng.randbytes(32).hex(),
+            wire.REQUEST_FINGERPRINT_KEY_ID: "fpk-2025-01",
+            wire.model_name("llm"): llm[0],
+            wire.model_version("llm"): llm[1],
+            wire.model_name("world_model"): wm[0],
+            wire.model_version("world_model"): wm[1],
+            wire.model_name("planner"): planner[0],
+            wire.model_version("planner"): planner[1],
+            wire.REQUEST_OUTCOME: outcome,
+            "http.request.method": "POST",
+            "url.path": "/v1/plan",
+        }, span_id=root_id, error=outcome == "error")
 
         t = start + 5_000_000
         llm_end = t + total // 3
         input_tokens = rng.randint(200, 4000)
-        span(
-            "llm",
-            "llm",
-            root_id,
-            3,
-            t,
-            llm_end,
-            {
-                wire.GEN_AI_SYSTEM: "vllm",
-                wire.GEN_AI_REQUEST_MODEL: llm[0],
-                wire.GEN_AI_USAGE_INPUT_TOKENS: input_tokens,
-                wire.GEN_AI_USAGE_OUTPUT_TOKENS: rng.randint(20, 800),
-                "gen_ai.request.temperature": 0.2,
-            },
-        )
+        span("llm", "llm", root_id, 3, t, llm_end, {
+            wire.GEN_AI_SYSTEM: "vllm",
+            wire.GEN_AI_REQUEST_MODEL: llm[0],
+            wire.GEN_AI_USAGE_INPUT_TOKENS: input_tokens,
+            wire.GEN_AI_USAGE_OUTPUT_TOKENS: rng.randint(20, 800),
+            "gen_ai.request.temperature": 0.2,
+        })
 
         wm_start, wm_end = llm_end, llm_end + total // 3
         events = []
@@ -285,95 +221,53 @@ class TraceFactory:
                 projection = [round(rng.gauss(0.0, 1.0), 6) for _ in range(16)]
                 lo, hi = min(projection), max(projection)
                 mean = sum(projection) / 16
-                events.append(
-                    Span.Event(
-                        name=wire.STATE_EVENT,
-                        time_unix_nano=wm_start + (step + 1) * step_ns,
-                        attributes=_kvs(
-                            {
-                                wire.STATE_STEP: step,
-                                wire.STATE_LAYER: layer,
-                                wire.STATE_SUMMARY: [
-                                    mean,
-                                    rng.uniform(0.5, 1.5),
-                                    lo,
-                                    hi,
-                                    rng.uniform(3.0, 5.0),
-                                ],
-                                wire.STATE_PROJECTION: projection,
-                            }
-                        ),
-                    )
-                )
-        span(
-            "world_model",
-            wire.ROLLOUT_SPAN,
-            root_id,
-            1,
-            wm_start,
-            wm_end,
-            {
-                "world_model.horizon": 8,
-                "world_model.name": wm[0],
-            },
-            events=events,
-        )
+                events.append(Span.Event(
+                    name=wire.STATE_EVENT,
+                    time_unix_nano=wm_start + (step + 1) * step_ns,
+                    attributes=_kvs({
+                        wire.STATE_STEP: step,
+                        wire.STATE_LAYER: layer,
+                        wire.STATE_SUMMARY: [
+                            mean, rng.uniform(0.5, 1.5), lo, hi, rng.uniform(3.0, 5.0)],
+                        wire.STATE_PROJECTION: projection,
+                    }),
+                ))
+        span("world_model", wire.ROLLOUT_SPAN, root_id, 1, wm_start, wm_end, {
+            "world_model.horizon": 8,
+            "world_model.name": wm[0],
+        }, events=events)
 
         candidates = [
-            {
-                "action": rng.choice(ACTIONS),
-                "score": round(rng.random(), 4),
-                "predicted": {
-                    "conflict_probability": round(rng.random() * 0.2, 4),
-                    "delay_s": round(rng.uniform(0, 120), 1),
-                    "fuel_kg": round(rng.uniform(10, 400), 1),
-                },
-            }
+            {"action": rng.choice(ACTIONS), "score": round(rng.random(), 4),
+             "predicted": {"conflict_probability": round(rng.random() * 0.2, 4),
+                           "delay_s": round(rng.uniform(0, 120), 1),
+                           "fuel_kg": round(rng.uniform(10, 400), 1)}}
             for _ in range(16)
         ]
         best = max(candidates, key=lambda c: c["score"])
-        span(
-            "planner",
-            wire.DECISION_SPAN,
-            root_id,
-            1,
-            wm_end,
-            start + total - 5_000_000,
-            {
-                wire.PLANNER_CANDIDATES: json.dumps(candidates),
-                wire.PLANNER_CHOSEN: best["action"],
-                wire.PLANNER_CONFIDENCE: best["score"],
-                wire.PLANNER_CONSTRAINTS: json.dumps(
-                    ["min_separation_nm>=5", "max_climb_fpm<=3000", "no_restricted_airspace"]
-                ),
-            },
-        )
+        span("planner", wire.DECISION_SPAN, root_id, 1, wm_end, start + total - 5_000_000, {
+            wire.PLANNER_CANDIDATES: json.dumps(candidates),
+            wire.PLANNER_CHOSEN: best["action"],
+            wire.PLANNER_CONFIDENCE: best["score"],
+            wire.PLANNER_CONSTRAINTS: json.dumps(
+                ["min_separation_nm>=5", "max_climb_fpm<=3000", "no_restricted_airspace"]),
+        })
 
         for name, service, kind in GENERIC:
             t0 = start + rng.randint(0, total - 2_000_000)
             t1 = t0 + rng.randint(100_000, 2_000_000)
             if name == "http.client":
-                attrs = {
-                    "http.request.method": rng.choice(("GET", "POST")),
-                    "server.address": f"{service}.internal",
-                    "server.port": 8080,
-                    "url.full": f"http://{service}.internal:8080/api/{rng.randint(1, 99)}",
-                    "http.response.status_code": 200,
-                }
+                attrs = {"http.request.method": rng.choice(("GET", "POST")),
+                         "server.address": f"{service}.internal", "server.port": 8080,
+                         "url.full": f"http://{service}.internal:8080/api/{rng.randint(1, 99)}",
+                         "http.response.status_code": 200}
             elif name == "db.query":
-                attrs = {
-                    "db.system": "postgresql",
-                    "db.operation.name": "SELECT",
-                    "db.collection.name": "features",
-                    "db.response.returned_rows": rng.randint(0, 50),
-                }
+                attrs = {"db.system": "postgresql", "db.operation.name": "SELECT",
+                         "db.collection.name": "features", "db.response.returned_rows":
+                         rng.randint(0, 50)}
             else:
-                attrs = {
-                    "component": name.split(".")[0],
-                    "thread.id": rng.randint(1, 64),
-                    "code.function": name.replace(".", "_"),
-                    "cache.hit": rng.random() < 0.7,
-                }
+                attrs = {"component": name.split(".")[0], "thread.id": rng.randint(1, 64),
+                         "code.function": name.replace(".", "_"), "cache.hit": rng.random() < 0.7}
             span(service, name, root_id, kind, t0, t1, attrs)
         return spans
 
@@ -394,15 +288,13 @@ def make_batches(count: int, batch_size: int, seed: int) -> list[bytes]:
         for _ in range(batch_size):
             service, span = next(stream)
             by_service.setdefault(service, []).append(span)
-        request = ExportTraceServiceRequest(
-            resource_spans=[
-                ResourceSpans(
-                    resource=Resource(attributes=_kvs(SERVICES[service])),
-                    scope_spans=[ScopeSpans(scope=SCOPE, spans=spans)],
-                )
-                for service, spans in by_service.items()
-            ]
-        )
+        request = ExportTraceServiceRequest(resource_spans=[
+            ResourceSpans(
+                resource=Resource(attributes=_kvs(SERVICES[service])),
+                scope_spans=[ScopeSpans(scope=SCOPE, spans=spans)],
+            )
+            for service, spans in by_service.items()
+        ])
         batches.append(request.SerializeToString())
     return batches
 
@@ -487,24 +379,10 @@ def core_row(project_id: int, row: dict) -> dict:
     set: JSON columns as Python values, for the engine's JSON serialiser to encode."""
     return {
         "project_id": project_id,
-        **{
-            k: row[k]
-            for k in (
-                "trace_id",
-                "span_id",
-                "parent_span_id",
-                "name",
-                "kind",
-                "start_time_unix_nano",
-                "end_time_unix_nano",
-                "status_code",
-                "status_message",
-                "service_name",
-                "scope_name",
-                "attributes",
-                "body_digest",
-            )
-        },
+        **{k: row[k] for k in (
+            "trace_id", "span_id", "parent_span_id", "name", "kind", "start_time_unix_nano",
+            "end_time_unix_nano", "status_code", "status_message", "service_name", "scope_name",
+            "attributes", "body_digest")},
         "events": [{"name": n, "time_unix_nano": t, "attributes": a} for n, t, a in row["events"]],
         "links": orjson.loads(row["links_json"]),
         "resource": orjson.loads(row["resource_json"]),
@@ -526,11 +404,8 @@ def raw_ceiling(batches: list[bytes], data_dir: Path) -> tuple[float, int]:
     try:
         schema.upgrade(engine)
         with write_transaction(engine) as conn:
-            project_id = int(
-                conn.execute(
-                    insert(Project).values(name="bench").returning(Project.id)
-                ).scalar_one()
-            )
+            project_id = int(conn.execute(
+                insert(Project).values(name="bench").returning(Project.id)).scalar_one())
         prepared = []
         for body in batches:
             request = ExportTraceServiceRequest()
@@ -571,19 +446,8 @@ def run_service(
 ) -> ServiceRun:
     """One live `warden serve`: warm up, send the measured batches, check what landed."""
     run_cli(env, "project", "create", "bench")
-    key = run_cli(
-        env,
-        "key",
-        "create",
-        "--project",
-        "bench",
-        "--scope",
-        "ingest",
-        "--scope",
-        "read",
-        "--name",
-        "bench",
-    ).strip()
+    key = run_cli(env, "key", "create", "--project", "bench",
+                  "--scope", "ingest", "--scope", "read", "--name", "bench").strip()
     if not (key.startswith("wdn_") and len(key) == 42):
         raise RuntimeError(f"unexpected key from `warden key create`: {key!r}")
     server = start_server(server_dir, env, args.server_workers)
@@ -662,62 +526,35 @@ def main() -> int:
         ),
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
-    parser.add_argument(
-        "--batches", type=int, default=200, help="measured batches (200 x 512 = 102,400 spans)"
-    )
-    parser.add_argument(
-        "--clients",
-        type=int,
-        default=4,
-        help="concurrent client threads, one persistent HTTP connection each "
-        "(like several exporters or a Collector's connection pool)",
-    )
+    parser.add_argument("--batches", type=int, default=200,
+                        help="measured batches (200 x 512 = 102,400 spans)")
+    parser.add_argument("--clients", type=int, default=4,
+                        help="concurrent client threads, one persistent HTTP connection each "
+                             "(like several exporters or a Collector's connection pool)")
     parser.add_argument("--batch-size", type=int, default=512, help="spans per export request")
-    parser.add_argument(
-        "--warmup", type=int, default=4, help="batches sent first and not counted in the timing"
-    )
-    parser.add_argument(
-        "--server-workers",
-        type=int,
-        default=os.cpu_count() or 1,
-        help="`warden serve --workers N` (worker processes of the server; "
-        "the default is one per core, as the README recommends)",
-    )
+    parser.add_argument("--warmup", type=int, default=4,
+                        help="batches sent first and not counted in the timing")
+    parser.add_argument("--server-workers", type=int, default=os.cpu_count() or 1,
+                        help="`warden serve --workers N` (worker processes of the server; "
+                             "the default is one per core, as the README recommends)")
     parser.add_argument("--seed", type=int, default=20250101, help="seed of the span generator")
-    parser.add_argument(
-        "--no-lineage",
-        dest="lineage",
-        action="store_false",
-        help="skip the second run with MLflow lineage resolution enabled",
-    )
-    parser.add_argument(
-        "--rounds",
-        type=int,
-        default=None,
-        help="interleaved rounds of lineage off / on, each side's median counts "
-        "(default 3); on PostgreSQL, end-to-end runs (default 1)",
-    )
-    parser.add_argument(
-        "--database",
-        choices=("sqlite", "postgresql"),
-        default="sqlite",
-        help="postgresql: start a PostgreSQL server of its own (durable) and "
-        "compare end to end with raw COPY and raw executemany of the "
-        "same span and state rows (bench/ingest_postgresql.py)",
-    )
-    parser.add_argument(
-        "--json", action="store_true", help="also print the figures as one JSON line at the end"
-    )
-    parser.add_argument(
-        "--keep",
-        action="store_true",
-        help="keep the temporary data dirs (and the server log) for inspection",
-    )
+    parser.add_argument("--no-lineage", dest="lineage", action="store_false",
+                        help="skip the second run with MLflow lineage resolution enabled")
+    parser.add_argument("--rounds", type=int, default=None,
+                        help="interleaved rounds of lineage off / on, each side's median counts "
+                             "(default 3); on PostgreSQL, end-to-end runs (default 1)")
+    parser.add_argument("--database", choices=("sqlite", "postgresql"), default="sqlite",
+                        help="postgresql: start a PostgreSQL server of its own (durable) and "
+                             "compare end to end with raw COPY and raw executemany of the "
+                             "same span and state rows (bench/ingest_postgresql.py)")
+    parser.add_argument("--json", action="store_true",
+                        help="also print the figures as one JSON line at the end")
+    parser.add_argument("--keep", action="store_true",
+                        help="keep the temporary data dirs (and the server log) for inspection")
     args = parser.parse_args()
     if min(args.batches, args.clients, args.batch_size, args.server_workers) < 1 or args.warmup < 0:
-        parser.error(
-            "--batches, --clients, --batch-size and --server-workers must be >= 1, --warmup >= 0"
-        )
+        parser.error("--batches, --clients, --batch-size and --server-workers must be >= 1, "
+                     "--warmup >= 0")
     if not WARDEN.exists():
         parser.error(f"no `warden` entry point next to {sys.executable}")
 
@@ -731,10 +568,8 @@ def main() -> int:
     total_spans = len(all_batches) * args.batch_size
     measured_spans = len(measured) * args.batch_size
     payload_mb = sum(map(len, measured)) / 1e6
-    say(
-        f"  done in {time.perf_counter() - t0:.1f}s "
-        f"({payload_mb / len(measured) * 1000:.0f} kB per batch)"
-    )
+    say(f"  done in {time.perf_counter() - t0:.1f}s "
+        f"({payload_mb / len(measured) * 1000:.0f} kB per batch)")
 
     tmp = Path(tempfile.mkdtemp(prefix="warden-bench-"))
     if args.database == "postgresql":
@@ -798,9 +633,8 @@ def main() -> int:
     p50 = statistics.median(lat) * 1000 if lat else float("nan")
     p99 = lat[min(len(lat) - 1, int(len(lat) * 0.99))] * 1000 if lat else float("nan")
     machine = {
-        "nproc": (
-            len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-        ),
+        "nproc": (len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity")
+                  else os.cpu_count()),
         "python": platform.python_version(),
         "sqlite": sqlite3.sqlite_version,
         "platform": platform.platform(terse=True),
@@ -812,10 +646,8 @@ def main() -> int:
         return "met" if flag else "NOT met"
 
     rows = [
-        (
-            "spans sent (measured + warm-up)",
-            f"{measured_spans:,} + {len(warmup) * args.batch_size:,}",
-        ),
+        ("spans sent (measured + warm-up)",
+         f"{measured_spans:,} + {len(warmup) * args.batch_size:,}"),
         ("batches x spans, clients", f"{len(measured)} x {args.batch_size}, {args.clients}"),
         ("server worker processes", f"{args.server_workers}"),
         ("payload per batch", f"{payload_mb / len(measured) * 1000:.0f} kB"),
@@ -826,20 +658,12 @@ def main() -> int:
         ("raw ceiling insert time", f"{raw_seconds:.2f} s"),
         ("raw ceiling", f"{raw_rate:,.0f} spans/s"),
         ("ratio end-to-end / ceiling", f"{ratio:.1%}"),
-        *(
-            [
-                ("end-to-end, lineage resolution on", f"{lineage_rate:,.0f} spans/s"),
-                ("  each run, lineage on", ", ".join(f"{r / 1000:.1f}k" for r in on_rates)),
-                ("  ratio on / off (target >= 90%)", f"{lineage_rate / e2e_rate:.1%}"),
-                ("  model versions resolved", f"{resolved}"),
-            ]
-            if lineage_rate
-            else []
-        ),
-        (
-            "stored: spans / requests / states",
-            f"{stored_spans:,} / {stored_requests:,} / {stored_states:,}",
-        ),
+        *([("end-to-end, lineage resolution on", f"{lineage_rate:,.0f} spans/s"),
+           ("  each run, lineage on", ", ".join(f"{r / 1000:.1f}k" for r in on_rates)),
+           ("  ratio on / off (target >= 90%)", f"{lineage_rate / e2e_rate:.1%}"),
+           ("  model versions resolved", f"{resolved}")] if lineage_rate else []),
+        ("stored: spans / requests / states",
+         f"{stored_spans:,} / {stored_requests:,} / {stored_states:,}"),
         ("server RSS at end", f"{server_rss:.0f} MB" if server_rss else "n/a"),
     ]
     width = max(len(label) for label, _ in rows)
@@ -849,58 +673,46 @@ def main() -> int:
     for label, value in rows:
         print(f"{label:<{width}}  {value:>20}")
     print("-" * (width + 24))
-    print(
-        f"target: >= {TARGET_SPANS_PER_S:,} spans/s end to end and >= {TARGET_RATIO:.0%} "
-        "of the raw ceiling"
-    )
-    print(
-        f"  end to end >= {TARGET_SPANS_PER_S:,} spans/s: "
-        f"{ok(e2e_rate >= TARGET_SPANS_PER_S)}; ratio >= {TARGET_RATIO:.0%}: "
-        f"{ok(ratio >= TARGET_RATIO)}"
-    )
+    print(f"target: >= {TARGET_SPANS_PER_S:,} spans/s end to end and >= {TARGET_RATIO:.0%} "
+          "of the raw ceiling")
+    print(f"  end to end >= {TARGET_SPANS_PER_S:,} spans/s: "
+          f"{ok(e2e_rate >= TARGET_SPANS_PER_S)}; ratio >= {TARGET_RATIO:.0%}: "
+          f"{ok(ratio >= TARGET_RATIO)}")
     if lineage_rate:
         print(f"  lineage resolution on >= 90% of off: {ok(lineage_rate >= 0.9 * e2e_rate)}")
-    print(
-        f"machine: nproc={machine['nproc']}, python {machine['python']}, "
-        f"sqlite {machine['sqlite']}, {machine['platform']}"
-    )
+    print(f"machine: nproc={machine['nproc']}, python {machine['python']}, "
+          f"sqlite {machine['sqlite']}, {machine['platform']}")
     if failures:
         print(f"\nDATA CHECKS FAILED ({len(failures)}):")
         for failure in failures[:20]:
             print(f"  {failure}")
     else:
-        print(
-            "data checks: every answer 200 without rejections; /v1/requests answers; "
-            "spans table row count equals spans sent"
-        )
+        print("data checks: every answer 200 without rejections; /v1/requests answers; "
+              "spans table row count equals spans sent")
     if args.json:
-        print(
-            json.dumps(
-                {
-                    "end_to_end_spans_per_s": round(e2e_rate, 1),
-                    "raw_ceiling_spans_per_s": round(raw_rate, 1),
-                    "ratio": round(ratio, 4),
-                    "end_to_end_runs_spans_per_s": [round(r, 1) for r in off_rates],
-                    "lineage_on_spans_per_s": round(lineage_rate, 1) if lineage_rate else None,
-                    "lineage_on_runs_spans_per_s": [round(r, 1) for r in on_rates],
-                    "end_to_end_seconds": round(sent.seconds, 3),
-                    "raw_ceiling_seconds": round(raw_seconds, 3),
-                    "latency_p50_ms": round(p50, 1),
-                    "latency_p99_ms": round(p99, 1),
-                    "batches": len(measured),
-                    "batch_size": args.batch_size,
-                    "clients": args.clients,
-                    "server_workers": args.server_workers,
-                    "warmup_batches": len(warmup),
-                    "spans_sent": total_spans,
-                    "spans_stored": stored_spans,
-                    "target_spans_per_s": TARGET_SPANS_PER_S,
-                    "target_ratio": TARGET_RATIO,
-                    "failures": len(failures),
-                    "machine": machine,
-                }
-            )
-        )
+        print(json.dumps({
+            "end_to_end_spans_per_s": round(e2e_rate, 1),
+            "raw_ceiling_spans_per_s": round(raw_rate, 1),
+            "ratio": round(ratio, 4),
+            "end_to_end_runs_spans_per_s": [round(r, 1) for r in off_rates],
+            "lineage_on_spans_per_s": round(lineage_rate, 1) if lineage_rate else None,
+            "lineage_on_runs_spans_per_s": [round(r, 1) for r in on_rates],
+            "end_to_end_seconds": round(sent.seconds, 3),
+            "raw_ceiling_seconds": round(raw_seconds, 3),
+            "latency_p50_ms": round(p50, 1),
+            "latency_p99_ms": round(p99, 1),
+            "batches": len(measured),
+            "batch_size": args.batch_size,
+            "clients": args.clients,
+            "server_workers": args.server_workers,
+            "warmup_batches": len(warmup),
+            "spans_sent": total_spans,
+            "spans_stored": stored_spans,
+            "target_spans_per_s": TARGET_SPANS_PER_S,
+            "target_ratio": TARGET_RATIO,
+            "failures": len(failures),
+            "machine": machine,
+        }))
     return 1 if failures else 0
 
 

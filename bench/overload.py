@@ -112,12 +112,8 @@ def post(port: int, key: str, body: bytes) -> tuple[int, str | None, float]:
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=300)
     try:
         t0 = time.perf_counter()
-        conn.request(
-            "POST",
-            "/v1/traces",
-            body=body,
-            headers={"Content-Type": PROTOBUF, "Authorization": f"Bearer {key}"},
-        )
+        conn.request("POST", "/v1/traces", body=body,
+                     headers={"Content-Type": PROTOBUF, "Authorization": f"Bearer {key}"})
         response = conn.getresponse()
         response.read()
         return response.status, response.getheader("Retry-After"), time.perf_counter() - t0
@@ -223,34 +219,24 @@ def run(label: str, env_extra: dict[str, str], args: argparse.Namespace,
     lost = result.acknowledged_spans - stored if stored <= result.acknowledged_spans else 0
     unacknowledged_stored = max(0, stored - result.acknowledged_spans)
     print(f"{label}")
-    print(
-        f"  capacity: {capacity:.1f} batches/s = {capacity * args.batch_size:,.0f} spans/s "
-        f"({args.clients} closed-loop clients, {args.batch_size} spans per batch)"
-    )
-    print(
-        f"  offered: {rate:.1f} batches/s ({args.factor:g} x capacity) for {args.seconds:.0f}s "
-        f"= {count} batches, each retried after Retry-After for up to {args.drain:.0f}s more"
-    )
+    print(f"  capacity: {capacity:.1f} batches/s = {capacity * args.batch_size:,.0f} spans/s "
+          f"({args.clients} closed-loop clients, {args.batch_size} spans per batch)")
+    print(f"  offered: {rate:.1f} batches/s ({args.factor:g} x capacity) for {args.seconds:.0f}s "
+          f"= {count} batches, each retried after Retry-After for up to {args.drain:.0f}s more")
     print(f"  answers: {answers}: " + ", ".join(f"{k}: {v}" for k, v in
                                                 sorted(result.answers.items())))  # fmt: skip
     print(f"  share of answers that were 429/503 with Retry-After: {refused / answers:.1%}")
     for kind, seconds in sorted(result.latencies.items()):
-        print(
-            f"  latency of {kind} answers: p50 {quantile(seconds, 0.5) * 1000:.0f} ms, "
-            f"p99 {quantile(seconds, 0.99) * 1000:.0f} ms, max {max(seconds) * 1000:.0f} ms"
-        )
-    print(
-        f"  batches acknowledged: {result.acknowledged_batches} of {count} "
-        f"({result.retried_then_acknowledged} after retries; "
-        f"{result.never_acknowledged} not acknowledged by the end); delivery p50 "
-        f"{statistics.median(result.delivery or [math.nan]):.2f}s"
-    )
+        print(f"  latency of {kind} answers: p50 {quantile(seconds, 0.5) * 1000:.0f} ms, "
+              f"p99 {quantile(seconds, 0.99) * 1000:.0f} ms, max {max(seconds) * 1000:.0f} ms")
+    print(f"  batches acknowledged: {result.acknowledged_batches} of {count} "
+          f"({result.retried_then_acknowledged} after retries; "
+          f"{result.never_acknowledged} not acknowledged by the end); delivery p50 "
+          f"{statistics.median(result.delivery or [math.nan]):.2f}s")
     print(f"  server RSS: {baseline:.0f} MB before the overload, peak {peak:.0f} MB during it")
-    print(
-        f"  spans acknowledged: {result.acknowledged_spans:,}; stored in the database: "
-        f"{stored:,}; acknowledged spans lost: {lost}; stored without acknowledgement: "
-        f"{unacknowledged_stored}"
-    )
+    print(f"  spans acknowledged: {result.acknowledged_spans:,}; stored in the database: "
+          f"{stored:,}; acknowledged spans lost: {lost}; stored without acknowledgement: "
+          f"{unacknowledged_stored}")
     for error in result.errors[:5]:
         print(f"  error: {error}")
     return lost == 0 and unacknowledged_stored == 0
@@ -265,31 +251,18 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--factor", type=float, default=3.0, help="offered load / capacity")
     parser.add_argument("--seconds", type=float, default=15.0, help="how long load is offered")
-    parser.add_argument(
-        "--drain",
-        type=float,
-        default=60.0,
-        help="seconds past the sending a refused batch is still retried",
-    )
-    parser.add_argument(
-        "--capacity-batches", type=int, default=60, help="batches of the capacity measurement"
-    )
-    parser.add_argument(
-        "--clients", type=int, default=4, help="closed-loop clients of the capacity measurement"
-    )
+    parser.add_argument("--drain", type=float, default=60.0,
+                        help="seconds past the sending a refused batch is still retried")
+    parser.add_argument("--capacity-batches", type=int, default=60,
+                        help="batches of the capacity measurement")
+    parser.add_argument("--clients", type=int, default=4,
+                        help="closed-loop clients of the capacity measurement")
     parser.add_argument("--batch-size", type=int, default=512, help="spans per export request")
-    parser.add_argument(
-        "--server-workers",
-        type=int,
-        default=1,
-        help="`warden serve --workers N`; the bound is per process",
-    )
+    parser.add_argument("--server-workers", type=int, default=1,
+                        help="`warden serve --workers N`; the bound is per process")
     parser.add_argument("--seed", type=int, default=20250101, help="seed of the span generator")
-    parser.add_argument(
-        "--unbounded",
-        action="store_true",
-        help="also overload a server whose bound is out of reach, to compare",
-    )
+    parser.add_argument("--unbounded", action="store_true",
+                        help="also overload a server whose bound is out of reach, to compare")
     parser.add_argument("--keep", action="store_true", help="keep the temporary data dirs")
     args = parser.parse_args(argv)
     if not WARDEN.exists():

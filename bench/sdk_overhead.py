@@ -337,7 +337,8 @@ class OTel(Variant):
         self.projections = projections()
         self.steps: dict[str, int] = {}
         self.handles = [
-            model.get_submodule(layer).register_forward_hook(self._hook(layer)) for layer in LAYERS
+            model.get_submodule(layer).register_forward_hook(self._hook(layer))
+            for layer in LAYERS
         ]
 
     def _hook(self, layer: str) -> Callable[..., None]:
@@ -472,9 +473,8 @@ class WardenShadow(Variant):
 
     def __init__(self, stack: Stack, model: nn.Module, candidate: nn.Module, base: Warden):
         self.stack, self.model, self.candidate, self.base = stack, model, candidate, base
-        self.watches = [
-            collectors.watch(m, layers=list(LAYERS), dim=DIM) for m in (model, candidate)
-        ]
+        self.watches = [collectors.watch(m, layers=list(LAYERS), dim=DIM)
+                        for m in (model, candidate)]
 
     def shadow_run(self, text: str) -> None:
         collectors.model("world_model", "booking-world-model", "4")
@@ -546,7 +546,8 @@ class MLflow(Variant):
         self.steps: dict[str, int] = {}
         self.started = 0
         self.handles = [
-            model.get_submodule(layer).register_forward_hook(self._hook(layer)) for layer in LAYERS
+            model.get_submodule(layer).register_forward_hook(self._hook(layer))
+            for layer in LAYERS
         ]
 
     def _hook(self, layer: str) -> Callable[..., None]:
@@ -576,7 +577,9 @@ class MLflow(Variant):
         with start_span(
             wire.REQUEST_SPAN, span_type="CHAIN", attributes=root_attributes({"text": text})
         ) as root:
-            with start_span(LLM_SPAN, span_type="LLM", attributes=LLM_ATTRIBUTES) as llm:
+            with start_span(
+                LLM_SPAN, span_type="LLM", attributes=LLM_ATTRIBUTES
+            ) as llm:
                 intent = parse(text)
                 llm.set_attributes(llm_response(text))
             self.steps.clear()
@@ -692,59 +695,30 @@ def main() -> int:
         ),
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
-    parser.add_argument(
-        "--requests",
-        type=int,
-        default=2000,
-        help="measured requests per variant (split over the rounds)",
-    )
-    parser.add_argument(
-        "--warmup", type=int, default=200, help="requests per variant run first and not measured"
-    )
-    parser.add_argument(
-        "--rounds",
-        type=int,
-        default=5,
-        help="rounds; each runs every variant once, the order rotating",
-    )
-    parser.add_argument(
-        "--torch-threads",
-        type=int,
-        default=1,
-        help="torch intra-op threads (0: torch's default, one per core). The "
-        "model is far too small to gain from more than one, and on a "
-        "small machine torch's spinning OpenMP workers next to any "
-        "Python background thread (every exporter has one) stall "
-        "requests by ~100 ms",
-    )
-    parser.add_argument(
-        "--shadow-requests",
-        type=int,
-        default=1000,
-        help="measured requests per side of the shadow comparison (0: skip it)",
-    )
-    parser.add_argument(
-        "--shadow-gap-us",
-        type=float,
-        default=-1,
-        help="idle time after each request of the shadow comparison, in µs; "
-        "-1: twice Warden's p50 from the main rounds, so the process is "
-        "idle about 2/3 of the time as a service with headroom is",
-    )
-    parser.add_argument(
-        "--assignment-units",
-        type=int,
-        default=100_000,
-        help="units timed one call each for the cost of assignment",
-    )
-    parser.add_argument(
-        "--json", action="store_true", help="also print the figures as one JSON line at the end"
-    )
-    parser.add_argument(
-        "--keep",
-        action="store_true",
-        help="keep the temporary dir (server data and log, MLflow store, spool)",
-    )
+    parser.add_argument("--requests", type=int, default=2000,
+                        help="measured requests per variant (split over the rounds)")
+    parser.add_argument("--warmup", type=int, default=200,
+                        help="requests per variant run first and not measured")
+    parser.add_argument("--rounds", type=int, default=5,
+                        help="rounds; each runs every variant once, the order rotating")
+    parser.add_argument("--torch-threads", type=int, default=1,
+                        help="torch intra-op threads (0: torch's default, one per core). The "
+                             "model is far too small to gain from more than one, and on a "
+                             "small machine torch's spinning OpenMP workers next to any "
+                             "Python background thread (every exporter has one) stall "
+                             "requests by ~100 ms")
+    parser.add_argument("--shadow-requests", type=int, default=1000,
+                        help="measured requests per side of the shadow comparison (0: skip it)")
+    parser.add_argument("--shadow-gap-us", type=float, default=-1,
+                        help="idle time after each request of the shadow comparison, in µs; "
+                             "-1: twice Warden's p50 from the main rounds, so the process is "
+                             "idle about 2/3 of the time as a service with headroom is")
+    parser.add_argument("--assignment-units", type=int, default=100_000,
+                        help="units timed one call each for the cost of assignment")
+    parser.add_argument("--json", action="store_true",
+                        help="also print the figures as one JSON line at the end")
+    parser.add_argument("--keep", action="store_true",
+                        help="keep the temporary dir (server data and log, MLflow store, spool)")
     args = parser.parse_args()
     if args.requests < 1 or args.rounds < 1 or args.warmup < 0 or args.rounds > args.requests:
         parser.error("--requests and --rounds must be >= 1 (rounds <= requests), --warmup >= 0")
@@ -818,10 +792,8 @@ def main() -> int:
             chunk = measured_texts[offset : offset + size]
             offset += size
             order = variants[r % len(variants) :] + variants[: r % len(variants)]
-            say(
-                f"round {r + 1}/{args.rounds}: {size} requests each, order "
-                f"{' '.join(v.key for v in order)}"
-            )
+            say(f"round {r + 1}/{args.rounds}: {size} requests each, order "
+                f"{' '.join(v.key for v in order)}")
             for v in order:
                 tally.current = v.key
                 latencies, seconds = run_block(v, chunk)
@@ -838,11 +810,8 @@ def main() -> int:
         # Paced: a shadow run uses the idle time after a request, and a closed loop has none.
         shadow_texts = texts[: args.shadow_requests]
         if shadow_texts:
-            gap = (
-                args.shadow_gap_us
-                if args.shadow_gap_us >= 0
-                else 2 * figures["warden"].percentile(50)
-            ) / 1e6
+            gap = (args.shadow_gap_us if args.shadow_gap_us >= 0
+                   else 2 * figures["warden"].percentile(50)) / 1e6
             pair: list[Variant] = [warden, shadowed]
             paced = {v.key: Figures() for v in pair}
             tally.current = "warden"
@@ -855,11 +824,9 @@ def main() -> int:
             for r, size in enumerate(shadow_sizes):
                 chunk = shadow_texts[offset : offset + size]
                 offset += size
-                say(
-                    f"shadow comparison round {r + 1}/{args.rounds}: {size} requests each, "
-                    f"{1e6 * gap:.0f} µs idle after each"
-                )
-                for v in pair if r % 2 == 0 else pair[::-1]:
+                say(f"shadow comparison round {r + 1}/{args.rounds}: {size} requests each, "
+                    f"{1e6 * gap:.0f} µs idle after each")
+                for v in (pair if r % 2 == 0 else pair[::-1]):
                     latencies, seconds = run_block(v, chunk, gap)
                     paced[v.key].latencies_ns += latencies
                     paced[v.key].loop_seconds.append(seconds)
@@ -883,33 +850,24 @@ def main() -> int:
         status, page = get_json(server.port, server.key, "/v1/requests?limit=1")
         newest = page["items"][0]["request_id"] if status == 200 and page.get("items") else None
         if newest != warden.last_trace_id:
-            failures.append(
-                f"GET /v1/requests?limit=1 -> {status}: newest {newest!r}, "
-                f"last recorded {warden.last_trace_id!r}"
-            )
+            failures.append(f"GET /v1/requests?limit=1 -> {status}: newest {newest!r}, "
+                            f"last recorded {warden.last_trace_id!r}")
         db = server_dir / "warden.db"
-        stored = {
-            t: count_rows(db, t)
-            for t in ("requests", "spans", "world_model_states", "planner_decisions", "shadow_runs")
-        }
-        expected = {
-            "requests": total,
-            "spans": total * WARDEN_SPANS_PER_REQUEST + shadow_runs * SHADOW_SPANS,
-            "world_model_states": (total + shadow_runs) * STATES,
-            "planner_decisions": total + shadow_runs,
-            "shadow_runs": shadow_runs,
-        }
+        stored = {t: count_rows(db, t) for t in
+                  ("requests", "spans", "world_model_states", "planner_decisions", "shadow_runs")}
+        expected = {"requests": total,
+                    "spans": total * WARDEN_SPANS_PER_REQUEST + shadow_runs * SHADOW_SPANS,
+                    "world_model_states": (total + shadow_runs) * STATES,
+                    "planner_decisions": total + shadow_runs, "shadow_runs": shadow_runs}
         if shadow_stats.get("failed") or shadow_runs != shadow_stats.get("queued", 0):
             failures.append(f"shadow runs failed or left unrun after the flush: {shadow_stats}")
         for table, want in expected.items():
             if stored[table] != want:
-                failures.append(
-                    f"service table {table} holds {stored[table]} rows, expected {want}"
-                )
+                failures.append(f"service table {table} holds {stored[table]} rows, "
+                                f"expected {want}")
         delivered_spans = stats.get("exported", 0) + stats.get("replayed", 0)
-        warden_dropped = (
-            stats.get("dropped", 0) + stats.get("rejected", 0) + stats.get("spool_pending_spans", 0)
-        )
+        warden_dropped = (stats.get("dropped", 0) + stats.get("rejected", 0)
+                          + stats.get("spool_pending_spans", 0))
         if delivered_spans != expected["spans"] or warden_dropped:
             failures.append(f"collectors.stats() does not account for every span: {stats}")
 
@@ -946,48 +904,33 @@ def main() -> int:
     base = overhead["otel"]
     ratio = {k: overhead[k] / base if base > 0 else float("nan") for k in figures}
     p50_ratio = {k: p[k][50] / p["otel"][50] for k in figures}
-    mlflow_factor = (
-        overhead["mlflow"] / overhead["warden"] if overhead["warden"] > 0 else float("inf")
-    )
-    spans = {
-        "bare": 0,
-        "otel": SPANS_PER_REQUEST,
-        "warden": WARDEN_SPANS_PER_REQUEST,
-        "mlflow": SPANS_PER_REQUEST,
-    }
+    mlflow_factor = (overhead["mlflow"] / overhead["warden"] if overhead["warden"] > 0
+                     else float("inf"))
+    spans = {"bare": 0, "otel": SPANS_PER_REQUEST, "warden": WARDEN_SPANS_PER_REQUEST,
+             "mlflow": SPANS_PER_REQUEST}
     labels = {v.key: v.label for v in variants}
 
     measured = len(measured_texts)
     print()
     print("Warden SDK overhead benchmark: per-request cost of recording a hybrid-stack request")
-    print(
-        f"request: root + LLM stage + world-model rollout {STEPS} steps x {len(LAYERS)} layers "
-        f"({STATES} states, width {WIDTH}, batch {CANDIDATES}) + planner decision over "
-        f"{CANDIDATES} candidates"
-    )
-    print(
-        f"{measured} measured requests per variant in {args.rounds} interleaved rounds "
-        f"({', '.join(map(str, sizes))}), after {args.warmup} warm-up"
-    )
-    header = (
-        f"{'variant':<36}{'p50 µs':>9}{'p95 µs':>9}{'p99 µs':>9}"
-        f"{'overhead':>10}{'ovh/OTel':>10}{'p50/OTel':>10}{'spans':>7}"
-    )
+    print(f"request: root + LLM stage + world-model rollout {STEPS} steps x {len(LAYERS)} layers "
+          f"({STATES} states, width {WIDTH}, batch {CANDIDATES}) + planner decision over "
+          f"{CANDIDATES} candidates")
+    print(f"{measured} measured requests per variant in {args.rounds} interleaved rounds "
+          f"({', '.join(map(str, sizes))}), after {args.warmup} warm-up")
+    header = (f"{'variant':<36}{'p50 µs':>9}{'p95 µs':>9}{'p99 µs':>9}"
+              f"{'overhead':>10}{'ovh/OTel':>10}{'p50/OTel':>10}{'spans':>7}")
     print("-" * len(header))
     print(header)
     print("-" * len(header))
     for key in figures:
         ovh = "-" if key == "bare" else f"{overhead[key]:.0f}"
         rat = "-" if key == "bare" else f"{ratio[key]:.2f}"
-        print(
-            f"{labels[key]:<36}{p[key][50]:>9.0f}{p[key][95]:>9.0f}{p[key][99]:>9.0f}"
-            f"{ovh:>10}{rat:>10}{p50_ratio[key]:>10.2f}{spans[key]:>7}"
-        )
+        print(f"{labels[key]:<36}{p[key][50]:>9.0f}{p[key][95]:>9.0f}{p[key][99]:>9.0f}"
+              f"{ovh:>10}{rat:>10}{p50_ratio[key]:>10.2f}{spans[key]:>7}")
     print("-" * len(header))
-    print(
-        "overhead = variant p50 - no-instrumentation p50 (µs); ovh/OTel = overhead / "
-        "OpenTelemetry's overhead; p50/OTel = plain p50 ratio; spans = spans per request"
-    )
+    print("overhead = variant p50 - no-instrumentation p50 (µs); ovh/OTel = overhead / "
+          "OpenTelemetry's overhead; p50/OTel = plain p50 ratio; spans = spans per request")
     print(f"MLflow overhead / Warden overhead: {mlflow_factor:.1f}x")
 
     shadow_added = float("nan")
@@ -996,23 +939,17 @@ def main() -> int:
         shadow_added = ps["warden_shadow"][50] / ps["warden"][50] - 1
         n = len(paced["warden"].latencies_ns)
         print()
-        print(
-            f"live request with a shadow arm at 100% vs none, the same reference request: "
-            f"{n} measured requests each, {1e6 * gap:.0f} µs idle after each request"
-        )
+        print(f"live request with a shadow arm at 100% vs none, the same reference request: "
+              f"{n} measured requests each, {1e6 * gap:.0f} µs idle after each request")
         print(f"{'variant':<36}{'p50 µs':>9}{'p95 µs':>9}{'p99 µs':>9}{'p50 added':>11}")
         for v in (warden, shadowed):
             if v is None:
                 continue
             added = "-" if v is warden else f"{100 * shadow_added:+.1f}%"
-            print(
-                f"{v.label:<36}{ps[v.key][50]:>9.0f}{ps[v.key][95]:>9.0f}"
-                f"{ps[v.key][99]:>9.0f}{added:>11}"
-            )
-        print(
-            f"  shadow runs (collectors.stats()['shadows']): {shadow_stats}; stored "
-            f"shadow_runs rows {stored['shadow_runs']:,}"
-        )
+            print(f"{v.label:<36}{ps[v.key][50]:>9.0f}{ps[v.key][95]:>9.0f}"
+                  f"{ps[v.key][99]:>9.0f}{added:>11}")
+        print(f"  shadow runs (collectors.stats()['shadows']): {shadow_stats}; stored "
+              f"shadow_runs rows {stored['shadow_runs']:,}")
 
     say("timing the assignment at request open ...")
     assignment = assignment_cost.measure(args.assignment_units)
@@ -1022,38 +959,28 @@ def main() -> int:
 
     def delivery(f: Figures) -> str:
         loop, drain = sum(f.loop_seconds), sum(f.drain_seconds)
-        return (
-            f"drain after each round's loop: mean {1000 * drain / len(f.drain_seconds):.0f} ms,"
-            f" max {1000 * max(f.drain_seconds):.0f} ms, after the last request "
-            f"{1000 * f.drain_seconds[-1]:.0f} ms (= {1e6 * drain / measured:.0f} µs per "
-            f"request); recorded-and-delivered "
-            f"throughput {measured / (loop + drain):,.0f} req/s (loop {loop:.2f} s + drain "
-            f"{drain:.2f} s for {measured} requests)"
-        )
+        return (f"drain after each round's loop: mean {1000 * drain / len(f.drain_seconds):.0f} ms,"
+                f" max {1000 * max(f.drain_seconds):.0f} ms, after the last request "
+                f"{1000 * f.drain_seconds[-1]:.0f} ms (= {1e6 * drain / measured:.0f} µs per "
+                f"request); recorded-and-delivered "
+                f"throughput {measured / (loop + drain):,.0f} req/s (loop {loop:.2f} s + drain "
+                f"{drain:.2f} s for {measured} requests)")
 
     print()
     print("time until durably delivered")
-    print(
-        f"  OpenTelemetry: n/a (no-op exporter); exporter received {otel_exported:,} of "
-        f"{otel_expected:,} spans, batch-processor drops {otel_queue_drops}"
-    )
+    print(f"  OpenTelemetry: n/a (no-op exporter); exporter received {otel_exported:,} of "
+          f"{otel_expected:,} spans, batch-processor drops {otel_queue_drops}")
     print(f"  Warden: {delivery(figures['warden'])}")
-    print(
-        f"    service: GET /v1/requests?limit=1 -> {status}, newest = last recorded: "
-        f"{newest == warden.last_trace_id}; rows: "
-        + ", ".join(f"{t} {stored[t]:,}/{expected[t]:,}" for t in expected)
-    )
+    print(f"    service: GET /v1/requests?limit=1 -> {status}, newest = last recorded: "
+          f"{newest == warden.last_trace_id}; rows: " +
+          ", ".join(f"{t} {stored[t]:,}/{expected[t]:,}" for t in expected))
     print(f"    collectors.stats(): {stats}")
     print(f"  MLflow: {delivery(figures['mlflow'])}")
-    print(
-        f"    store: search_traces finds {ml_found:,} of {ml_started:,} traces started "
-        f"(trace_info rows {ml_infos:,}), spans {ml_spans:,} of {ml_expected_spans:,}; "
-        f"dropped: {ml_started - ml_found:,} traces, {ml_expected_spans - ml_spans:,} spans"
-    )
-    print(
-        f"    logged: {ml_queue_warnings} 'Trace export queue is full' warning(s) (MLflow logs "
-        f"it at most once per 30 s), {ml_bsp_drops} batch-processor 'Queue full' drop(s)"
-    )
+    print(f"    store: search_traces finds {ml_found:,} of {ml_started:,} traces started "
+          f"(trace_info rows {ml_infos:,}), spans {ml_spans:,} of {ml_expected_spans:,}; "
+          f"dropped: {ml_started - ml_found:,} traces, {ml_expected_spans - ml_spans:,} spans")
+    print(f"    logged: {ml_queue_warnings} 'Trace export queue is full' warning(s) (MLflow logs "
+          f"it at most once per 30 s), {ml_bsp_drops} batch-processor 'Queue full' drop(s)")
     for msg, n in sorted(ml_warnings.items(), key=lambda kv: -kv[1])[:5]:
         print(f"      {n:>6} x {msg}")
 
@@ -1062,114 +989,77 @@ def main() -> int:
 
     nothing_dropped = not failures and warden_dropped == 0
     print()
-    print(
-        "targets: Warden's SDK at or below the bare OpenTelemetry figure (ratio <= 1.0), at "
-        f"least {TARGET_MLFLOW_FACTOR:.0f}x cheaper than MLflow tracing, nothing dropped"
-    )
-    print(
-        f"  overhead / OpenTelemetry overhead = {ratio['warden']:.2f} <= "
-        f"{TARGET_OTEL_RATIO:.1f}: {ok(ratio['warden'] <= TARGET_OTEL_RATIO)} "
-        f"(plain p50 ratio {p50_ratio['warden']:.2f})"
-    )
-    print(
-        f"  MLflow overhead / Warden overhead = {mlflow_factor:.1f}x >= "
-        f"{TARGET_MLFLOW_FACTOR:.0f}x: {ok(mlflow_factor >= TARGET_MLFLOW_FACTOR)}"
-    )
-    print(
-        f"  nothing dropped (every request at the service, stats account for every span): "
-        f"{ok(nothing_dropped)}"
-    )
+    print("targets: Warden's SDK at or below the bare OpenTelemetry figure (ratio <= 1.0), at "
+          f"least {TARGET_MLFLOW_FACTOR:.0f}x cheaper than MLflow tracing, nothing dropped")
+    print(f"  overhead / OpenTelemetry overhead = {ratio['warden']:.2f} <= "
+          f"{TARGET_OTEL_RATIO:.1f}: {ok(ratio['warden'] <= TARGET_OTEL_RATIO)} "
+          f"(plain p50 ratio {p50_ratio['warden']:.2f})")
+    print(f"  MLflow overhead / Warden overhead = {mlflow_factor:.1f}x >= "
+          f"{TARGET_MLFLOW_FACTOR:.0f}x: {ok(mlflow_factor >= TARGET_MLFLOW_FACTOR)}")
+    print(f"  nothing dropped (every request at the service, stats account for every span): "
+          f"{ok(nothing_dropped)}")
     if paced:
-        print(
-            f"  live p50 added by a shadow arm at 100% = {100 * shadow_added:+.1f}% <= "
-            f"{100 * TARGET_SHADOW_ADDED:.0f}%: {ok(shadow_added <= TARGET_SHADOW_ADDED)}"
-        )
-    print(
-        f"  assignment p99 (one experiment with a shadow arm) = {assignment_p99:.2f} µs < "
-        f"{assignment_cost.TARGET_P99_US:.0f} µs: "
-        f"{ok(assignment_p99 < assignment_cost.TARGET_P99_US)}"
-    )
+        print(f"  live p50 added by a shadow arm at 100% = {100 * shadow_added:+.1f}% <= "
+              f"{100 * TARGET_SHADOW_ADDED:.0f}%: {ok(shadow_added <= TARGET_SHADOW_ADDED)}")
+    print(f"  assignment p99 (one experiment with a shadow arm) = {assignment_p99:.2f} µs < "
+          f"{assignment_cost.TARGET_P99_US:.0f} µs: "
+          f"{ok(assignment_p99 < assignment_cost.TARGET_P99_US)}")
     machine = {
-        "nproc": (
-            len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-        ),
+        "nproc": (len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity")
+                  else os.cpu_count()),
         "python": platform.python_version(),
         "torch": torch.__version__,
         "torch_threads": torch.get_num_threads(),
         "platform": platform.platform(terse=True),
     }
-    print(
-        f"machine: nproc={machine['nproc']}, python {machine['python']}, torch "
-        f"{machine['torch']} ({machine['torch_threads']} threads), {machine['platform']}"
-    )
+    print(f"machine: nproc={machine['nproc']}, python {machine['python']}, torch "
+          f"{machine['torch']} ({machine['torch_threads']} threads), {machine['platform']}")
     if failures:
         print(f"\nDATA CHECKS FAILED ({len(failures)}):")
         for failure in failures[:20]:
             print(f"  {failure}")
     if args.json:
-        print(
-            json.dumps(
-                {
-                    "requests": measured,
-                    "warmup": args.warmup,
-                    "rounds": args.rounds,
-                    "latency_us": {k: {f"p{q}": round(v, 1) for q, v in p[k].items()} for k in p},
-                    "overhead_p50_us": {k: round(v, 1) for k, v in overhead.items() if k != "bare"},
-                    "overhead_ratio_to_otel": {
-                        k: round(v, 3) for k, v in ratio.items() if k != "bare"
-                    },
-                    "p50_ratio_to_otel": {k: round(v, 3) for k, v in p50_ratio.items()},
-                    "mlflow_over_warden_overhead": round(mlflow_factor, 2),
-                    "spans_per_request": spans,
-                    "delivery": {
-                        k: {
-                            "loop_s": round(sum(figures[k].loop_seconds), 3),
-                            "drain_s": [round(s, 3) for s in figures[k].drain_seconds],
-                        }
-                        for k in ("warden", "mlflow")
-                    },
-                    "warden": {
-                        "stats": stats,
-                        "stored": stored,
-                        "expected": expected,
-                        "newest_is_last": newest == warden.last_trace_id,
-                    },
-                    "shadow": {
-                        "gap_us": round(1e6 * gap, 1),
-                        "latency_us": {
-                            k: {f"p{q}": round(f.percentile(q), 1) for q in (50, 95, 99)}
-                            for k, f in paced.items()
-                        },
-                        "p50_added": round(shadow_added, 4),
-                        "counters": shadow_stats,
-                    },
-                    "assignment_us": assignment,
-                    "otel": {
-                        "exported_spans": otel_exported,
-                        "expected_spans": otel_expected,
-                        "queue_full_drops": otel_queue_drops,
-                    },
-                    "mlflow": {
-                        "started": ml_started,
-                        "found": ml_found,
-                        "trace_info_rows": ml_infos,
-                        "spans": ml_spans,
-                        "expected_spans": ml_expected_spans,
-                        "queue_full_warnings": ml_queue_warnings,
-                        "batch_processor_drops": ml_bsp_drops,
-                    },
-                    "targets": {
-                        "otel_ratio_le_1": ratio["warden"] <= TARGET_OTEL_RATIO,
-                        "mlflow_factor_ge_10": mlflow_factor >= TARGET_MLFLOW_FACTOR,
-                        "nothing_dropped": nothing_dropped,
-                        "shadow_p50_added_le_5pct": shadow_added <= TARGET_SHADOW_ADDED,
-                        "assignment_p99_lt_20us": assignment_p99 < assignment_cost.TARGET_P99_US,
-                    },
-                    "failures": len(failures),
-                    "machine": machine,
-                }
-            )
-        )
+        print(json.dumps({
+            "requests": measured,
+            "warmup": args.warmup,
+            "rounds": args.rounds,
+            "latency_us": {k: {f"p{q}": round(v, 1) for q, v in p[k].items()} for k in p},
+            "overhead_p50_us": {k: round(v, 1) for k, v in overhead.items() if k != "bare"},
+            "overhead_ratio_to_otel": {k: round(v, 3) for k, v in ratio.items() if k != "bare"},
+            "p50_ratio_to_otel": {k: round(v, 3) for k, v in p50_ratio.items()},
+            "mlflow_over_warden_overhead": round(mlflow_factor, 2),
+            "spans_per_request": spans,
+            "delivery": {
+                k: {"loop_s": round(sum(figures[k].loop_seconds), 3),
+                    "drain_s": [round(s, 3) for s in figures[k].drain_seconds]}
+                for k in ("warden", "mlflow")
+            },
+            "warden": {"stats": stats, "stored": stored, "expected": expected,
+                       "newest_is_last": newest == warden.last_trace_id},
+            "shadow": {
+                "gap_us": round(1e6 * gap, 1),
+                "latency_us": {k: {f"p{q}": round(f.percentile(q), 1) for q in (50, 95, 99)}
+                               for k, f in paced.items()},
+                "p50_added": round(shadow_added, 4),
+                "counters": shadow_stats,
+            },
+            "assignment_us": assignment,
+            "otel": {"exported_spans": otel_exported, "expected_spans": otel_expected,
+                     "queue_full_drops": otel_queue_drops},
+            "mlflow": {"started": ml_started, "found": ml_found, "trace_info_rows": ml_infos,
+                       "spans": ml_spans, "expected_spans": ml_expected_spans,
+                       "queue_full_warnings": ml_queue_warnings,
+                       "batch_processor_drops": ml_bsp_drops},
+            "targets": {
+                "otel_ratio_le_1": ratio["warden"] <= TARGET_OTEL_RATIO,
+                "mlflow_factor_ge_10": mlflow_factor >= TARGET_MLFLOW_FACTOR,
+                "nothing_dropped": nothing_dropped,
+                "shadow_p50_added_le_5pct": shadow_added <= TARGET_SHADOW_ADDED,
+                "assignment_p99_lt_20us": assignment_p99 < assignment_cost.TARGET_P99_US,
+            },
+            "failures": len(failures),
+            "machine": machine,
+        }))
     return 1 if failures else 0
 
 

@@ -129,7 +129,9 @@ def subject_rows(
                 for s in missing
             ],
         )  # fmt: skip
-        found.update({s: SubjectRow(int(i), p, k) for s, i, p, k in conn.execute(query)})
+        found.update(
+            {s: SubjectRow(int(i), p, k) for s, i, p, k in conn.execute(query)}
+        )
     return found
 
 
@@ -267,24 +269,20 @@ def erase_subject(
                 KEYS.c.project_id == project_id, KEYS.c.subject == subject
             )
         ).one_or_none()
-        requests = (
-            conn.execute(
-                select(Request.trace_id).where(
-                    Request.project_id == project_id, Request.subject == subject
-                )
+        requests = conn.execute(
+            select(Request.trace_id).where(
+                Request.project_id == project_id, Request.subject == subject
             )
-            .scalars()
-            .all()
-        )
+        ).scalars().all()
         if row is None and not requests:
             raise NotFound(f"no subject {subject!r} in this project")
         payloads = 0
         if row is not None:
             payloads = int(
                 conn.execute(
-                    select(func.count())
-                    .select_from(PAYLOADS)
-                    .where(PAYLOADS.c.subject_key_id == row.id)
+                    select(func.count()).select_from(PAYLOADS).where(
+                        PAYLOADS.c.subject_key_id == row.id
+                    )
                 ).scalar_one()
             )
             conn.execute(
@@ -322,17 +320,13 @@ def _clear_score_comments(conn: Connection, project_id: int, traces: list[str]) 
     their hashes). Values, sources and corrections stay: they are about the decision."""
     for start in range(0, len(traces), 500):
         chunk = traces[start : start + 500]
-        keys = (
-            conn.execute(
-                select(Score.score_key).where(
-                    Score.project_id == project_id,
-                    Score.trace_id.in_(chunk),
-                    Score.comment.is_not(None),
-                )
+        keys = conn.execute(
+            select(Score.score_key).where(
+                Score.project_id == project_id,
+                Score.trace_id.in_(chunk),
+                Score.comment.is_not(None),
             )
-            .scalars()
-            .all()
-        )
+        ).scalars().all()
         conn.execute(
             update(Score)
             .where(Score.project_id == project_id, Score.trace_id.in_(chunk))

@@ -26,6 +26,7 @@ against the recorded SHA-256. On taking the lead, a process reports the jobs a d
 left `running` as failed ("interrupted"); queued jobs simply wait for the next leader.
 """
 
+
 from __future__ import annotations
 
 import hashlib
@@ -196,7 +197,9 @@ def produce(
         compresslevel=compresslevel,
     )  # fmt: skip
     project_id = result.facts.project_id
-    event = ledger.record_export(engine, project_id, scope.project, _ledger_summary(result, actor))
+    event = ledger.record_export(
+        engine, project_id, scope.project, _ledger_summary(result, actor)
+    )
     run_id, note = log_to_mlflow(settings, result) if mlflow else (None, "")
     return Produced(result, event.seq, run_id, note)
 

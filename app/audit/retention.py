@@ -223,7 +223,9 @@ def _expired(project_id: int, cutoff_ns: int, holds: list[Hold]) -> Select[Any]:
                 held = held.where(RequestModel.model_version == hold.model_version)
             query = query.where(Request.trace_id.not_in(held))
         elif hold.scope == "subject":
-            query = query.where(or_(Request.subject.is_(None), Request.subject != hold.subject))
+            query = query.where(
+                or_(Request.subject.is_(None), Request.subject != hold.subject)
+            )
     return query
 
 
@@ -254,7 +256,9 @@ def apply(engine: Engine, project: str, now: datetime | None = None) -> Applied:
         with read_connection(engine) as conn:
             traces = list(
                 conn.execute(
-                    expired.where(Request.trace_id > after).order_by(Request.trace_id).limit(_CHUNK)
+                    expired.where(Request.trace_id > after)
+                    .order_by(Request.trace_id)
+                    .limit(_CHUNK)
                 ).scalars()
             )
         if not traces:
@@ -276,7 +280,9 @@ def apply(engine: Engine, project: str, now: datetime | None = None) -> Applied:
     return result
 
 
-def _delete_detail(conn: Connection, project_id: int, traces: list[str], result: Applied) -> None:
+def _delete_detail(
+    conn: Connection, project_id: int, traces: list[str], result: Applied
+) -> None:
     counts = []
     for model in (Span, WorldModelState, PlannerDecision, RequestPayload):
         counts.append(

@@ -110,10 +110,8 @@ def verify(
             projects.project_id(engine, project)  # a clear error for an unknown name
         with engine.connect() as conn:
             consistent_snapshot(conn)
-            names = (
-                [project]
-                if project
-                else list(conn.execute(select(Project.name).order_by(Project.name)).scalars())
+            names = [project] if project else list(
+                conn.execute(select(Project.name).order_by(Project.name)).scalars()
             )
             for name in names:
                 report = _verify_one(conn, name, keys, pinned)
@@ -281,7 +279,9 @@ def retention_apply(
     Example: [bold]warden retention apply[/bold]
     """
     with database() as engine:
-        results = [retention.apply(engine, project)] if project else retention.apply_all(engine)
+        results = (
+            [retention.apply(engine, project)] if project else retention.apply_all(engine)
+        )
     for r in results:
         if r.days is None:
             out.print(f"{r.project}: kept for ever")

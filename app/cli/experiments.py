@@ -205,11 +205,15 @@ def print_results(results: dict[str, Any]) -> None:
         )  # fmt: skip
     out.print(table)
     breached = {
-        arm: found.get("guardrails_breached") or [] for arm, found in arms.items() if arm != control
+        arm: found.get("guardrails_breached") or []
+        for arm, found in arms.items()
+        if arm != control
     }
     lines = [f"{arm}: {', '.join(kpis)}" for arm, kpis in breached.items() if kpis]
     guardrails = ", ".join(results.get("guardrails") or []) or "none set"
-    out.print(f"guardrails ({guardrails}) breached: {'; '.join(lines) or 'none'}", highlight=False)
+    out.print(
+        f"guardrails ({guardrails}) breached: {'; '.join(lines) or 'none'}", highlight=False
+    )
     srm = results.get("srm") or {}
     counts = ", ".join(f"{arm} {n}" for arm, n in (srm.get("counts") or {}).items())
     expected = ", ".join(f"{e:.0f}" for e in (srm.get("expected") or {}).values())

@@ -49,7 +49,9 @@ class ExperimentSpec(BaseModel):
         description="`subject` (sticky: a subject keeps its arm) or `request`",
     )
     primary_kpi: str = Field(default="plan_success_rate", description="The KPI that decides")
-    guardrails: list[str] = Field(default_factory=list, description="KPIs that must not get worse")
+    guardrails: list[str] = Field(
+        default_factory=list, description="KPIs that must not get worse"
+    )
     description: str | None = None
     salt: str | None = Field(
         default=None, description="Mixed into the assignment hash; random unless given"

@@ -187,9 +187,8 @@ def _last_chosen(conn: Connection, project_id: int, trace_ids: Iterable[str]) ->
     for start in range(0, len(ids), _CHUNK):
         chunk = ids[start : start + _CHUNK]
         rows = conn.execute(
-            select(
-                PlannerDecision.trace_id, PlannerDecision.time_unix_nano, PlannerDecision.chosen
-            ).where(
+            select(PlannerDecision.trace_id, PlannerDecision.time_unix_nano, PlannerDecision.chosen)
+            .where(
                 PlannerDecision.project_id == project_id,
                 PlannerDecision.trace_id.in_(chunk),
                 PlannerDecision.chosen.is_not(None),

@@ -314,8 +314,6 @@ def _shadow_choices(out: Normalised) -> None:
         chosen = last.get(run["trace_id"], {}).get("chosen")
         if chosen is not None:
             run["chosen"] = chosen[:256]
-
-
 _NAME_SUFFIX = ".name"
 
 

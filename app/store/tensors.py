@@ -52,7 +52,9 @@ def legacy_path(root: Path, project_id: int, digest: str) -> Path:
     return root / "tensors" / str(project_id) / digest[:2] / f"{digest}.npy"
 
 
-def store_tensor(engine: Engine, project_id: int, digest: str, body: bytes, max_bytes: int) -> bool:
+def store_tensor(
+    engine: Engine, project_id: int, digest: str, body: bytes, max_bytes: int
+) -> bool:
     """Store `body` under its digest; True when it was new.
 
     400 if the digest is malformed or does not match the body, 413 over `max_bytes`.

@@ -136,7 +136,9 @@ class TraceLayouts:
 
     def layout(self, conn: Any, project_id: int, trace_id: str) -> _Layout | None:
         where = (Span.project_id == project_id, Span.trace_id == trace_id)
-        count = int(conn.execute(select(func.count()).select_from(Span).where(*where)).scalar_one())
+        count = int(
+            conn.execute(select(func.count()).select_from(Span).where(*where)).scalar_one()
+        )
         if not count:
             return None
         key = (project_id, trace_id)

@@ -169,12 +169,9 @@ def _holder(engine: Engine, job: str) -> int | None:
             {"high": key >> 32, "low": key & 0xFFFF_FFFF},
         ).scalar()
         # pg_locks names the lock pg_try_advisory_lock takes: this session cannot take it.
-        assert (
-            found is None
-            or not conn.execute(
-                text("SELECT pg_try_advisory_lock(:key)"), {"key": leadership.advisory_key(job)}
-            ).scalar()
-        )
+        assert found is None or not conn.execute(
+            text("SELECT pg_try_advisory_lock(:key)"), {"key": leadership.advisory_key(job)}
+        ).scalar()
     return None if found is None else int(found)
 
 

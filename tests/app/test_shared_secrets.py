@@ -102,7 +102,6 @@ def test_processes_sharing_the_keys_serve_one_deployment(database_url: str, tmp_
         warden_serve(roots[1], database_url, secret=secret, first_run=False, env=env) as two,
     ):
         assert one.proc.poll() is None and two.proc.poll() is None
-
         # The admin key the first printed works on the second; a key made through the
         # second's settings (its own data folder) works on the first.
         def key_create(root: Path) -> str:

@@ -82,7 +82,9 @@ def test_an_ab_finds_the_challenger_worse_and_its_promotion_is_refused(
         assert "plan_success_rate" in challenger["worse_on"]
         compared = challenger["comparisons"]["plan_success_rate"]
         assert compared["ci_low"] < compared["difference"] < compared["ci_high"] < 0
-        assert champion["kpis"]["plan_success_rate"] > challenger["kpis"]["plan_success_rate"]
+        assert (
+            champion["kpis"]["plan_success_rate"] > challenger["kpis"]["plan_success_rate"]
+        )
 
         refused = client.post(f"/v1/models/{DEFAULT_MODEL_NAME}/promote", json={"version": "2"})
     assert refused.status_code == 403, refused.text

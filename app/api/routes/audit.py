@@ -124,7 +124,9 @@ async def inclusion_proof(
 async def consistency_proof(
     principal: Auditor,
     engine: EngineDep,
-    first: Annotated[int, Query(ge=0, le=SQL_INT_MAX, description="the size of the head you kept")],
+    first: Annotated[
+        int, Query(ge=0, le=SQL_INT_MAX, description="the size of the head you kept")
+    ],
     second: Annotated[
         int | None,
         Query(ge=0, le=SQL_INT_MAX, description="a signed head's size [default: the newest]"),

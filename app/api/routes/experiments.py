@@ -47,7 +47,9 @@ async def list_experiments(
         Literal["running", "stopped"] | None, Query(description="running or stopped")
     ] = None,
 ) -> ExperimentList:
-    items = await run_in_threadpool(configs.list_experiments, engine, principal.project_id, status)
+    items = await run_in_threadpool(
+        configs.list_experiments, engine, principal.project_id, status
+    )
     return ExperimentList(items=items)
 
 

@@ -26,7 +26,9 @@ router = APIRouter(tags=["policies"])
 async def bundle(
     request: Request, principal: PrincipalDep, policies: PoliciesDep, engine: EngineDep
 ) -> Response:
-    experiments, digest = await run_in_threadpool(configs.bundle, engine, principal.project_id)
+    experiments, digest = await run_in_threadpool(
+        configs.bundle, engine, principal.project_id
+    )
     # Without experiments the ETag is the policy set's hash, as it always was.
     etag = f'"{policies.hash}-{digest[:16]}"' if experiments else f'"{policies.hash}"'
     if request.headers.get("if-none-match") == etag:

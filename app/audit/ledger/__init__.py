@@ -111,7 +111,9 @@ class Head:
 
 def accumulator(state: Mapping[str, Any]) -> MerkleAccumulator:
     """The Merkle accumulator a stored `merkle_state` describes."""
-    return MerkleAccumulator.restore(int(state["size"]), [bytes.fromhex(r) for r in state["roots"]])
+    return MerkleAccumulator.restore(
+        int(state["size"]), [bytes.fromhex(r) for r in state["roots"]]
+    )
 
 
 def merkle_state(acc: MerkleAccumulator) -> dict[str, Any]:
@@ -316,12 +318,8 @@ def iter_events(
     while True:
         query = (
             select(
-                EVENTS.c.seq,
-                EVENTS.c.kind,
-                payload,
-                EVENTS.c.created_at,
-                EVENTS.c.prev_hash,
-                EVENTS.c.hash,
+                EVENTS.c.seq, EVENTS.c.kind, payload, EVENTS.c.created_at,
+                EVENTS.c.prev_hash, EVENTS.c.hash,
             )
             .where(EVENTS.c.project_id == project_id, EVENTS.c.seq > after)
             .order_by(EVENTS.c.seq)
@@ -349,7 +347,9 @@ def _ledger_event(project: str, row: Any) -> LedgerEvent:
     )
 
 
-def list_events(engine: Engine, project_id: int, from_seq: int = 1, limit: int = 100) -> EventPage:
+def list_events(
+    engine: Engine, project_id: int, from_seq: int = 1, limit: int = 100
+) -> EventPage:
     """Events from `from_seq` on, `limit` at most, with `next_from_seq` to page on."""
     if from_seq < 1:
         raise BadRequest("from_seq counts from 1")

@@ -301,7 +301,9 @@ def consistency(
         name = _name(conn, project_id)
         new = _signed(conn, project_id, name, second)
         if not 0 <= first <= new.tree_size:
-            raise BadRequest(f"first must be between 0 and the second head's size {new.tree_size}")
+            raise BadRequest(
+                f"first must be between 0 and the second head's size {new.tree_size}"
+            )
         tree = _tree(conn, project_id, new.tree_size)
         _check_root(tree, new)
         old = conn.execute(

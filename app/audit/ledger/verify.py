@@ -151,8 +151,7 @@ def verify_records(
         result = chain.verify_chain(records())
     except (ValueError, TypeError, OverflowError) as exc:  # a column the driver cannot read
         return report.fail(
-            Failure.MALFORMED,
-            f"event after seq {acc.size}: a stored value cannot be read: {exc}",
+            Failure.MALFORMED, f"event after seq {acc.size}: a stored value cannot be read: {exc}",
             acc.size + 1,
         )
     report.events = result.verified
@@ -175,10 +174,8 @@ def verify_records(
 
     if head_row is not None:
         row_root = _row_root(head_row)
-        if (
-            head_row.seq != size
-            or head_row.last_hash != result.last_hash
-            or row_root != (acc.root() if size else merkle.EMPTY_ROOT)
+        if head_row.seq != size or head_row.last_hash != result.last_hash or row_root != (
+            acc.root() if size else merkle.EMPTY_ROOT
         ):
             return report.fail(
                 Failure.HEAD_ROW,

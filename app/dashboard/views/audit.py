@@ -69,7 +69,9 @@ def audit_page(
     error: str | None = None,
     notice: str | None = None,
 ) -> AuditPage:
-    exports = jobs.list(principal.project) if jobs else None
+    exports = (
+        jobs.list(principal.project) if jobs else None
+    )
     return AuditPage(
         ledger=ledger_status(engine, principal.project_id),
         exports=exports,

@@ -97,10 +97,7 @@ def jobs(reports: list[StoredDriftReport]) -> list[DriftJob]:
     grouped: dict[str, DriftJob] = {}
     for r in sorted(reports, key=lambda r: (r.created_at, r.id), reverse=True):
         new = DriftJob(
-            r.job_id,
-            r.created_at,
-            r.window_start_unix_nano,
-            r.window_end_unix_nano,
+            r.job_id, r.created_at, r.window_start_unix_nano, r.window_end_unix_nano,
             r.mlflow_run_id,
         )
         job = grouped.setdefault(r.job_id or str(r.id), new)

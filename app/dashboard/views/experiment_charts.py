@@ -140,12 +140,8 @@ def curves(
         title=f"{measure}: cumulative mean per arm",
         description=f"Each arm's {measure} over all its requests so far, at each time.",
         lines=[
-            Line(
-                arm,
-                colors.get(arm, PALETTE[0]),
-                _path([(scale.x(x), scale.y(v)) for x, v in means[arm]]),
-                show(means[arm][-1][1]),
-            )
+            Line(arm, colors.get(arm, PALETTE[0]),
+                 _path([(scale.x(x), scale.y(v)) for x, v in means[arm]]), show(means[arm][-1][1]))
             for arm in arms
             if arm in means
         ],

@@ -206,7 +206,9 @@ def experiment_page(engine: Engine, project_id: int, name: str) -> ExperimentPag
     rows = []
     if found is not None:
         for kpi in KPI_ORDER:
-            cells = [_cell(kpi, arms_found.get(c.name) or ArmResult(), c.control) for c in columns]
+            cells = [
+                _cell(kpi, arms_found.get(c.name) or ArmResult(), c.control) for c in columns
+            ]
             rows.append(KpiRow(kpi, kpi == found.primary_kpi, kpi in found.guardrails, cells))
     charts: list[CurveChart] = []
     if found is not None:

@@ -36,7 +36,9 @@ def _short(text: str, length: int = 30) -> str:
     return text if len(text) <= length else text[: length - 1] + "…"
 
 
-def build(versions: list[SeenVersion], traffic: dict[tuple[str, str], VersionTraffic]) -> Graph:
+def build(
+    versions: list[SeenVersion], traffic: dict[tuple[str, str], VersionTraffic]
+) -> Graph:
     """`versions` with their lineage snapshots; `traffic` per (name, version)."""
     columns: dict[str, list[Node]] = {kind: [] for kind in COLUMNS}
     index: dict[str, Node] = {}

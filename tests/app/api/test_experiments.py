@@ -152,7 +152,9 @@ def test_show_holds_the_results_computed_when_stale_or_asked_for(live: LiveServi
 
     # Stale results (older than the maximum age) are computed again without asking.
     with write_transaction(live.engine) as conn:
-        conn.execute(update(Experiment).values(results_at=datetime.now(UTC) - timedelta(minutes=5)))
+        conn.execute(
+            update(Experiment).values(results_at=datetime.now(UTC) - timedelta(minutes=5))
+        )
     with live.client(live.key("shop", "read")) as client:
         stale = client.get("/v1/experiments/wm-ab").json()
     assert stale["results"]["computed_at"] > forced["results"]["computed_at"]

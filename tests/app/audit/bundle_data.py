@@ -54,11 +54,7 @@ class Store:
 
     def export(self, path: Path, scope: Scope | None = None, **options: object) -> ExportResult:
         return export_bundle(
-            self.engine,
-            scope or Scope(self.project),
-            path,
-            self.key,
-            **options,  # type: ignore[arg-type]
+            self.engine, scope or Scope(self.project), path, self.key, **options  # type: ignore[arg-type]
         )
 
 

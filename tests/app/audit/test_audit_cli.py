@@ -21,7 +21,9 @@ from tests.conftest import TEST_SECRET
 
 
 @pytest.fixture
-def cli(settings: Settings, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> CliRunner:
+def cli(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> CliRunner:
     monkeypatch.setenv("WARDEN_DATA_DIR", str(settings.data_dir))
     monkeypatch.setenv("WARDEN_DATABASE_URL", settings.resolved_database_url)
     monkeypatch.setenv("WARDEN_SECRET_KEY", TEST_SECRET)

@@ -76,9 +76,9 @@ def test_erasing_a_subject_makes_their_inputs_unreadable_and_the_ledger_verifies
     assert erasure.read_input(engine, vault, pid, bob).text == SECRET_INPUT
     assert erasure.read_input(engine, vault, pid, anonymous).text == SECRET_INPUT
     with engine.connect() as conn:
-        assert (
-            conn.execute(select(Request.trace_id).where(Request.subject == "anna")).first() is None
-        )
+        assert conn.execute(
+            select(Request.trace_id).where(Request.subject == "anna")
+        ).first() is None
         tomb = conn.execute(select(SubjectKey).where(SubjectKey.pseudonym == pseudonym)).one()
     assert tomb.subject is None and tomb.key is None and tomb.destroyed_at is not None
     erased = [e for e in events(engine, pid) if e.kind == "erasure"]

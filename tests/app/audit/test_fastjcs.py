@@ -28,7 +28,7 @@ def _double(rng: random.Random) -> float:
 
 
 def test_every_character_is_escaped_as_jcs_escapes_it() -> None:
-    text = "".join(chr(c) for c in range(0x800)) + '\u2028\u2029\ufeff\U0001f600/\\"'
+    text = "".join(chr(c) for c in range(0x800)) + "\u2028\u2029\ufeff\U0001f600/\\\""
     assert fastjcs.dumps(text) == jcs.dumps(text)
     assert fastjcs.dumps({text: text}) == jcs.dumps({text: text})
     assert fastjcs.loads_canonical(jcs.dumps(text)) == text

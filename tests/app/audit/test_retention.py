@@ -67,11 +67,7 @@ def test_retention_deletes_expired_detail_except_held_and_the_ledger_verifies(
     retention.configure(engine, pid, {"days": 30}, "test")
     result = retention.apply(engine, "shop", NOW)
     assert (result.requests, result.spans, result.states, result.decisions, result.payloads) == (
-        1,
-        4,
-        16,
-        1,
-        1,
+        1, 4, 16, 1, 1
     )
     assert _detail(engine, sent["old"]) == (0, 0, 0, 0)
     assert _detail(engine, sent["old_held_subject"]) == (4, 16, 1, 0)

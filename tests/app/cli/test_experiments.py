@@ -69,10 +69,9 @@ def test_create_list_show_stop(tmp_path: Path, database_url: str) -> None:
     assert stopped.returncode == 0 and "stopped experiment wm-v2" in stopped.stdout
     again = warden(tmp_path, database_url, "experiment", "stop", "wm-v2", "--project", "shop")
     assert again.returncode == 1 and "stopped already" in again.stderr
-    assert (
-        "stopped"
-        in warden(tmp_path, database_url, "experiment", "show", "wm-v2", "--project", "shop").stdout
-    )
+    assert "stopped" in warden(
+        tmp_path, database_url, "experiment", "show", "wm-v2", "--project", "shop"
+    ).stdout
 
 
 def test_bad_input_is_one_line_and_a_failure(tmp_path: Path, database_url: str) -> None:
@@ -123,7 +122,9 @@ def test_show_prints_the_results(
     (challenger,) = [line for line in lines if line.startswith("challenger 60 20.0% -70.0 pp [")]
     assert challenger.endswith("] worse")
     assert "guardrails (latency_p95_ms, deny_rate) breached: challenger: latency_p95_ms" in lines
-    assert "sample ratio: control 60, challenger 60 (expected 60, 60), p = 1: ok" in lines, shown
+    assert (
+        "sample ratio: control 60, challenger 60 (expected 60, 60), p = 1: ok" in lines
+    ), shown
 
     # A shadow arm's agreement with the live decisions.
     starts = [T0 + i * SECOND for i in range(4)]

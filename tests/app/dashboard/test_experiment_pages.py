@@ -133,7 +133,7 @@ def test_shadow_disagreements_link_to_the_request(
     shadow_link = page.locator("#disagreements-v9 tbody tr").first.locator("td").nth(3)
     shadow_link.get_by_role("link").click()
     page.wait_for_url(f"**/ui/requests/{request_id}#shadow-*")
-    assert page.locator(page.url[page.url.index("#") :]).is_visible()
+    assert page.locator(page.url[page.url.index("#"):]).is_visible()
 
 
 def test_a_request_shows_its_scores(page: Any, lab: LabService, screenshots: Path) -> None:

@@ -40,7 +40,9 @@ def _traffic(engine: Engine, pid: int) -> list[str]:
 def test_a_request_page_holds_what_its_template_shows(engine: Engine) -> None:
     pid = project(engine, "views")
     trace_id = _traffic(engine, pid)[0]
-    page = request_detail.request_page(engine, TraceLayouts(), TRACKING_URI, pid, trace_id.upper())
+    page = request_detail.request_page(
+        engine, TraceLayouts(), TRACKING_URI, pid, trace_id.upper()
+    )
     assert page.record.trace_id == trace_id and page.record.outcome == "booked"
     # The rollout: two layers over eight steps, each statistic and projection dimension a
     # series, ready for its chart.

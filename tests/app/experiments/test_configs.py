@@ -116,7 +116,9 @@ def test_one_running_experiment_per_stage_and_stop(engine: Engine, project: int)
     with pytest.raises(BadRequest, match="status: 'done'"):
         configs.list_experiments(engine, project, "done")
 
-    kinds = [(e.kind, e.payload["name"]) for e in ledger.list_events(engine, project).items]
+    kinds = [
+        (e.kind, e.payload["name"]) for e in ledger.list_events(engine, project).items
+    ]
     assert kinds == [
         ("experiment.created", "wm-v2"),
         ("experiment.created", "planner-ab"),

@@ -37,12 +37,8 @@ def test_a_shadow_root_is_a_shadow_run_not_a_request_and_a_resend_stores_it_once
     live_trace, live_root = ids.trace(), ids.span()
     shadow_trace, shadow_root, rollout = ids.trace(), ids.span(), ids.span()
     models = {wire.model_name("world_model"): "wm", wire.model_version("world_model"): "4"}
-    state = {
-        wire.STATE_STEP: 0,
-        wire.STATE_LAYER: "transition",
-        wire.STATE_SUMMARY: [0.1, 0.2, 0.0, 0.3, 1.0],
-        wire.STATE_PROJECTION: [0.5, 0.5],
-    }
+    state = {wire.STATE_STEP: 0, wire.STATE_LAYER: "transition",
+             wire.STATE_SUMMARY: [0.1, 0.2, 0.0, 0.3, 1.0], wire.STATE_PROJECTION: [0.5, 0.5]}
     spans = [
         otlp.span(live_trace, live_root, wire.REQUEST_SPAN, start=START, attrs={
             wire.model_name("world_model"): "wm", wire.model_version("world_model"): "3",

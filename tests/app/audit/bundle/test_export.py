@@ -185,7 +185,9 @@ def test_periods_and_models(store: Store, tmp_path: Path) -> None:
     assert late.manifest["counts"]["requests"] == 0
     assert verify_bundle(late.path, [store.key.public_key()]).ok
     name, version = parse_model("booking-world-model/4")
-    model = store.export(tmp_path / "m.zip", Scope("shop", model_name=name, model_version=version))
+    model = store.export(
+        tmp_path / "m.zip", Scope("shop", model_name=name, model_version=version)
+    )
     records = _requests(members(model.path.read_bytes()))
     assert len(records) == 3  # every fourth request
     assert {(v["name"], v["version"]) for v in model.manifest["lineage"]} == {
@@ -294,7 +296,9 @@ def test_a_pinned_head_catches_a_log_rewritten_and_re_signed_with_the_real_key(
     assert verify_bundle(partial.path, key, kept).exit_code == Failure.CONSISTENCY
 
 
-def test_a_pin_of_a_size_with_no_stored_head_needs_prove_from(store: Store, tmp_path: Path) -> None:
+def test_a_pin_of_a_size_with_no_stored_head_needs_prove_from(
+    store: Store, tmp_path: Path
+) -> None:
     with store.engine.connect() as conn:
         rows = list(ledger.iter_events(conn, store.project_id))
     size = 5

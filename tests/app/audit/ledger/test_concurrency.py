@@ -53,9 +53,8 @@ def test_concurrent_writers_make_one_chain_without_fork_or_gap(
 
         def client(url: str, n: int) -> None:
             try:
-                with httpx.Client(
-                    base_url=url, timeout=60, headers={"Authorization": f"Bearer {first.key}"}
-                ) as http:
+                with httpx.Client(base_url=url, timeout=60,
+                                  headers={"Authorization": f"Bearer {first.key}"}) as http:
                     for b in range(BATCHES):
                         ids = otlp.Ids(n * 1000 + b)
                         spans = [s for _ in range(TRACES) for s in otlp.hybrid_trace(ids)]

@@ -26,7 +26,9 @@ from tests.app.audit.conftest import events, ingest, project, verify
 from tests.conftest import LiveService, running
 
 
-def test_appends_chain_each_event_to_the_one_before(engine: Engine, signing_key: object) -> None:
+def test_appends_chain_each_event_to_the_one_before(
+    engine: Engine, signing_key: object
+) -> None:
     pid = project(engine, "shop")
     payloads = [
         {"note": "café", "score": 0.25, "n": 3, "nested": {"b": [1, 2.5, None], "a": True}},
@@ -53,17 +55,20 @@ def test_appends_chain_each_event_to_the_one_before(engine: Engine, signing_key:
     with engine.connect() as conn:
         head = ledger.read_head(conn, pid)
     assert head is not None and head.seq == 3 and head.last_hash == prev
-    assert head.accumulator().root() == merkle.root([merkle.leaf_hash(bytes(r.hash)) for r in rows])
-    with pytest.raises(ValueError, match="named 'shop'"), write_transaction(engine) as conn:
+    assert head.accumulator().root() == merkle.root(
+        [merkle.leaf_hash(bytes(r.hash)) for r in rows]
+    )
+    with pytest.raises(ValueError, match="named 'shop'"), write_transaction(
+        engine
+    ) as conn:
         ledger.append(conn, pid, "other", "test.x", {})
 
 
 def test_one_request_event_per_stored_request_and_none_for_a_resend(engine: Engine) -> None:
     pid = project(engine, "shop")
     ids = otlp.Ids(3)
-    first, second = (
-        otlp.hybrid_trace(ids),
-        otlp.hybrid_trace(ids, **{wire.REQUEST_SUBJECT: "user-1"}),
+    first, second = otlp.hybrid_trace(ids), otlp.hybrid_trace(
+        ids, **{wire.REQUEST_SUBJECT: "user-1"}
     )
     # The root of `second` comes in a later batch than its children.
     assert ingest(engine, pid, [*first, *second[1:]]).requests == 1
@@ -87,10 +92,9 @@ def test_one_request_event_per_stored_request_and_none_for_a_resend(engine: Engi
                 .where(Span.project_id == pid, Span.trace_id == trace[0].trace_id.hex())
                 .order_by(Span.span_id)
             ).scalars()
-            assert (
-                payload["spans_digest"]
-                == hashlib.sha256(b"".join(bytes(d) for d in digests)).hexdigest()
-            )
+            assert payload["spans_digest"] == hashlib.sha256(
+                b"".join(bytes(d) for d in digests)
+            ).hexdigest()
         assert payload["input_retained"] is False
     # The subject is named by its pseudonym, never by its id.
     pseudonym = by_trace[second[0].trace_id.hex()]["subject"]

@@ -291,7 +291,7 @@ def db_modify(conn: Connection, lg: Ledger, rng: random.Random) -> str:
     text = row.payload.decode()
     while True:  # a one-character change that is still JSON (PostgreSQL stores no other)
         i = rng.randrange(len(text))
-        changed = text[:i] + rng.choice('0123456789abcxyz"{}:,é ') + text[i + 1 :]
+        changed = text[:i] + rng.choice("0123456789abcxyz\"{}:,é ") + text[i + 1 :]
         try:
             if orjson.loads(changed) != orjson.loads(text):
                 break

@@ -91,10 +91,8 @@ def _trials(seed: int) -> Iterator[random.Random]:
 
 
 def _all_caught(
-    bundles: Bundles,
-    source: bytes,
-    seed: int,
-    tamper: Callable[[dict[str, bytes], random.Random], dict[str, bytes] | None],
+    bundles: Bundles, source: bytes, seed: int, tamper: Callable[[dict[str, bytes], random.Random],
+                                                                   dict[str, bytes] | None],
     allowed: set[Failure],
 ) -> None:
     original = members(source)
@@ -336,13 +334,9 @@ def test_tampering_reports_the_first_bad_record(bundles: Bundles, tmp_path: Path
     edited = records[0].replace(b'"seq":', b'"seq":1', 1)
     resigned = resign({**files, layout.requests_part(1): b"".join([edited, *records[1:]])},
                       bundles.key)  # fmt: skip
-    assert (
-        verify_bundle(repack(resigned), bundles.trusted)
-        .summary()
-        .startswith(
-            f"FAILED [12 record hash] {layout.requests_part(1)} line 1: its ledger event is not in "
-            f"{first} (or the records are not in ledger order)"
-        )
+    assert verify_bundle(repack(resigned), bundles.trusted).summary().startswith(
+        f"FAILED [12 record hash] {layout.requests_part(1)} line 1: its ledger event is not in "
+        f"{first} (or the records are not in ledger order)"
     )
 
 

@@ -53,10 +53,8 @@ def test_the_first_bad_record_is_the_same_with_workers(store: Store, tmp_path: P
     tampered.write_bytes(bundle_data.repack(bundle_data.resign(files, store.key)))
     key = [store.key.public_key()]
     here, workers = verify_bundle(tampered, key), verify_bundle(tampered, key, workers=2)
-    assert (
-        here.summary()
-        == workers.summary()
-        == (f"FAILED [13 chain] {second} line 3 (seq 8): seq 7 is missing (found seq 8)")
+    assert here.summary() == workers.summary() == (
+        f"FAILED [13 chain] {second} line 3 (seq 8): seq 7 is missing (found seq 8)"
     )
 
 
