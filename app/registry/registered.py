@@ -18,9 +18,11 @@ import httpx
 from sqlalchemy import Connection, select, update
 
 from app.registry.lineage import RESOLVED, mlflow_client
+from app.registry.read_models import ModelVersionSummary
 from app.store.tables import ModelVersion
 
 log = logging.getLogger("warden.registry")
+REGISTERED = "registered"  # the status of a registered version never seen in traffic
 HEALTH_TIMEOUT = 2.0  # seconds: a page must not wait on MLflow's client retries
 
 
@@ -81,6 +83,29 @@ def registered_models(tracking_uri: str, names: list[str]) -> dict[str, Register
 
 def _version_order(version: str) -> tuple[int, str]:
     return (int(version), "") if version.isdigit() else (1 << 62, version)
+
+
+def with_registered(
+    items: list[ModelVersionSummary], registry: dict[str, RegisteredModel]
+) -> list[ModelVersionSummary]:
+    """`items` (versions seen in traffic) with MLflow's aliases of now, then each registered
+    version of their models that served nothing yet, with zero traffic."""
+    out = [
+        i.model_copy(update={"aliases": registry[i.name].aliases_of(i.version)})
+        if i.name in registry else i
+        for i in items
+    ]  # fmt: skip
+    known = {(i.name, i.version) for i in items}
+    roles = {i.name: i.role for i in items}
+    for name, model in sorted(registry.items()):
+        for version in model.versions:
+            if (name, version) not in known:
+                out.append(ModelVersionSummary(
+                    name=name, version=version, role=roles.get(name), status=REGISTERED,
+                    aliases=model.aliases_of(version), first_seen=None, last_seen=None,
+                    run_id=None, requests=0, outcomes={}, policies={}, deny_rate=0.0,
+                ))  # fmt: skip
+    return out
 
 
 def move_alias(conn: Connection, name: str, alias: str, version: str, at: str) -> None:

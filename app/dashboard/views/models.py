@@ -18,7 +18,7 @@ from app.governance.deploy import AliasMove
 from app.governance.read_models import StoredMove
 from app.registry import model_versions
 from app.registry.read_models import SeenVersion, VersionTraffic
-from app.registry.registered import RegisteredModel, registered_models
+from app.registry.registered import REGISTERED, RegisteredModel, registered_models
 
 DRIFT_HISTORY = 30  # reports shown per version
 
@@ -58,7 +58,7 @@ def with_registry(
         for version in model.versions:
             if (name, version) not in known:
                 out.append(SeenVersion(
-                    name=name, version=version, role=roles.get(name), status="registered",
+                    name=name, version=version, role=roles.get(name), status=REGISTERED,
                     aliases=model.aliases_of(version), lineage={},
                     first_seen_unix_nano=0, last_seen_unix_nano=0,
                 ))  # fmt: skip

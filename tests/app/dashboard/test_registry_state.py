@@ -166,6 +166,14 @@ def test_a_registered_version_without_traffic_is_listed_with_zero_requests(
     assert re.search(r'<td class="num">0</td>', unserved)
     assert "no traffic yet" in unserved
     assert "Promote v3" in unserved  # registered: it can be promoted
+    with stack.live.client(stack.read) as client:
+        items = client.get("/v1/models").raise_for_status().json()["items"]
+    (listed,) = [i for i in items if (i["name"], i["version"]) == (MODEL, "3")]
+    assert listed["requests"] == 0 and listed["status"] == "registered"
+    assert listed["first_seen"] is None and listed["role"] == "world_model"
+    # Versions MLflow never registered are still listed from traffic, as before.
+    names = {(i["name"], i["version"]) for i in items}
+    assert {("mpc-planner", "2"), ("intent-parser", "1")} <= names
 
 
 def test_promote_is_offered_only_for_versions_mlflow_has(stack: Stack) -> None:
