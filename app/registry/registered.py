@@ -1,11 +1,10 @@
 """What MLflow's registry holds now of the models seen in traffic: their registered versions and
-which version each alias points at, read fresh for the pages that show or move aliases; and
-the model index's copy of the aliases, brought up to date in the transaction that records an
-alias move (`move_alias`), so every process reads the move at once.
-
-The model index (`model_versions.aliases`) is otherwise refreshed by the lineage resolver every
-few minutes; a move made through Warden (API, dashboard, CLI, the drift job's rollback) is
-written there by the mover itself, in the same transaction as its `deployments` row.
+which version each alias points at (`registered_models`), read fresh for the Models page and
+`GET /v1/models`, which list the registered versions without traffic too (`with_registered`);
+and the model index's copy of the aliases, moved in the transaction that records an alias move
+(`move_alias`), so every process reads a move made through Warden (API, dashboard, CLI, the
+drift job's rollback) at once. Otherwise the lineage resolver refreshes that copy every few
+minutes (app/registry/lineage.py).
 """
 
 from __future__ import annotations
