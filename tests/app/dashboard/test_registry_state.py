@@ -3,9 +3,9 @@ holds them right after a move by any process (the API, the `warden` CLI, the dri
 rollback), registered versions listed though they served nothing, Promote offered only for
 versions MLflow has, and the drift policies' evaluations counted.
 
-Each test runs its own service (uvicorn on 127.0.0.1) over a SQLite store and MLflow's
-SQLite store, with the lineage resolver off: what the pages show after a move comes from
-the move itself, never from a later resolver round.
+Each test runs its own service (uvicorn on 127.0.0.1) over a database of its own (SQLite, or
+PostgreSQL where marked) and MLflow's SQLite store, with the lineage resolver off: what the
+pages show after a move comes from the move itself, never from a later resolver round.
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ from policies import BUILTIN, PolicySet
 from tests import otlp
 from tests.app.dashboard.browsing import UiClient
 from tests.app.governance.test_deploy import GOOD, MODEL, Registry
-from tests.conftest import TEST_SECRET, LiveService, embedded_settings, running
+from tests.conftest import TEST_SECRET, LiveService, embedded_settings, running, shared_keys
 
 PROJECT = "shop"
 WARDEN = str(Path(sys.executable).parent / "warden")
@@ -43,6 +43,16 @@ class Stack:
     admin: str
     read: str
     root: Path
+    served_by: dict[str, str]  # a request served by each world-model version, by version
+
+    def lineage_aliases(self, version: str) -> list[str]:
+        """The aliases a request's lineage names for its world model: the model index's copy,
+        which the lineage, overview and drift pages read."""
+        with self.live.client(self.read) as client:
+            url = f"/v1/requests/{self.served_by[version]}/lineage"
+            stages = client.get(url).raise_for_status().json()["stages"]
+        (stage,) = [s for s in stages if s["role"] == "world_model"]
+        return list(stage["aliases"])
 
     def warden(self, *args: str) -> subprocess.CompletedProcess[str]:
         """The `warden` command as another process, on this service's stores."""
@@ -54,6 +64,10 @@ class Stack:
             "WARDEN_MLFLOW_TRACKING_URI": self.registry.uri,
             "WARDEN_SECRET_KEY": TEST_SECRET,
             "COLUMNS": "200",
+            **{
+                f"WARDEN_{k.upper()}": str(v)
+                for k, v in shared_keys(settings.database_url, self.root).items()
+            },
         }
         return subprocess.run(
             [WARDEN, *args], env=env, cwd=self.root, capture_output=True, text=True, timeout=180
@@ -82,11 +96,13 @@ def row(html: str, row_id: str) -> str | None:
 
 
 @pytest.fixture
-def stack(tmp_path: Path) -> Iterator[Stack]:
+def stack(tmp_path: Path, database_url: str) -> Iterator[Stack]:
     """World model v1 and v2 registered and seen in traffic (v1 the champion, resolved by
     the lineage resolver once); v3 registered, never served. The LLM and planner versions of
-    the traffic are not in MLflow."""
-    settings = embedded_settings(tmp_path)
+    the traffic are not in MLflow. On SQLite, and on PostgreSQL (marked `postgres`)."""
+    settings = embedded_settings(
+        tmp_path, database_url=database_url, **shared_keys(database_url, tmp_path)
+    )
     engine = create_db_engine(settings)
     schema.upgrade(engine)
     registry = Registry(tmp_path)
@@ -96,15 +112,17 @@ def stack(tmp_path: Path) -> Iterator[Stack]:
     try:
         with running(settings, engine) as live:
             stack = Stack(live, registry, live.key(PROJECT, "admin"), live.key(PROJECT, "read"),
-                          tmp_path)  # fmt: skip
+                          tmp_path, {})  # fmt: skip
             ingest = live.key(PROJECT, "ingest")
             ids = otlp.Ids(5)
             spans = []
             for i, version in enumerate(["1", "1", "2"]):
-                spans += otlp.hybrid_trace(
+                trace = otlp.hybrid_trace(
                     ids, start=(1_700_000_000 + i) * 1_000_000_000,
                     **{wire.model_version("world_model"): version},
                 )  # fmt: skip
+                stack.served_by[version] = trace[0].trace_id.hex()
+                spans += trace
             with live.client(ingest) as client:
                 client.post(
                     "/v1/traces", content=otlp.request(spans).SerializeToString(),
@@ -133,6 +151,7 @@ def test_an_alias_moved_by_the_cli_then_by_a_drift_rollback_shows_at_once(
     html = stack.models_page()
     assert "@champion" in (row(html, f"{MODEL}-2") or "")
     assert "@champion" not in (row(html, f"{MODEL}-1") or "")
+    assert (stack.lineage_aliases("1"), stack.lineage_aliases("2")) == ([], ["champion"])
 
     # The drift job's rollback, as the job makes it.
     engine = stack.live.engine
@@ -148,6 +167,7 @@ def test_an_alias_moved_by_the_cli_then_by_a_drift_rollback_shows_at_once(
     html = stack.models_page()
     assert "@champion" in (row(html, f"{MODEL}-1") or "")
     assert "@champion" not in (row(html, f"{MODEL}-2") or "")
+    assert (stack.lineage_aliases("1"), stack.lineage_aliases("2")) == (["champion"], [])
 
 
 def test_an_alias_moved_in_mlflow_itself_shows_on_the_models_page(stack: Stack) -> None:
