@@ -1,7 +1,9 @@
 """Exports as a service: one export (`produce`), and the jobs the HTTP API queues.
 
 `produce` (the CLI's `warden export`) writes the bundle to a file the user names
-(`bundle.export_bundle`), records an `export.produced` event in the project's ledger, and
+(`bundle.export_bundle`), records an `export.produced` event in the project's ledger and,
+in the same transaction, a `done` row in `export_jobs` (so every export is listed, from any
+path; its bundle is the user's file, not downloadable from the service), and
 logs the export to MLflow as a run of the `warden` experiment (kind `export`, the manifest
 and report.html as artifacts) — skipped, with a note, when MLflow cannot be reached: the
 user has the file.
@@ -191,16 +193,42 @@ def produce(
     compresslevel: int | None = 1,
     mlflow: bool = True,
 ) -> Produced:
-    """Export `scope` to `out`, record it in the ledger and (if it can) in MLflow."""
+    """Export `scope` to `out`, record it in the ledger and (if it can) in MLflow.
+
+    It is listed with the export jobs (`ExportJobs.list`: the API, the dashboard) as a job
+    already `done` whose bundle is the file `out`, not one the service keeps to download."""
+    started = _now()
     result = export_bundle(
         engine, scope, out, key, progress=progress, prove_from=prove_from,
         compresslevel=compresslevel,
     )  # fmt: skip
     project_id = result.facts.project_id
-    event = ledger.record_export(
-        engine, project_id, scope.project, _ledger_summary(result, actor)
-    )
+    job_id = uuid.uuid4().hex
+    events = int(result.manifest["counts"]["ledger_events"])
+    with write_transaction(engine) as conn:
+        event = ledger.record_export(
+            conn, project_id, scope.project, _ledger_summary(result, actor)
+        )
+        conn.execute(
+            JOB.insert().values(
+                id=job_id, project_id=project_id, scope=scope.to_json(), status=DONE,
+                progress={"done": events, "total": events}, requested_by=actor,
+                created_at=started, started_at=started, finished_at=_now(),
+                runner=f"{socket.gethostname()}:{os.getpid()}",
+                bundle={"bytes": result.bytes, "sha256": result.sha256, "uri": None,
+                        "file": str(out.resolve())},
+                counts=result.manifest["counts"], anchor=result.manifest["ledger"]["anchor"],
+                ledger_seq=event.seq,
+            )
+        )  # fmt: skip
     run_id, note = log_to_mlflow(settings, result) if mlflow else (None, "")
+    if run_id or note:
+        with write_transaction(engine) as conn:
+            conn.execute(
+                update(ExportJob)
+                .where(ExportJob.id == job_id)
+                .values(mlflow_run_id=run_id, mlflow_note=note or None)
+            )
     return Produced(result, event.seq, run_id, note)
 
 
@@ -394,7 +422,9 @@ class ExportJobs(PeriodicWorker):
                 "mlflow_run_id": job.mlflow_run_id,
                 "mlflow_note": job.mlflow_note,
                 "ledger_seq": job.ledger_seq,
-                "download": f"/v1/exports/{job.id}/download" if job.status == DONE else None,
+                "download": (
+                    f"/v1/exports/{job.id}/download" if job.status == DONE and _kept(job) else None
+                ),
             }
         )
 
@@ -430,6 +460,12 @@ class ExportJobs(PeriodicWorker):
     def bundle(self, project: str, job_id: str) -> BundleDownload:
         """The bundle of a finished job, fetched from MLflow; 409 while it is not done."""
         job = self._find(project, job_id)
+        if job.status == DONE and not _kept(job):
+            raise NotFound(
+                f"export {job_id} was written to a file by `warden export` "
+                f"({job.bundle.get('file') if job.bundle else 'its --out'}); the service "
+                "does not keep its bundle"
+            )
         if job.status != DONE or not job.bundle or not job.mlflow_run_id:
             raise Conflict(f"export {job_id} is {job.status}, not done: ask again later")
         uri = self.settings.resolved_mlflow_tracking_uri
@@ -460,6 +496,12 @@ class ExportJobs(PeriodicWorker):
         return BundleDownload(
             file, int(job.bundle["bytes"]), f"warden-export-{project}-{job_id}.zip"
         )
+
+
+def _kept(job: Row[Any]) -> bool:
+    """Whether the service keeps the job's bundle (in MLflow's artifact store): not for an
+    export `warden export` wrote to a file."""
+    return bool(job.bundle and job.bundle.get("uri"))
 
 
 def _scope(data: dict[str, Any]) -> Scope:

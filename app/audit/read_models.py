@@ -36,6 +36,11 @@ class BundleFile(BaseModel):
     uri: str | None = Field(
         default=None, description="Where MLflow's artifact store keeps it (the export's run)"
     )
+    file: str | None = Field(
+        default=None,
+        description="Where `warden export` wrote it (a file of the machine that ran it); "
+        "such a bundle is not kept by the service: no download",
+    )
 
 
 class ExportStatus(BaseModel):

@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Engine, insert, select
+from sqlalchemy import Connection, Engine, insert, select
 
 from app.audit import ledger
 from app.errors import BadRequest, Conflict
@@ -20,6 +21,7 @@ from app.experiments import results as experiment_results
 from app.experiments import settings as experiment_settings
 from app.registry.lineage import version_context
 from app.registry.model_versions import latest_drift
+from app.registry.registered import move_alias
 from app.store.engine import read_connection, write_transaction
 from app.store.tables import Deployment, PolicyEvaluation
 from policies import Effect, PolicySet, Verdict, strongest
@@ -139,7 +141,6 @@ def _move(
 ) -> AliasMove:
     if allowed:
         client.set_registered_model_alias(name, alias, target)
-    now = time.time_ns()
     with write_transaction(engine) as conn:
         conn.execute(
             insert(Deployment).values(
@@ -148,19 +149,13 @@ def _move(
                 verdicts=[verdict_json(v) for v in verdicts], actor=actor, reason=reason or None,
             )
         )  # fmt: skip
-        if verdicts:
-            conn.execute(
-                insert(PolicyEvaluation),
-                [
-                    {
-                        "project_id": project_id, "trace_id": None, "span_id": None, "seq": i,
-                        "phase": v.phase, "policy_id": v.policy_id, "policy_version": v.version,
-                        "policy_hash": v.hash, "outcome": v.effect.value,
-                        "message": v.message or None, "time_unix_nano": now,
-                    }
-                    for i, v in enumerate(verdicts)
-                ],
-            )  # fmt: skip
+        if allowed:
+            # The model index's aliases move with the record of the move, so every process
+            # (API, dashboard, a CLI's or the drift job's move) reads it at once.
+            move_alias(conn, name, alias, target, datetime.now(UTC).isoformat())
+        if action == "promote":
+            # A rollback's verdicts are the drift policies', recorded when they were judged.
+            record_verdicts(conn, project_id, verdicts)
         kind = (
             ledger.MODEL_ROLLED_BACK if action == "rollback"
             else ledger.MODEL_PROMOTED if allowed else ledger.MODEL_PROMOTION_REFUSED
@@ -172,6 +167,26 @@ def _move(
                           "effect": v.effect.value, "fired": v.fired} for v in verdicts],
         })  # fmt: skip
     return AliasMove(name, alias, action, current, target, allowed, verdicts, reason)
+
+
+def record_verdicts(conn: Connection, project_id: int, verdicts: list[Verdict]) -> None:
+    """Each verdict of a gate that judged no request (deploy, drift) in `policy_evaluations`,
+    where the policies' hit counts are read."""
+    if not verdicts:
+        return
+    now = time.time_ns()
+    conn.execute(
+        insert(PolicyEvaluation),
+        [
+            {
+                "project_id": project_id, "trace_id": None, "span_id": None, "seq": i,
+                "phase": v.phase, "policy_id": v.policy_id, "policy_version": v.version,
+                "policy_hash": v.hash, "outcome": v.effect.value,
+                "message": v.message or None, "time_unix_nano": now,
+            }
+            for i, v in enumerate(verdicts)
+        ],
+    )  # fmt: skip
 
 
 def verdict_json(v: Verdict) -> dict[str, Any]:
@@ -202,6 +217,8 @@ def judge_drift(
         raise BadRequest("a drift report needs a 'verdict'")
     model = version_context(client, name, version)
     verdicts = policies.evaluate("drift", {"report": report, "model": model, "project": project})
+    with write_transaction(engine) as conn:
+        record_verdicts(conn, project_id, verdicts)
     moves = []
     decisive = strongest(verdicts)
     if decisive is not None and decisive.effect == Effect.ROLLBACK:

@@ -18,10 +18,13 @@ class ModelVersionSummary(BaseModel):
     name: str
     version: str
     role: str | None = Field(description="The stage it served (world_model, planner, ...)")
-    status: str = Field(description="`resolved` once MLflow knew it, else `unresolved`")
+    status: str = Field(
+        description="`resolved` once MLflow knew it, else `unresolved`; `registered`: in "
+        "MLflow's registry, never seen in traffic"
+    )
     aliases: list[str]
-    first_seen: str
-    last_seen: str
+    first_seen: str | None = Field(description="None for a version never seen in traffic")
+    last_seen: str | None
     run_id: str | None
     requests: int
     outcomes: dict[str, int] = Field(description="Requests per outcome")

@@ -12,7 +12,7 @@ from app.api.deps import Admin, EngineDep, PoliciesDep, Reader, SettingsDep
 from app.api.schemas import ModelVersionList, errors
 from app.governance import deploy
 from app.governance.read_models import AliasMoveOut, RefusedMove
-from app.registry import lineage, model_versions
+from app.registry import lineage, model_versions, registered
 from app.registry.read_models import ModelVersionDetail
 
 router = APIRouter(tags=["models"], responses=errors(401, 403))
@@ -75,9 +75,21 @@ async def rollback(
     return AliasMoveOut.of(move)
 
 
-@router.get("/v1/models", summary="Model versions seen in traffic, with what they served")
-async def list_models(principal: Reader, engine: EngineDep) -> ModelVersionList:
+@router.get(
+    "/v1/models",
+    summary="Model versions seen in traffic, with what they served, and the versions of their "
+    "models registered in MLflow without traffic yet; aliases as MLflow's registry holds them",
+)
+async def list_models(
+    principal: Reader, engine: EngineDep, settings: SettingsDep
+) -> ModelVersionList:
     items = await run_in_threadpool(model_versions.list_versions, engine, principal.project_id)
+    registry = await run_in_threadpool(
+        registered.registered_models, settings.resolved_mlflow_tracking_uri,
+        sorted({i.name for i in items}),
+    )  # fmt: skip
+    if registry is not None:  # else MLflow is away: the model index's copy alone
+        items = registered.with_registered(items, registry)
     return ModelVersionList(items=items)
 
 

@@ -25,17 +25,22 @@ def _page(
     request: Request,
     viewer: Viewer,
     engine: Engine,
+    tracking_uri: str,
     status_code: int = 200,
     result: AliasMove | None = None,
     error: str | None = None,
 ) -> Response:
-    page = models_page(engine, viewer.principal.project_id, result, error)
+    page = models_page(
+        engine, viewer.principal.project_id, result, error, tracking_uri
+    )
     return render_page(request, "models.html", viewer, page, status_code, title="Models")
 
 
 @router.get("/models")
-def models(request: Request, viewer: ViewerDep, engine: EngineDep) -> Response:
-    return _page(request, viewer, engine)
+def models(
+    request: Request, viewer: ViewerDep, engine: EngineDep, settings: SettingsDep
+) -> Response:
+    return _page(request, viewer, engine, settings.resolved_mlflow_tracking_uri)
 
 
 def _field(form: dict[str, str], name: str, default: str = "") -> str:
@@ -64,9 +69,12 @@ async def promote(
         )  # fmt: skip
     except WardenError as exc:
         return await run_in_threadpool(
-            _page, request, viewer, engine, exc.status_code, error=exc.message
-        )
-    return await run_in_threadpool(_page, request, viewer, engine, result=move)
+            _page, request, viewer, engine, settings.resolved_mlflow_tracking_uri,
+            exc.status_code, error=exc.message,
+        )  # fmt: skip
+    return await run_in_threadpool(
+        _page, request, viewer, engine, settings.resolved_mlflow_tracking_uri, result=move
+    )
 
 
 @router.post("/models/rollback")
@@ -83,6 +91,9 @@ async def rollback(
         )  # fmt: skip
     except WardenError as exc:
         return await run_in_threadpool(
-            _page, request, viewer, engine, exc.status_code, error=exc.message
-        )
-    return await run_in_threadpool(_page, request, viewer, engine, result=move)
+            _page, request, viewer, engine, settings.resolved_mlflow_tracking_uri,
+            exc.status_code, error=exc.message,
+        )  # fmt: skip
+    return await run_in_threadpool(
+        _page, request, viewer, engine, settings.resolved_mlflow_tracking_uri, result=move
+    )

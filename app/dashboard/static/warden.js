@@ -13,6 +13,26 @@
     return node ? JSON.parse(node.textContent) : null;
   }
 
+  // The last index where any series has a value, shown in the legend when not hovered.
+  function showLatest(u) {
+    for (var i = u.data[0].length - 1; i >= 0; i--) {
+      for (var k = 1; k < u.data.length; k++) {
+        if (u.data[k][i] !== null && u.data[k][i] !== undefined) {
+          u.setLegend({ idx: i }, false);
+          return;
+        }
+      }
+    }
+  }
+
+  // The x range drawn, on the chart's element: for whoever reads the page, not the canvas.
+  function xRange(u) {
+    var host = u.root.parentNode;
+    if (!host) { return; }
+    host.dataset.xMin = String(u.scales.x.min);
+    host.dataset.xMax = String(u.scales.x.max);
+  }
+
   function chart(el) {
     var spec = readJson(el.dataset.chart);
     if (!spec || typeof uPlot === "undefined") { return; }
@@ -31,7 +51,10 @@
         points: { show: spec.x.length < 40 || present < 60 },
       });
     });
-    var axes = [{}, { label: spec.yLabel || "", scale: "y", size: 60 }];
+    var axes = [
+      spec.xLabel ? { label: spec.xLabel } : {},
+      { label: spec.yLabel || "", scale: "y", size: 60 },
+    ];
     if (spec.series.some(function (s) { return s.scale === "y2"; })) {
       axes.push({ label: spec.y2Label || "", scale: "y2", side: 1, grid: { show: false } });
     }
@@ -42,10 +65,20 @@
       series: series,
       axes: axes,
       legend: { live: true },
+      // Away from the plot, the legend shows each series' latest value, not "--".
+      hooks: {
+        ready: [showLatest, xRange],
+        setScale: [function (u, key) { if (key === "x") { xRange(u); } }],
+        setCursor: [function (u) { if (u.cursor.idx == null) { showLatest(u); } }],
+      },
     };
     if (spec.yRange) { opts.scales.y = { range: spec.yRange }; }
-    if (spec.x.length === 1 && !spec.time) {
-      opts.scales.x.range = [spec.x[0] - 1, spec.x[0] + 1];
+    // A single x value (one drift job, one step) gets a range around it: uPlot's own would
+    // span years on a time axis.
+    var xMin = Math.min.apply(null, spec.x), xMax = Math.max.apply(null, spec.x);
+    if (spec.x.length && xMin === xMax) {
+      var pad = spec.time ? 3600 : 1;
+      opts.scales.x.range = [xMin - pad, xMax + pad];
     }
     el.innerHTML = "";
     var plot = new uPlot(opts, data, el);

@@ -32,6 +32,11 @@ class DriftSection:
     charts: dict[str, Chart]  # per kind judged
     jobs: list[DriftJob]  # newest first
 
+    @property
+    def captions(self) -> dict[str, str]:
+        """How to read each chart's axes, per kind."""
+        return {kind: drift_series.caption(c) for kind, c in self.charts.items()}
+
 
 @dataclass(frozen=True)
 class DriftPage:

@@ -1,5 +1,6 @@
-"""Drift reports of one model version as chart series: each input feature's score, each
-latent layer's p-value and MMD², each decision test's adjusted p-value, over time; and the
+"""Drift reports of one model version as chart series: each input feature's test result (a
+p-value or a distance, on axes of their own), each latent layer's p-value and MMD², each
+decision test's adjusted p-value, over time; and the
 reports grouped by the drift job that made them."""
 
 from __future__ import annotations
@@ -13,6 +14,15 @@ from app.dashboard.views.charts import Chart, Series
 from app.drift.read_models import StoredDriftReport
 
 Pick = Callable[[dict[str, Any]], dict[str, Any]]  # a report's scores -> value per series
+JUDGED = "judged at"
+# Axis labels stay short (a chart is 220 px high); the caption under it says how to read them.
+P_VALUE, DISTANCE, MMD2, ADJUSTED = "p-value", "distance", "MMD²", "adjusted p-value"
+READING = {
+    P_VALUE: "p-value, 0 to 1: drift when low",
+    DISTANCE: "distance, normed: drift when high",
+    MMD2: "MMD², squared kernel distance: drift when high",
+    ADJUSTED: "adjusted p-value, 0 to 1: drift when low",
+}
 
 
 @dataclass
@@ -45,23 +55,59 @@ def _series(
     return xs, [{"label": n, "values": values[n]} for n in names]
 
 
+def _input_chart(inputs: list[StoredDriftReport]) -> Chart:
+    """Each input column's test result over time. Evidently's `drift_score` is a p-value for
+    some tests (K-S, chi-square: drift when low) and a distance for others (Wasserstein,
+    Jensen-Shannon: drift when high), so the two go on axes of their own, each series named
+    with its test."""
+    tests: dict[str, tuple[str, str]] = {}  # column -> (test name, score type), newest wins
+    for r in inputs:
+        for c in r.scores.get("columns", []):
+            kind = c.get("score_type") or (
+                "p_value" if "p_value" in str(c.get("stattest_name", "")) else "distance"
+            )
+            tests[c["column"]] = (str(c.get("stattest_name") or "test"), kind)
+    names = sorted(tests)
+    xs, series = _series(
+        inputs,
+        lambda s: {c["column"]: c.get("drift_score") for c in s.get("columns", [])},
+        names,
+    )
+    for s in series:
+        test, kind = tests[s["label"]]
+        if kind == "p_value":
+            s["label"] = f"{s['label']} ({test.replace('p_value', '').strip()} p-value)"
+        else:
+            s["label"] = f"{s['label']} ({test})"
+    p_values = [s for s, n in zip(series, names, strict=True) if tests[n][1] == "p_value"]
+    distances = [s for s, n in zip(series, names, strict=True) if tests[n][1] != "p_value"]
+    chart: Chart = {"x": xs, "time": True, "xLabel": JUDGED, "series": p_values + distances}
+    if p_values:
+        chart["yLabel"] = P_VALUE
+        if distances:
+            for s in distances:
+                s["scale"] = "y2"
+            chart["y2Label"] = DISTANCE
+    else:
+        chart["yLabel"] = DISTANCE
+    return chart
+
+
+def caption(chart: Chart) -> str:
+    """How to read a drift chart's axes, in words."""
+    left = READING.get(chart.get("yLabel", ""), chart.get("yLabel", ""))
+    right = chart.get("y2Label")
+    both = f"Left axis: {left}" + (f"; right axis: {READING.get(right, right)}" if right else "")
+    return f"{both}; across: when the job judged (your time zone)"
+
+
 def charts(reports: list[StoredDriftReport]) -> dict[str, Chart]:
     """Charts of a version's reports (any order), one per kind present."""
     ordered = sorted(reports, key=lambda r: (r.created_at, r.id))
     out: dict[str, Chart] = {}
     inputs = [r for r in ordered if r.kind == "input"]
     if inputs:
-        names = sorted({c["column"] for r in inputs for c in r.scores.get("columns", [])})
-        xs, series = _series(
-            inputs,
-            lambda s: {c["column"]: c.get("drift_score") for c in s.get("columns", [])},
-            names,
-        )
-        tests = {c["column"]: c.get("stattest_name") for r in inputs
-                 for c in r.scores.get("columns", [])}  # fmt: skip
-        for s in series:
-            s["label"] = f"{s['label']} ({tests.get(s['label']) or 'score'})"
-        out["input"] = {"x": xs, "time": True, "yLabel": "drift score", "series": series}
+        out["input"] = _input_chart(inputs)
     latent = [r for r in ordered if r.kind == "latent"]
     if latent:
         layers = sorted({k for r in latent for k in r.scores.get("layers", {})})
@@ -77,8 +123,8 @@ def charts(reports: list[StoredDriftReport]) -> dict[str, Chart]:
             s["label"] = f"{s['label']} p-value"
         for s in mmd:
             s["label"], s["scale"] = f"{s['label']} MMD²", "y2"
-        out["latent"] = {"x": xs, "time": True, "yLabel": "p-value", "y2Label": "MMD²",
-                         "series": p_values + mmd}  # fmt: skip
+        out["latent"] = {"x": xs, "time": True, "xLabel": JUDGED, "yLabel": P_VALUE,
+                         "y2Label": MMD2, "series": p_values + mmd}  # fmt: skip
     decisions = [r for r in ordered if r.kind == "decision"]
     if decisions:
         names = sorted({t["name"] for r in decisions for t in r.scores.get("tests", [])})
@@ -87,7 +133,9 @@ def charts(reports: list[StoredDriftReport]) -> dict[str, Chart]:
             lambda s: {t["name"]: t.get("adjusted_p") for t in s.get("tests", [])},
             names,
         )
-        out["decision"] = {"x": xs, "time": True, "yLabel": "adjusted p-value",
+        for s in series:
+            s["label"] = f"{s['label']} adjusted p-value"
+        out["decision"] = {"x": xs, "time": True, "xLabel": JUDGED, "yLabel": ADJUSTED,
                            "series": series}  # fmt: skip
     return out
 

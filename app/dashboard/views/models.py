@@ -1,6 +1,7 @@
-"""The models page: the versions seen in traffic with their aliases, traffic, decision KPIs
-and drift history; promotions and rollbacks per model; the lineage graph; the alias moves
-asked for; and the outcome of a promotion or a rollback just asked for."""
+"""The models page: the versions seen in traffic and those registered in MLflow without
+traffic, with their aliases (read from MLflow's registry as the page is drawn), traffic,
+decision KPIs and drift history; promotions and rollbacks per model; the lineage graph; the
+alias moves asked for; and the outcome of a promotion or a rollback just asked for."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ from app.governance.deploy import AliasMove
 from app.governance.read_models import StoredMove
 from app.registry import model_versions
 from app.registry.read_models import SeenVersion, VersionTraffic
+from app.registry.registered import REGISTERED, RegisteredModel, registered_models
 
 DRIFT_HISTORY = 30  # reports shown per version
 
@@ -30,17 +32,54 @@ class ModelsPage:
     names: list[str]  # model names, the world model's first
     moves: list[StoredMove]
     kpis: VersionKpis  # decision KPIs per version, promotions and rollbacks per model
+    # What MLflow's registry holds now of these models; None when it could not be read (the
+    # aliases shown are then the model index's copy).
+    registry: dict[str, RegisteredModel] | None = None
+    # The versions MLflow has registered: the only ones an alias can move to.
+    promotable: frozenset[tuple[str, str]] = frozenset()
     result: AliasMove | None = None
     error: str | None = None
 
 
+def with_registry(
+    seen: list[SeenVersion], registry: dict[str, RegisteredModel]
+) -> list[SeenVersion]:
+    """The versions seen in traffic with MLflow's aliases of now, then each registered version
+    of their models that served nothing yet (its role taken from its model's served ones,
+    never seen: `first_seen_unix_nano` 0)."""
+    out = [
+        v.model_copy(update={"aliases": registry[v.name].aliases_of(v.version)})
+        if v.name in registry else v
+        for v in seen
+    ]  # fmt: skip
+    known = {(v.name, v.version) for v in seen}
+    roles = {v.name: v.role for v in seen}
+    for name, model in sorted(registry.items()):
+        for version in model.versions:
+            if (name, version) not in known:
+                out.append(SeenVersion(
+                    name=name, version=version, role=roles.get(name), status=REGISTERED,
+                    aliases=model.aliases_of(version), lineage={},
+                    first_seen_unix_nano=0, last_seen_unix_nano=0,
+                ))  # fmt: skip
+    return out
+
+
 def models_page(
-    engine: Engine, project_id: int, result: AliasMove | None = None, error: str | None = None
+    engine: Engine,
+    project_id: int,
+    result: AliasMove | None = None,
+    error: str | None = None,
+    tracking_uri: str | None = None,
 ) -> ModelsPage:
     """The page, with the outcome of a move just asked for (`result`), or why it could not be
-    asked (`error`)."""
+    asked (`error`); MLflow's registry is read at `tracking_uri` (without: the model index
+    alone, as when MLflow cannot be read)."""
     traffic = model_versions.traffic_per_version(engine, project_id)
-    versions = model_versions.seen_versions(engine, project_id)
+    seen = model_versions.seen_versions(engine, project_id)
+    names = sorted({v.name for v in seen})
+    registry = registered_models(tracking_uri, names) if tracking_uri else None
+    versions = seen if registry is None else with_registry(seen, registry)
     served = {v.name for v in versions if v.role == "world_model"}
     drift = {
         (v.name, v.version): reports.list_reports(
@@ -52,11 +91,17 @@ def models_page(
         versions=versions,
         traffic=traffic,
         drift=drift,
-        graph=build(versions, traffic),
+        graph=build(seen, traffic),  # the lineage of what served traffic
         # The world model's name first: the one whose aliases the deploy gates usually move.
         names=sorted({v.name for v in versions}, key=lambda n: (n not in served, n)),
         moves=deployments.list_moves(engine, project_id),
         kpis=version_kpis(engine, project_id, {(v.name, v.role) for v in versions}),
+        registry=registry,
+        promotable=frozenset(
+            (name, version)
+            for name, model in (registry or {}).items()
+            for version in model.versions
+        ),
         result=result,
         error=error,
     )
