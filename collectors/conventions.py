@@ -89,6 +89,7 @@ RETRIEVAL_OPERATION = "retrieval"
 GEN_AI_DATA_SOURCE_ID = "gen_ai.data_source.id"
 GEN_AI_RETRIEVAL_DOCUMENTS = "gen_ai.retrieval.documents"
 GEN_AI_RETRIEVAL_QUERY_TEXT = "gen_ai.retrieval.query.text"
+OPENINFERENCE_SPAN_KIND = "openinference.span.kind"
 OPENINFERENCE_DOCUMENTS_PREFIX = "retrieval.documents."
 OPENINFERENCE_DOCUMENT = OPENINFERENCE_DOCUMENTS_PREFIX + "{index}.document.{field}"
 
