@@ -184,7 +184,13 @@ def _from_dict(message: dict[str, Any], role: str) -> dict[str, Any]:
 
 
 def _message(role: str, content: Any) -> dict[str, Any]:
-    return {"role": role, "content": _content(_json(content))[:MAX_CONTENT]}
+    return {"role": role, "content": _content(_parts(content))[:MAX_CONTENT]}
+
+
+def _parts(content: Any) -> Any:
+    """A content sent as JSON parts, decoded; text (JSON-looking or not) stays as it is."""
+    decoded = _json(content) if isinstance(content, str) and content[:1] == "[" else content
+    return decoded if isinstance(decoded, list) else content
 
 
 def _content(value: Any) -> str:
@@ -216,7 +222,7 @@ def _flattened(attrs: dict[str, Any], prefix: str, role: str) -> list[dict[str, 
     return [
         {
             "role": _text(parts.get("role"), 32) or role,
-            "content": _content(_json(parts.get("content")))[:MAX_CONTENT],
+            "content": _content(_parts(parts.get("content")))[:MAX_CONTENT],
             **(
                 {"finish_reason": str(parts["finish_reason"])[:64]}
                 if parts.get("finish_reason")

@@ -4,7 +4,8 @@ asked for; and the outcome of a promotion or a rollback just asked for."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 from sqlalchemy import Engine
 
@@ -17,6 +18,8 @@ from app.governance.deploy import AliasMove
 from app.governance.read_models import StoredMove
 from app.registry import model_versions
 from app.registry.read_models import SeenVersion, VersionTraffic
+from app.store.engine import read_connection
+from app.store.genai import usage_per_version
 
 DRIFT_HISTORY = 30  # reports shown per version
 
@@ -32,6 +35,8 @@ class ModelsPage:
     kpis: VersionKpis  # decision KPIs per version, promotions and rollbacks per model
     result: AliasMove | None = None
     error: str | None = None
+    # Language-model calls, tokens and cost of the requests each version served.
+    usage: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
 
 
 def models_page(
@@ -58,5 +63,11 @@ def models_page(
         moves=deployments.list_moves(engine, project_id),
         kpis=version_kpis(engine, project_id, {(v.name, v.role) for v in versions}),
         result=result,
+        usage=_usage(engine, project_id),
         error=error,
     )
+
+
+def _usage(engine: Engine, project_id: int) -> dict[tuple[str, str], dict[str, Any]]:
+    with read_connection(engine) as conn:
+        return usage_per_version(conn, project_id)
