@@ -176,12 +176,12 @@ def test_the_requests_own_llm_version_wins_over_the_genai_model(live: LiveServic
 
 def test_a_trace_of_one_genai_span_in_one_export_names_its_stage(live: LiveService) -> None:
     key = live.key("solo", "ingest", "read")
-    with otel_tracer(live, key, batched=True) as tracer:
-        with tracer.start_as_current_span(
-            "chat", attributes={wire.GEN_AI_REQUEST_MODEL: "llama-3.1-8b",
-                                wire.GEN_AI_USAGE_INPUT_TOKENS: 10}
-        ) as span:  # fmt: skip
-            pass
+    attributes = {wire.GEN_AI_REQUEST_MODEL: "llama-3.1-8b", wire.GEN_AI_USAGE_INPUT_TOKENS: 10}
+    with (
+        otel_tracer(live, key, batched=True) as tracer,
+        tracer.start_as_current_span("chat", attributes=attributes) as span,
+    ):
+        pass
     trace_id = format(span.get_span_context().trace_id, "032x")
     with live.client(key) as client:
         detail = client.get(f"/v1/requests/{trace_id}").raise_for_status().json()
@@ -196,44 +196,46 @@ def test_earlier_forms_openllmetry_and_openinference(live: LiveService) -> None:
     """The per-message events of earlier GenAI conventions, OpenLLMetry's flattened prompt,
     and OpenInference's flattened retrieval documents, with the root sent last."""
     key = live.key("legacy", "ingest", "read")
-    with otel_tracer(live, key, batched=False) as tracer:
-        with tracer.start_as_current_span("answer") as root:
-            with tracer.start_as_current_span(
-                "retriever",
-                attributes={
-                    wire.OPENINFERENCE_SPAN_KIND: "RETRIEVER",
-                    wire.OPENINFERENCE_DOCUMENT.format(index=0, field="id"): "doc-a",
-                    wire.OPENINFERENCE_DOCUMENT.format(index=0, field="score"): 0.9,
-                    wire.OPENINFERENCE_DOCUMENT.format(index=0, field="metadata"): json.dumps(
-                        {"version": "7"}
-                    ),
-                    wire.OPENINFERENCE_DOCUMENT.format(index=1, field="id"): "doc-b",
-                },
-            ):
-                pass
-            with tracer.start_as_current_span(
-                "openai.chat", attributes={wire.GEN_AI_REQUEST_MODEL: ASKED}
-            ) as events_form:
-                events_form.add_event(wire.GEN_AI_SYSTEM_MESSAGE_EVENT, {"content": "Be brief."})
-                events_form.add_event(wire.GEN_AI_USER_MESSAGE_EVENT, {"content": PROMPT})
-                events_form.add_event(
-                    wire.GEN_AI_CHOICE_EVENT,
-                    {"index": 0, "finish_reason": "length",
-                     "message": json.dumps({"role": "assistant", "content": COMPLETION})},
-                )  # fmt: skip
-            with tracer.start_as_current_span(
-                "openai.chat",
-                attributes={
-                    wire.GEN_AI_REQUEST_MODEL: ASKED,
-                    wire.GEN_AI_PROMPT_FIELD.format(index=0, field="role"): "user",
-                    wire.GEN_AI_PROMPT_FIELD.format(index=0, field="content"): "second question",
-                    wire.GEN_AI_COMPLETION_FIELD.format(index=0, field="content"): "answer two",
-                    wire.GEN_AI_COMPLETION_FIELD.format(index=0, field="finish_reason"): "stop",
-                    wire.GEN_AI_USAGE_PROMPT_TOKENS: 5,
-                    wire.GEN_AI_USAGE_COMPLETION_TOKENS: 2,
-                },
-            ):
-                pass
+    with (
+        otel_tracer(live, key, batched=False) as tracer,
+        tracer.start_as_current_span("answer") as root,
+    ):
+        with tracer.start_as_current_span(
+            "retriever",
+            attributes={
+                wire.OPENINFERENCE_SPAN_KIND: "RETRIEVER",
+                wire.OPENINFERENCE_DOCUMENT.format(index=0, field="id"): "doc-a",
+                wire.OPENINFERENCE_DOCUMENT.format(index=0, field="score"): 0.9,
+                wire.OPENINFERENCE_DOCUMENT.format(index=0, field="metadata"): json.dumps(
+                    {"version": "7"}
+                ),
+                wire.OPENINFERENCE_DOCUMENT.format(index=1, field="id"): "doc-b",
+            },
+        ):
+            pass
+        with tracer.start_as_current_span(
+            "openai.chat", attributes={wire.GEN_AI_REQUEST_MODEL: ASKED}
+        ) as events_form:
+            events_form.add_event(wire.GEN_AI_SYSTEM_MESSAGE_EVENT, {"content": "Be brief."})
+            events_form.add_event(wire.GEN_AI_USER_MESSAGE_EVENT, {"content": PROMPT})
+            events_form.add_event(
+                wire.GEN_AI_CHOICE_EVENT,
+                {"index": 0, "finish_reason": "length",
+                 "message": json.dumps({"role": "assistant", "content": COMPLETION})},
+            )  # fmt: skip
+        with tracer.start_as_current_span(
+            "openai.chat",
+            attributes={
+                wire.GEN_AI_REQUEST_MODEL: ASKED,
+                wire.GEN_AI_PROMPT_FIELD.format(index=0, field="role"): "user",
+                wire.GEN_AI_PROMPT_FIELD.format(index=0, field="content"): "second question",
+                wire.GEN_AI_COMPLETION_FIELD.format(index=0, field="content"): "answer two",
+                wire.GEN_AI_COMPLETION_FIELD.format(index=0, field="finish_reason"): "stop",
+                wire.GEN_AI_USAGE_PROMPT_TOKENS: 5,
+                wire.GEN_AI_USAGE_COMPLETION_TOKENS: 2,
+            },
+        ):
+            pass
     trace_id = format(root.get_span_context().trace_id, "032x")
     with live.client(key) as client:
         detail = client.get(f"/v1/requests/{trace_id}").raise_for_status().json()
@@ -251,9 +253,10 @@ def test_earlier_forms_openllmetry_and_openinference(live: LiveService) -> None:
     ]
     assert second["finish_reasons"] == ["stop"]
     assert (second["input_tokens"], second["output_tokens"]) == (5, 2)
-    assert [(d["document_id"], d["document_version"], d["score"]) for d in detail["retrievals"]] == [
-        ("doc-a", "7", 0.9), ("doc-b", None, None)
-    ]  # fmt: skip
+    documents = [
+        (d["document_id"], d["document_version"], d["score"]) for d in detail["retrievals"]
+    ]
+    assert documents == [("doc-a", "7", 0.9), ("doc-b", None, None)]
 
 
 def test_the_stage_version_is_stored_once_in_the_model_index(live: LiveService) -> None:
