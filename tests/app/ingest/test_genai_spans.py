@@ -10,6 +10,7 @@ import html
 import json
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
@@ -19,6 +20,7 @@ from opentelemetry.sdk.trace.export import BatchSpanProcessor, SimpleSpanProcess
 from opentelemetry.trace import SpanKind
 from sqlalchemy import select
 
+from app.audit import retention
 from app.experiments import settings as experiment_settings
 from app.store.engine import read_connection
 from app.store.tables import ModelVersion, Project
@@ -276,3 +278,22 @@ def test_the_stage_version_is_stored_once_in_the_model_index(live: LiveService) 
     (llm,) = items
     assert llm["requests"] == 2 and llm["usage"]["input_tokens"] == 2400
     assert first != second
+
+
+def test_retention_drops_prompts_and_keeps_tokens_and_documents(live: LiveService) -> None:
+    key = live.key("kept", "ingest", "read")
+    price_the_model(live, "kept")
+    with otel_tracer(live, key, batched=True) as tracer:
+        trace_id = rag_request(tracer)
+    with read_connection(live.engine) as conn:
+        pid = conn.execute(select(Project.id).where(Project.name == "kept")).scalar_one()
+    retention.configure(live.engine, pid, {"days": 1}, "test")
+    retention.apply(live.engine, "kept", datetime.now(UTC) + timedelta(days=2))
+
+    with live.client(key) as client:
+        detail = client.get(f"/v1/requests/{trace_id}").raise_for_status().json()
+    (call,) = detail["llm_calls"]
+    assert call["input_messages"] == call["output_messages"] == []
+    assert detail["usage"]["input_tokens"] == 1200 and detail["usage"]["cost"] is not None
+    assert detail["models"]["llm"] == {"name": ASKED, "version": ANSWERED}
+    assert [d["document_id"] for d in detail["retrievals"]] == [d["id"] for d in DOCUMENTS]
