@@ -169,9 +169,6 @@ class Normalised:
     request_experiments: list[dict[str, Any]] = field(default_factory=list)
     llm_calls: list[dict[str, Any]] = field(default_factory=list)
     retrievals: list[dict[str, Any]] = field(default_factory=list)
-    # The first language-model call of each trace whose request is not in the batch: it may
-    # stand for that request's stage once the store sees the request (app/ingest/store.py).
-    pending_stages: dict[str, dict[str, Any]] = field(default_factory=dict)
     # Requests of the batch the store gave a stage from a call stored before them.
     late_stages: set[str] = field(default_factory=set)
     # (name, version) -> [role, first seen, last seen]
@@ -231,8 +228,8 @@ def normalise(spans: Iterable[dict[str, Any]]) -> Normalised:
 
 def _llm_stages(out: Normalised) -> None:
     """A request whose root span does not name its `llm` stage (`warden.model.llm.*`, which
-    wins) gets its trace's first language-model call as that stage; a call whose request is
-    not in the batch is left to the store (`pending_stages`)."""
+    wins) gets its trace's first language-model call in the batch as that stage (the store
+    looks for one stored before the request: app/ingest/store.py, `_late_stages`)."""
     first: dict[str, dict[str, Any]] = {}
     for call in out.llm_calls:
         seen = first.get(call["trace_id"])
@@ -243,9 +240,7 @@ def _llm_stages(out: Normalised) -> None:
     requests = {r["trace_id"]: r for r in out.requests}
     for trace_id, call in first.items():
         request = requests.get(trace_id)
-        if request is None:
-            out.pending_stages[trace_id] = call
-        elif genai.LLM_ROLE not in request["models"]:
+        if request is not None and genai.LLM_ROLE not in request["models"]:
             name, version = genai.stage_model(call)
             request["models"][genai.LLM_ROLE] = {"name": name, "version": version}
             out.request_models.append(

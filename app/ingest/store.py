@@ -296,9 +296,11 @@ def _price(conn: Connection, project_id: int, calls: list[dict[str, Any]]) -> No
 def _late_stages(
     conn: Connection, project_id: int, typed: Normalised, new_requests: list[str]
 ) -> None:
-    """The `llm` stage of a request and its first language-model call stored in different
-    batches (normalise's `_llm_stages` joins those of one batch): a new request without one
-    takes its trace's first stored call; a call whose request is stored gives it one."""
+    """A new request without an `llm` stage takes its trace's first language-model call
+    stored in an earlier batch (normalise's `_llm_stages` joins those of one batch), in its
+    ledger event too (its `models` are changed in place). A call that arrives after its
+    request does not change it: the request's ledger event, written with it, fixed its
+    models."""
     new = set(new_requests)
     requests = {r["trace_id"]: r for r in typed.requests}
     waiting = sorted(
@@ -320,13 +322,6 @@ def _late_stages(
             call = {"request_model": request_model, "response_model": response_model}
             found[trace_id] = (request["models"], request["start_time_unix_nano"], call)
             typed.late_stages.add(trace_id)
-    if typed.pending_stages:
-        stored: Any = select(Request.trace_id, Request.models, Request.start_time_unix_nano).where(
-            Request.project_id == project_id, Request.trace_id.in_(sorted(typed.pending_stages))
-        )
-        for trace_id, models, start in conn.execute(stored):
-            if genai.LLM_ROLE not in (models or {}):
-                found[trace_id] = (dict(models or {}), start, typed.pending_stages[trace_id])
     stages = []
     for trace_id, (models, start, call) in sorted(found.items()):
         name, version = genai.stage_model(call)

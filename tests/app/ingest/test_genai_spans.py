@@ -8,11 +8,14 @@ from __future__ import annotations
 
 import html
 import json
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import pytest
+from opentelemetry import trace
 from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import SpanProcessor, Tracer, TracerProvider
@@ -20,7 +23,8 @@ from opentelemetry.sdk.trace.export import BatchSpanProcessor, SimpleSpanProcess
 from opentelemetry.trace import SpanKind
 from sqlalchemy import select
 
-from app.audit import retention
+from app.audit import heads, retention
+from app.audit.verify import verify_bundle
 from app.experiments import settings as experiment_settings
 from app.store.engine import read_connection
 from app.store.tables import ModelVersion, Project
@@ -297,3 +301,58 @@ def test_retention_drops_prompts_and_keeps_tokens_and_documents(live: LiveServic
     assert detail["usage"]["input_tokens"] == 1200 and detail["usage"]["cost"] is not None
     assert detail["models"]["llm"] == {"name": ASKED, "version": ANSWERED}
     assert [d["document_id"] for d in detail["retrievals"]] == [d["id"] for d in DOCUMENTS]
+
+
+def test_a_call_that_ends_after_its_request_keeps_usage_but_not_the_stage(
+    live: LiveService,
+) -> None:
+    """The request's record and its ledger event are written together: a call exported
+    after them cannot change the models they name."""
+    key = live.key("late", "ingest", "read")
+    with otel_tracer(live, key, batched=False) as tracer:
+        root = tracer.start_span("answer")
+        call = tracer.start_span(
+            "chat",
+            context=trace.set_span_in_context(root),
+            attributes={wire.GEN_AI_REQUEST_MODEL: ASKED, wire.GEN_AI_USAGE_INPUT_TOKENS: 7},
+        )
+        root.end()  # exported now, alone
+        call.end()
+    trace_id = format(root.get_span_context().trace_id, "032x")
+    with live.client(key) as client:
+        detail = client.get(f"/v1/requests/{trace_id}").raise_for_status().json()
+        models = client.get("/v1/models").raise_for_status().json()["items"]
+    assert detail["models"] == {}
+    assert detail["usage"]["input_tokens"] == 7
+    assert models == []
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_an_export_of_genai_requests_verifies_offline(live: LiveService) -> None:
+    """The `llm` stage a call gives its request is in the request's ledger event, so the
+    request records of an export agree with the ledger."""
+    key = live.key("audited", "ingest", "read")
+    with otel_tracer(live, key, batched=False) as tracer:  # each call stored before its root
+        first = rag_request(tracer)
+    with otel_tracer(live, key, batched=True) as tracer:  # stored with its root
+        second = rag_request(tracer)
+    with live.client(live.key("audited", "admin")) as admin:
+        job = admin.post("/v1/exports", json={"from": "2020-01-01T00:00:00Z"})
+        assert job.status_code == 202, job.text
+    with live.client(live.key("audited", "audit", "read")) as auditor:
+        url = f"/v1/exports/{job.json()['id']}"
+        status: dict[str, Any] = {}
+        for _ in range(600):
+            status = auditor.get(url).raise_for_status().json()
+            if status["status"] in ("done", "failed"):
+                break
+            time.sleep(0.2)
+        assert status["status"] == "done", status
+        bundle = auditor.get(status["download"]).content
+        key_pem = auditor.get("/v1/audit/public-key").json()["public_key_pem"]
+        for trace_id in (first, second):
+            detail = auditor.get(f"/v1/requests/{trace_id}").raise_for_status().json()
+            assert detail["models"] == {"llm": {"name": ASKED, "version": ANSWERED}}
+    verdict = verify_bundle(bundle, [heads.load_public_key(key_pem)])
+    assert verdict.ok, verdict.summary()
+    assert verdict.records == 2
