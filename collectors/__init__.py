@@ -39,6 +39,7 @@ if TYPE_CHECKING:
     from torch import nn
 
     from collectors._client import Client, ModelRef, flush, init, shutdown, stats
+    from collectors._retrieval import Retrieval, retrieval
     from collectors._scope import (
         LLMCall,
         Request,
@@ -72,6 +73,7 @@ __all__ = [
     "RecordNotDurable",
     "Request",
     "Result",
+    "Retrieval",
     "Sender",
     "ShadowArm",
     "canonical_json",
@@ -86,6 +88,7 @@ __all__ = [
     "recorded",
     "request",
     "request_trace_id",
+    "retrieval",
     "score",
     "shadow",
     "shutdown",
@@ -116,6 +119,7 @@ _HOMES = {
                 "stage",
             ),
         ),
+        ("collectors._retrieval", ("Retrieval", "retrieval")),
         ("collectors._scores", ("score",)),
         ("collectors._shadow", ("shadow",)),
         ("collectors._transport", ("Outcome", "Result", "Sender")),

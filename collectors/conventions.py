@@ -59,8 +59,39 @@ GEN_AI_OPERATION_NAME = "gen_ai.operation.name"
 GEN_AI_SYSTEM = "gen_ai.system"
 GEN_AI_REQUEST_MODEL = "gen_ai.request.model"
 GEN_AI_RESPONSE_MODEL = "gen_ai.response.model"
+GEN_AI_PROVIDER_NAME = "gen_ai.provider.name"
 GEN_AI_USAGE_INPUT_TOKENS = "gen_ai.usage.input_tokens"
 GEN_AI_USAGE_OUTPUT_TOKENS = "gen_ai.usage.output_tokens"
+GEN_AI_RESPONSE_FINISH_REASONS = "gen_ai.response.finish_reasons"
+# Prompt and completion, as the current conventions carry them (JSON messages with `parts`).
+GEN_AI_INPUT_MESSAGES = "gen_ai.input.messages"
+GEN_AI_OUTPUT_MESSAGES = "gen_ai.output.messages"
+GEN_AI_SYSTEM_INSTRUCTIONS = "gen_ai.system_instructions"
+GEN_AI_OPERATION_DETAILS_EVENT = "gen_ai.client.inference.operation.details"
+# ... and as earlier versions and instrumentations (OpenLLMetry) carry them.
+GEN_AI_SYSTEM_MESSAGE_EVENT = "gen_ai.system.message"
+GEN_AI_USER_MESSAGE_EVENT = "gen_ai.user.message"
+GEN_AI_ASSISTANT_MESSAGE_EVENT = "gen_ai.assistant.message"
+GEN_AI_TOOL_MESSAGE_EVENT = "gen_ai.tool.message"
+GEN_AI_CHOICE_EVENT = "gen_ai.choice"
+GEN_AI_PROMPT_EVENT = "gen_ai.content.prompt"
+GEN_AI_COMPLETION_EVENT = "gen_ai.content.completion"
+GEN_AI_PROMPT = "gen_ai.prompt"
+GEN_AI_COMPLETION = "gen_ai.completion"
+GEN_AI_PROMPT_FIELD = GEN_AI_PROMPT + ".{index}.{field}"
+GEN_AI_COMPLETION_FIELD = GEN_AI_COMPLETION + ".{index}.{field}"
+GEN_AI_USAGE_PROMPT_TOKENS = "gen_ai.usage.prompt_tokens"
+GEN_AI_USAGE_COMPLETION_TOKENS = "gen_ai.usage.completion_tokens"
+
+# -- Retrieval (RAG): the OpenTelemetry GenAI retrieval span, and OpenInference's ------------
+
+RETRIEVAL_OPERATION = "retrieval"
+GEN_AI_DATA_SOURCE_ID = "gen_ai.data_source.id"
+GEN_AI_RETRIEVAL_DOCUMENTS = "gen_ai.retrieval.documents"
+GEN_AI_RETRIEVAL_QUERY_TEXT = "gen_ai.retrieval.query.text"
+OPENINFERENCE_SPAN_KIND = "openinference.span.kind"
+OPENINFERENCE_DOCUMENTS_PREFIX = "retrieval.documents."
+OPENINFERENCE_DOCUMENT = OPENINFERENCE_DOCUMENTS_PREFIX + "{index}.document.{field}"
 
 # -- World-model latent states (attributes of a `world_model.state` event) -------------------
 

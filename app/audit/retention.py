@@ -38,11 +38,13 @@ from app.store.engine import read_connection, write_transaction
 from app.store.project_settings import merge_section, read_section
 from app.store.tables import (
     LegalHold,
+    LlmCall,
     PlannerDecision,
     Project,
     Request,
     RequestModel,
     RequestPayload,
+    Retrieval,
     Span,
     WorldModelState,
 )
@@ -291,6 +293,13 @@ def _delete_detail(
             ).rowcount
         )
     spans, states, decisions, payloads = counts
+    # A language-model call's prompt and completion go with the spans; its models, tokens and
+    # cost stay with the request, as its model versions do.
+    conn.execute(
+        update(LlmCall)
+        .where(LlmCall.project_id == project_id, LlmCall.trace_id.in_(traces))
+        .values(input_messages=[], output_messages=[])
+    )
     result.requests += len(traces)
     result.spans += spans
     result.states += states
@@ -319,6 +328,18 @@ def _delete_orphans(conn: Connection, project_id: int, cutoff_ns: int, result: A
                  PlannerDecision.time_unix_nano < cutoff_ns, PlannerDecision.trace_id.not_in(known))
         )
     ).rowcount  # fmt: skip
+    conn.execute(
+        delete(LlmCall).where(
+            and_(LlmCall.project_id == project_id, LlmCall.start_time_unix_nano < cutoff_ns,
+                 LlmCall.trace_id.not_in(known))
+        )
+    )  # fmt: skip
+    conn.execute(
+        delete(Retrieval).where(
+            and_(Retrieval.project_id == project_id, Retrieval.time_unix_nano < cutoff_ns,
+                 Retrieval.trace_id.not_in(known))
+        )
+    )  # fmt: skip
 
 
 def apply_all(engine: Engine, now: datetime | None = None) -> list[Applied]:

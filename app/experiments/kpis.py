@@ -28,7 +28,7 @@ from sqlalchemy import Connection, Text, and_, case, cast, func, literal, or_, s
 
 from app.experiments import ood, shadows
 from app.experiments.analysis import ArmSummary, summarise, summarise_binary
-from app.experiments.settings import ExperimentSettings
+from app.experiments.settings import ExperimentSettings, price_of
 from app.scores.queries import corrects
 from app.store.tables import (
     Deployment,
@@ -314,12 +314,12 @@ def _costs(
             or attrs.get(wire.GEN_AI_REQUEST_MODEL)
             or (found.models.get(LLM) or {}).get("name")
         )
-        price = config.prices.get(str(model)) if model else None
+        price = price_of(config, model)
         if price is not None:
-            found.tokens_cost += (
-                _number(attrs.get(wire.GEN_AI_USAGE_INPUT_TOKENS)) * price.input_per_1k_tokens
-                + _number(attrs.get(wire.GEN_AI_USAGE_OUTPUT_TOKENS)) * price.output_per_1k_tokens
-            ) / 1000
+            found.tokens_cost += price.cost(
+                _number(attrs.get(wire.GEN_AI_USAGE_INPUT_TOKENS)),
+                _number(attrs.get(wire.GEN_AI_USAGE_OUTPUT_TOKENS)),
+            )
 
 
 def _number(value: Any) -> float:

@@ -25,6 +25,12 @@ class Price(BaseModel):
     input_per_1k_tokens: float = Field(default=0.0, ge=0)
     output_per_1k_tokens: float = Field(default=0.0, ge=0)
 
+    def cost(self, input_tokens: float, output_tokens: float) -> float:
+        """What a call with these tokens costs."""
+        return (
+            input_tokens * self.input_per_1k_tokens + output_tokens * self.output_per_1k_tokens
+        ) / 1000
+
 
 class ExperimentSettings(BaseModel):
     """How one project's decision KPIs are computed and what its deploy gate asks for."""
@@ -60,6 +66,15 @@ class ExperimentSettings(BaseModel):
         le=100_000,
         description="a version's first N requests with a latent state are its OOD reference",
     )
+
+
+def price_of(config: ExperimentSettings, *models: object) -> Price | None:
+    """The price of the first of `models` (e.g. the response model, then the request model)
+    that is named and has one."""
+    for model in models:
+        if model and (price := config.prices.get(str(model))) is not None:
+            return price
+    return None
 
 
 def read(conn: Connection, project_id: int) -> ExperimentSettings:

@@ -18,6 +18,7 @@ import orjson
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
 
+from app.ingest import genai
 from app.ingest.decision_summary import summarise
 from app.scores.spans import SpanScore, score_from_span
 from collectors import conventions as wire
@@ -166,6 +167,10 @@ class Normalised:
     # Root spans of shadow runs (`warden.shadow.request`): never requests.
     shadow_runs: list[dict[str, Any]] = field(default_factory=list)
     request_experiments: list[dict[str, Any]] = field(default_factory=list)
+    llm_calls: list[dict[str, Any]] = field(default_factory=list)
+    retrievals: list[dict[str, Any]] = field(default_factory=list)
+    # Requests of the batch the store gave a stage from a call stored before them.
+    late_stages: set[str] = field(default_factory=set)
     # (name, version) -> [role, first seen, last seen]
     models: dict[tuple[str, str], list[Any]] = field(default_factory=dict)
 
@@ -177,7 +182,7 @@ def normalise(spans: Iterable[dict[str, Any]]) -> Normalised:
         attrs: dict[str, Any] = span["attributes"]
         models = _models(attrs)
         for role, (name, version) in models.items():
-            _see_model(out.models, name, version, role, span["start_time_unix_nano"])
+            see_model(out.models, name, version, role, span["start_time_unix_nano"])
         if span["parent_span_id"] is None:
             if wire.SCORE_REQUEST in attrs:
                 out.scores.append(score_from_span(span, attrs))
@@ -204,9 +209,50 @@ def normalise(spans: Iterable[dict[str, Any]]) -> Normalised:
                 policy_seq += 1
         if wire.PLANNER_CHOSEN in attrs or wire.PLANNER_CANDIDATES in attrs:
             out.decisions.append(_decision(span, attrs))
+        if wire.GEN_AI_REQUEST_MODEL in attrs or wire.GEN_AI_RESPONSE_MODEL in attrs:
+            call = genai.llm_call(span)
+            if call is not None:
+                out.llm_calls.append(call)
+        if (
+            wire.GEN_AI_OPERATION_NAME in attrs
+            or wire.GEN_AI_RETRIEVAL_DOCUMENTS in attrs
+            or wire.OPENINFERENCE_SPAN_KIND in attrs
+        ):
+            out.retrievals.extend(genai.retrievals(span))
     if out.shadow_runs:
         _shadow_choices(out)
+    if out.llm_calls:
+        _llm_stages(out)
     return out
+
+
+def _llm_stages(out: Normalised) -> None:
+    """A request whose root span does not name its `llm` stage (`warden.model.llm.*`, which
+    wins) gets its trace's first language-model call in the batch as that stage (the store
+    looks for one stored before the request: app/ingest/store.py, `_late_stages`)."""
+    first: dict[str, dict[str, Any]] = {}
+    for call in out.llm_calls:
+        seen = first.get(call["trace_id"])
+        if call["stage"] and (
+            seen is None or call["start_time_unix_nano"] < seen["start_time_unix_nano"]
+        ):
+            first[call["trace_id"]] = call
+    requests = {r["trace_id"]: r for r in out.requests}
+    for trace_id, call in first.items():
+        request = requests.get(trace_id)
+        if request is not None and genai.LLM_ROLE not in request["models"]:
+            name, version = genai.stage_model(call)
+            request["models"][genai.LLM_ROLE] = {"name": name, "version": version}
+            out.request_models.append(
+                {
+                    "trace_id": trace_id,
+                    "role": genai.LLM_ROLE,
+                    "model_name": name,
+                    "model_version": version,
+                    "start_time_unix_nano": request["start_time_unix_nano"],
+                }
+            )
+            see_model(out.models, name, version, genai.LLM_ROLE, call["start_time_unix_nano"])
 
 
 def _models(attrs: dict[str, Any]) -> dict[str, tuple[str, str]]:
@@ -223,7 +269,7 @@ def _models(attrs: dict[str, Any]) -> dict[str, tuple[str, str]]:
     }
 
 
-def _see_model(
+def see_model(
     seen: dict[tuple[str, str], list[Any]], name: str, version: str, role: str, time: int
 ) -> None:
     entry = seen.get((name, version))
@@ -314,6 +360,8 @@ def _shadow_choices(out: Normalised) -> None:
         chosen = last.get(run["trace_id"], {}).get("chosen")
         if chosen is not None:
             run["chosen"] = chosen[:256]
+
+
 _NAME_SUFFIX = ".name"
 
 

@@ -25,12 +25,14 @@ from datetime import UTC, datetime
 from typing import Any
 
 import orjson
-from sqlalchemy import Connection, Engine, Table, case, select, tuple_
+from sqlalchemy import Connection, Engine, Table, case, select, tuple_, update
 
 from app.audit import erasure
 from app.audit.erasure import Vault
+from app.experiments import settings as experiment_settings
+from app.ingest import genai
 from app.ingest.ledger_events import record_requests
-from app.ingest.normalise import Normalised, ParsedBatch, normalise
+from app.ingest.normalise import Normalised, ParsedBatch, normalise, see_model
 from app.scores.recording import record_span_scores
 from app.store.bulk import (
     AlreadyStored,
@@ -47,12 +49,14 @@ from app.store.dialect import (
 )
 from app.store.engine import write_transaction
 from app.store.tables import (
+    LlmCall,
     ModelVersion,
     PlannerDecision,
     PolicyEvaluation,
     Request,
     RequestExperiment,
     RequestModel,
+    Retrieval,
     Review,
     ShadowRun,
     Span,
@@ -67,6 +71,8 @@ SPAN_COLUMNS = (
 )  # fmt: skip
 # Rows numbered within their span (states, policy evaluations) are keyed by their number.
 STATE_KEY = ("project_id", "trace_id", "span_id", "seq")
+# Rows made once per span (decisions, language-model calls).
+SPAN_ROW_KEY = ("project_id", "trace_id", "span_id")
 # How stale a model version's `last_seen_unix_nano` may be: one second.
 LAST_SEEN_RESOLUTION_NS = 1_000_000_000
 STATE_COLUMNS = (
@@ -252,14 +258,18 @@ def _insert_typed(
         conn, RequestExperiment, project_id, typed.request_experiments,
         ("project_id", "trace_id", "experiment"), False, direct,
     )  # fmt: skip
+    if typed.llm_calls:
+        _price(conn, project_id, typed.llm_calls)
+        _insert_rows(conn, LlmCall, project_id, typed.llm_calls, SPAN_ROW_KEY, False, direct)
+    _insert_rows(conn, Retrieval, project_id, typed.retrievals, STATE_KEY, False, direct)
+    _late_stages(conn, project_id, typed, new_requests)
     typed.states.sort(key=lambda r: (r["trace_id"], r["span_id"], r["seq"]))
     states = [_state_params(project_id, s) for s in typed.states]
     if direct:
         copy_insert(conn, "world_model_states", STATE_COLUMNS, states)
     else:
         _insert_ignore(conn, INSERT_STATES, states, "world_model_states", STATE_COLUMNS, STATE_KEY)
-    decision_key = ("project_id", "trace_id", "span_id")
-    _insert_rows(conn, PlannerDecision, project_id, typed.decisions, decision_key, False, direct)
+    _insert_rows(conn, PlannerDecision, project_id, typed.decisions, SPAN_ROW_KEY, False, direct)
     _insert_rows(
         conn, PolicyEvaluation, project_id, typed.policy_evaluations, STATE_KEY, False, direct
     )
@@ -268,6 +278,65 @@ def _insert_typed(
     # Last: an upsert holds a row lock on PostgreSQL until commit, so it is held briefly.
     _upsert_models(conn, project_id, typed.models)
     return new_requests
+
+
+def _price(conn: Connection, project_id: int, calls: list[dict[str, Any]]) -> None:
+    """Each call's cost by the project's price table (the cost KPI's), as it stands now."""
+    if not any(c["input_tokens"] is not None or c["output_tokens"] is not None for c in calls):
+        return
+    config = experiment_settings.read(conn, project_id)
+    for call in calls:
+        price = experiment_settings.price_of(config, call["response_model"], call["request_model"])
+        if price is not None and (
+            call["input_tokens"] is not None or call["output_tokens"] is not None
+        ):
+            call["cost"] = price.cost(call["input_tokens"] or 0, call["output_tokens"] or 0)
+
+
+def _late_stages(
+    conn: Connection, project_id: int, typed: Normalised, new_requests: list[str]
+) -> None:
+    """A new request without an `llm` stage takes its trace's first language-model call
+    stored in an earlier batch (normalise's `_llm_stages` joins those of one batch), in its
+    ledger event too (its `models` are changed in place). A call that arrives after its
+    request does not change it: the request's ledger event, written with it, fixed its
+    models."""
+    new = set(new_requests)
+    requests = {r["trace_id"]: r for r in typed.requests}
+    waiting = sorted(
+        t for t, r in requests.items()
+        if t in new and (genai.LLM_ROLE not in r["models"] or t in typed.late_stages)
+    )  # fmt: skip
+    found: dict[str, tuple[dict[str, Any], int, dict[str, Any]]] = {}
+    if waiting:
+        query = (
+            select(LlmCall.trace_id, LlmCall.request_model, LlmCall.response_model)
+            .where(LlmCall.project_id == project_id, LlmCall.trace_id.in_(waiting),
+                   LlmCall.stage.is_(True))
+            .order_by(LlmCall.trace_id, LlmCall.start_time_unix_nano)
+        )  # fmt: skip
+        for trace_id, request_model, response_model in conn.execute(query):
+            if trace_id in found:
+                continue
+            request = requests[trace_id]
+            call = {"request_model": request_model, "response_model": response_model}
+            found[trace_id] = (request["models"], request["start_time_unix_nano"], call)
+            typed.late_stages.add(trace_id)
+    stages = []
+    for trace_id, (models, start, call) in sorted(found.items()):
+        name, version = genai.stage_model(call)
+        models[genai.LLM_ROLE] = {"name": name, "version": version}
+        conn.execute(
+            update(Request)
+            .where(Request.project_id == project_id, Request.trace_id == trace_id)
+            .values(models=models)
+        )
+        stages.append({"trace_id": trace_id, "role": genai.LLM_ROLE, "model_name": name,
+                       "model_version": version, "start_time_unix_nano": start})  # fmt: skip
+        see_model(typed.models, name, version, genai.LLM_ROLE, start)
+    _insert_rows(
+        conn, RequestModel, project_id, stages, ("project_id", "trace_id", "role"), False, False
+    )
 
 
 def _insert_rows(

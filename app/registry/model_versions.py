@@ -14,6 +14,7 @@ from app.registry.read_models import (
     VersionTraffic,
 )
 from app.store.engine import read_connection
+from app.store.genai import usage_per_version
 from app.store.queries import iso
 from app.store.tables import DriftReport, ModelVersion, PolicyEvaluation, Request, RequestModel
 
@@ -61,7 +62,9 @@ def _traffic(
     return out
 
 
-def _version(row: Any, traffic: dict[str, Any] | None) -> dict[str, Any]:
+def _version(
+    row: Any, traffic: dict[str, Any] | None, usage: dict[str, Any] | None = None
+) -> dict[str, Any]:
     traffic = traffic or {"requests": 0, "outcomes": {}, "policies": {}, "deny_rate": 0.0}
     return {
         "name": row.name,
@@ -73,6 +76,7 @@ def _version(row: Any, traffic: dict[str, Any] | None) -> dict[str, Any]:
         "last_seen": iso(row.last_seen_unix_nano),
         "run_id": row.run_id,
         **traffic,
+        **({"usage": usage} if usage else {}),
     }
 
 
@@ -83,8 +87,11 @@ def list_versions(engine: Engine, project_id: int) -> list[ModelVersionSummary]:
             .order_by(ModelVersion.name, ModelVersion.first_seen_unix_nano)
         ).all()  # fmt: skip
         traffic = _traffic(conn, project_id)
+        usage = usage_per_version(conn, project_id)
     return [
-        ModelVersionSummary.model_validate(_version(row, traffic.get((row.name, row.version))))
+        ModelVersionSummary.model_validate(
+            _version(row, traffic.get((row.name, row.version)), usage.get((row.name, row.version)))
+        )
         for row in rows
     ]
 
@@ -180,9 +187,11 @@ def get_version(engine: Engine, project_id: int, name: str, version: str) -> Mod
         if row is None:
             raise NotFound(f"no traffic seen for {name} v{version} in this project")
         traffic = _traffic(conn, project_id, name, version)
+        usage = usage_per_version(conn, project_id, name, version).get((name, version))
     return ModelVersionDetail.model_validate(
-        {**_version(row, traffic.get((name, version))), "tags": row.tags, "lineage": row.lineage}
-    )
+        {**_version(row, traffic.get((name, version)), usage), "tags": row.tags,
+         "lineage": row.lineage}
+    )  # fmt: skip
 
 
 def latest_drift(engine: Engine, project_id: int, name: str, version: str) -> dict[str, Any]:

@@ -11,6 +11,8 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
+from app.store.read_models import Usage
+
 
 class ModelVersionSummary(BaseModel):
     """A model version seen in traffic: how much it served and how it went."""
@@ -32,6 +34,10 @@ class ModelVersionSummary(BaseModel):
         description="Policy evaluations per policy id, then per outcome"
     )
     deny_rate: float
+    usage: Usage = Field(
+        default_factory=Usage,
+        description="Language-model calls, tokens and cost of the requests it served",
+    )
 
 
 class SeenVersion(BaseModel):

@@ -14,6 +14,7 @@ from sqlalchemy import Engine, Table, and_, func, or_, select
 
 from app.errors import BadRequest, NotFound
 from app.store.engine import read_connection
+from app.store.genai import request_genai
 from app.store.read_models import (
     RequestDetail,
     RequestPage,
@@ -322,9 +323,11 @@ def _request_row(conn: Any, project_id: int, request_id: str) -> dict[str, Any]:
     return _request_fields(row)
 
 
-def _recorded(conn: Any, project_id: int, trace_id: str) -> dict[str, list[dict[str, Any]]]:
-    """What a request's spans recorded: world-model states, decisions, policy evaluations."""
+def _recorded(conn: Any, project_id: int, trace_id: str) -> dict[str, Any]:
+    """What a request's spans recorded: world-model states, decisions, policy evaluations,
+    language-model calls and retrieved documents."""
     return {
+        **request_genai(conn, project_id, trace_id),
         "states": _rows(conn, WorldModelState, project_id, trace_id, "span_id", "seq"),
         "decisions": _rows(conn, PlannerDecision, project_id, trace_id, "time_unix_nano"),
         "policy_evaluations": _rows(

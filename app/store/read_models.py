@@ -122,6 +122,54 @@ class PolicyEvaluationOut(BaseModel):
     time_unix_nano: int
 
 
+class Usage(BaseModel):
+    """Language-model calls and what they used (docs/conventions.md, "Tokens and cost")."""
+
+    llm_calls: int = 0
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cost: float | None = Field(
+        default=None, description="By the project's price table; null when no call had a price"
+    )
+
+
+class MessageOut(BaseModel):
+    role: str
+    content: str
+    finish_reason: str | None = None
+
+
+class LlmCallOut(BaseModel):
+    """A language-model call (a span with OpenTelemetry GenAI attributes)."""
+
+    span_id: str
+    operation: str | None
+    provider: str | None
+    request_model: str | None
+    response_model: str | None
+    input_tokens: int | None
+    output_tokens: int | None
+    cost: float | None
+    finish_reasons: list[str]
+    input_messages: list[MessageOut] = Field(description="The prompt, in order")
+    output_messages: list[MessageOut] = Field(description="The completion(s)")
+    start_time_unix_nano: int
+    end_time_unix_nano: int
+
+
+class RetrievedDocumentOut(BaseModel):
+    """A document a retrieval step returned (`gen_ai.retrieval.documents`), in rank order."""
+
+    span_id: str
+    seq: int = Field(description="Its rank in its retrieval step, from 0")
+    data_source: str | None = Field(description="The retriever or index searched")
+    document_id: str
+    document_version: str | None
+    document_digest: str | None
+    score: float | None
+    time_unix_nano: int
+
+
 class Trace(BaseModel):
     trace_id: str
     spans: list[SpanOut]
@@ -138,6 +186,9 @@ class RequestRecord(RequestSummary):
     states: list[StateOut]
     decisions: list[DecisionOut]
     policy_evaluations: list[PolicyEvaluationOut]
+    usage: Usage = Field(description="Its language-model calls' tokens and cost")
+    llm_calls: list[LlmCallOut]
+    retrievals: list[RetrievedDocumentOut] = Field(description="The documents it retrieved")
 
 
 class RequestDetail(RequestSummary):
@@ -151,3 +202,6 @@ class RequestDetail(RequestSummary):
     states: list[StateOut]
     decisions: list[DecisionOut]
     policy_evaluations: list[PolicyEvaluationOut]
+    usage: Usage = Field(description="Its language-model calls' tokens and cost")
+    llm_calls: list[LlmCallOut]
+    retrievals: list[RetrievedDocumentOut] = Field(description="The documents it retrieved")

@@ -711,3 +711,62 @@ class DeploymentKey(Base):
     recorded_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     # host:pid (or the CLI) that recorded it.
     recorded_by: Mapped[str] = mapped_column(String(256))
+
+
+class LlmCall(Base):
+    """One language-model call of a request (a span with OpenTelemetry GenAI attributes): its
+    models, tokens, cost as priced at ingest, finish reasons, prompt and completion."""
+
+    __tablename__ = "llm_calls"
+
+    id: Mapped[int] = mapped_column(_BIG_ID, primary_key=True)
+    project_id: Mapped[int] = _project_fk()
+    trace_id: Mapped[str] = mapped_column(String(32))
+    span_id: Mapped[str] = mapped_column(String(16))
+    operation: Mapped[str | None] = mapped_column(String(64))
+    provider: Mapped[str | None] = mapped_column(String(128))
+    request_model: Mapped[str | None] = mapped_column(String(256))
+    response_model: Mapped[str | None] = mapped_column(String(256))
+    # Whether the call may stand for its request's language-model stage (a model call, not
+    # an agent, tool or embedding span).
+    stage: Mapped[bool] = mapped_column(Boolean)
+    input_tokens: Mapped[int | None] = mapped_column(BigInteger)
+    output_tokens: Mapped[int | None] = mapped_column(BigInteger)
+    # NULL when the project's price table has no price for the model.
+    cost: Mapped[float | None] = mapped_column(Float)
+    finish_reasons: Mapped[list[Any]]
+    # [{"role", "content", "finish_reason"?}] as the span carried them, in order.
+    input_messages: Mapped[list[Any]]
+    output_messages: Mapped[list[Any]]
+    start_time_unix_nano: Mapped[int] = mapped_column(BigInteger)
+    end_time_unix_nano: Mapped[int] = mapped_column(BigInteger)
+
+    __table_args__ = (
+        UniqueConstraint("project_id", "trace_id", "span_id"),
+        Index("ix_llm_calls_model", "project_id", "response_model", "start_time_unix_nano"),
+    )
+
+
+class Retrieval(Base):
+    """One document a retrieval step (RAG) of a request returned, in rank order."""
+
+    __tablename__ = "retrievals"
+
+    id: Mapped[int] = mapped_column(_BIG_ID, primary_key=True)
+    project_id: Mapped[int] = _project_fk()
+    trace_id: Mapped[str] = mapped_column(String(32))
+    span_id: Mapped[str] = mapped_column(String(16))
+    # The document's rank within its retrieval span, from 0.
+    seq: Mapped[int] = mapped_column(Integer)
+    data_source: Mapped[str | None] = mapped_column(String(256))
+    document_id: Mapped[str] = mapped_column(String(512))
+    document_version: Mapped[str | None] = mapped_column(String(128))
+    document_digest: Mapped[str | None] = mapped_column(String(256))
+    score: Mapped[float | None] = mapped_column(Float)
+    time_unix_nano: Mapped[int] = mapped_column(BigInteger)
+
+    __table_args__ = (
+        UniqueConstraint("project_id", "trace_id", "span_id", "seq"),
+        # Which requests were grounded on a document (and which version of it).
+        Index("ix_retrievals_document", "project_id", "document_id", "time_unix_nano"),
+    )

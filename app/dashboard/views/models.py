@@ -5,7 +5,8 @@ alias moves asked for; and the outcome of a promotion or a rollback just asked f
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 from sqlalchemy import Engine
 
@@ -19,6 +20,8 @@ from app.governance.read_models import StoredMove
 from app.registry import model_versions
 from app.registry.read_models import SeenVersion, VersionTraffic
 from app.registry.registered import REGISTERED, RegisteredModel, registered_models
+from app.store.engine import read_connection
+from app.store.genai import usage_per_version
 
 DRIFT_HISTORY = 30  # reports shown per version
 
@@ -39,6 +42,8 @@ class ModelsPage:
     promotable: frozenset[tuple[str, str]] = frozenset()
     result: AliasMove | None = None
     error: str | None = None
+    # Language-model calls, tokens and cost of the requests each version served.
+    usage: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
 
 
 def with_registry(
@@ -103,5 +108,11 @@ def models_page(
             for version in model.versions
         ),
         result=result,
+        usage=_usage(engine, project_id),
         error=error,
     )
+
+
+def _usage(engine: Engine, project_id: int) -> dict[tuple[str, str], dict[str, Any]]:
+    with read_connection(engine) as conn:
+        return usage_per_version(conn, project_id)
