@@ -18,12 +18,20 @@ from app.scores.validation import ScoreFields
 
 router = APIRouter(tags=["scores"], responses=errors(401, 403))
 
+# The whitespace Python's `str.strip` removes (what the configs' own check refuses around a
+# name), spelled out: `\s` and `.` differ between the document's regex dialect (ECMA 262,
+# which clients validate with) and the service's (Rust's, through pydantic), e.g. on U+0085
+# and U+2028, so a pattern written with them accepts on one side what the other refuses.
+_SPACE = (
+    r"\t\n\u000b\f\r \u001c-\u001f\u0085\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f"
+    r"\u3000"
+)
 ConfigName = Annotated[
     str,
     Path(
         min_length=1,
         max_length=128,
-        pattern=r"^\S(.*\S)?$",
+        pattern=rf"^[^{_SPACE}]([^\n\r\u2028\u2029]*[^{_SPACE}])?$",
         description="The score's name, e.g. `rating`",
     ),
 ]

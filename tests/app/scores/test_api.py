@@ -41,6 +41,20 @@ def test_configs_are_put_listed_and_deleted_by_admins(live: LiveService) -> None
     bad = admin.put("/v1/score-configs/label", json={"data_type": "categorical"})
     assert bad.status_code == 422 and bad.json()["detail"].startswith("categories:")
 
+    # A name is refused alike by the service and by a client that validates with the
+    # document's pattern (ECMA 262): U+0085 is whitespace to Python and Rust, not to ECMA's
+    # `\s`; U+2028 ends a line to ECMA's `.`, not to theirs.
+    pattern = admin.get("/openapi.json").json()["paths"]["/v1/score-configs/{name}"]["put"][
+        "parameters"
+    ][0]["schema"]["pattern"]
+    assert "\\s" not in pattern and "." not in pattern.replace("\\.", "")
+    for name in ("%C2%85rating", "rating%C2%85", "a%E2%80%A8b", "%1Crating", "%20rating"):
+        refused = admin.put(f"/v1/score-configs/{name}", json=rating)
+        assert refused.status_code == 400, (name, refused.text)
+        assert "path.name" in refused.json()["detail"]
+    assert admin.put("/v1/score-configs/star%20rating", json=label).status_code == 200
+    assert admin.delete("/v1/score-configs/star%20rating").status_code == 200
+
     deleted = admin.delete("/v1/score-configs/label")
     assert deleted.status_code == 200 and deleted.json()["categories"] == ["good", "bad"]
     assert admin.delete("/v1/score-configs/label").status_code == 404
@@ -57,6 +71,8 @@ def test_configs_are_put_listed_and_deleted_by_admins(live: LiveService) -> None
         ("score_config.set", "rating", 5, True),
         ("score_config.set", "label", None, True),
         ("score_config.set", "rating", 10, True),
+        ("score_config.set", "star rating", None, True),
+        ("score_config.deleted", "star rating", None, True),
         ("score_config.deleted", "label", None, True),
     ]
 
