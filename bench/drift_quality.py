@@ -265,7 +265,7 @@ def _stateful(args: argparse.Namespace, stream: Any, inputs: Any, say: Any) -> N
     print("On the stateful stream (one unshifted demo run, one calendar throughout)")
     print(f"{args.stream} requests; judged at {len(ends)} positions, every {args.step} requests "
           f"from {r + c}: the newest {c} requests against the reference")  # fmt: skip
-    header = f"{'kind':<10}{'reference':<34}{'false positives':>17}{'warn':>8}"
+    header = f"{'kind':<10}{'reference':<38}{'false positives':>17}{'warn':>8}"
     print("-" * len(header))
     print(header)
     print("-" * len(header))
@@ -278,7 +278,7 @@ def _stateful(args: argparse.Namespace, stream: Any, inputs: Any, say: Any) -> N
         for ref in references if kind != "input" else ("spread",):
             counted = verdicts[(kind, ref)]
             label = "the training dataset" if kind == "input" else what[ref]
-            print(f"{kind:<10}{label:<34}{counted['drift'] / len(ends):>17.1%}"
+            print(f"{kind:<10}{label:<38}{counted['drift'] / len(ends):>17.1%}"
                   f"{counted['warn'] / len(ends):>8.1%}")  # fmt: skip
             for reason, n in counted.items():
                 if reason.startswith("skipped"):
