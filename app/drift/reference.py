@@ -29,6 +29,7 @@ import pandas as pd
 from sqlalchemy import Engine, select
 
 from app.drift.windows import Bounds
+from app.registry import lineage
 from app.store.engine import read_connection
 from app.store.tables import ModelVersion
 
@@ -115,6 +116,7 @@ class DatasetCache:
 
 def read_source(dataset: dict[str, Any]) -> pd.DataFrame:
     """Read a logged dataset through its MLflow dataset source."""
+    lineage.ensure_mlflow()
     from mlflow.data.dataset_source_registry import get_dataset_source_from_json
     from mlflow.exceptions import MlflowException
 

@@ -38,11 +38,19 @@ TAG_INTERVAL = 60.0  # seconds between traffic-summary tag rounds
 _MLFLOW_IMPORT = threading.Lock()
 
 
-def mlflow_client(tracking_uri: str) -> MlflowClient:
-    # One thread at a time imports MLflow: its package imports itself circularly, and two
-    # request threads importing it first at once can see it half initialised.
+def ensure_mlflow() -> None:
+    """Import MLflow, one thread at a time; call it before any other import of `mlflow`.
+
+    Its package imports itself circularly, so two threads importing it first at once (a
+    request and a background job) can each see it half initialised and fail."""
     with _MLFLOW_IMPORT:
-        from mlflow.tracking import MlflowClient
+        import mlflow.exceptions
+        import mlflow.tracking  # noqa: F401
+
+
+def mlflow_client(tracking_uri: str) -> MlflowClient:
+    ensure_mlflow()
+    from mlflow.tracking import MlflowClient
 
     return MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
 

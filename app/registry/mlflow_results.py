@@ -89,9 +89,9 @@ def log_result(tracking_uri: str, result: Result) -> str:
     Non-finite metrics (a p-value that could not be computed) are left out: MLflow stores
     them, but its UI and search compare them badly.
     """
+    client = mlflow_client(tracking_uri)
     from mlflow.entities import Metric, Param
 
-    client = mlflow_client(tracking_uri)
     tags = {
         RESULT_TAG: result.kind,
         PROJECT_TAG: result.project,

@@ -55,9 +55,9 @@ def registered_models(tracking_uri: str, names: list[str]) -> dict[str, Register
     if not _reachable(tracking_uri):
         return None
     try:
+        client = mlflow_client(tracking_uri)
         from mlflow.exceptions import MlflowException
 
-        client = mlflow_client(tracking_uri)
         out: dict[str, RegisteredModel] = {}
         for name in names:
             if "'" in name:

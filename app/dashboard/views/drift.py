@@ -75,9 +75,9 @@ def evidently_report(engine: Engine, tracking_uri: str, project_id: int, run_id:
     """Evidently's input-drift report (HTML) of a drift run of the project, from MLflow."""
     if not run_id.isalnum() or not reports.run_known(engine, project_id, run_id):
         raise NotFound(f"no drift run {run_id!r} in this project")
+    client = lineage.mlflow_client(tracking_uri)
     from mlflow.exceptions import MlflowException
 
-    client = lineage.mlflow_client(tracking_uri)
     with tempfile.TemporaryDirectory(prefix="warden-evidently-") as folder:
         try:
             path = client.download_artifacts(run_id, ARTIFACT, folder)
