@@ -12,7 +12,8 @@ handed to whoever seals or opens an input.
 Each subject also gets a random pseudonym: the ledger names subjects by it, never by their
 id. Erasing a subject (`warden erase`) overwrites its key and its id with NULL in
 `subject_keys`, clears the id from the stored requests and root spans, clears the comments
-of their scores (docs/scores.md), and appends an
+of their scores (docs/scores.md) and the prompts and completions of their language-model
+calls (docs/conventions.md, "GenAI spans"), and appends an
 `erasure` event naming the pseudonym. The ciphertexts stay where they are, unreadable; every
 ledger event stays as it was hashed, so the ledger still verifies, and the pseudonym in it
 leads to no one any more. Rotating the server secret makes every retained input unreadable
@@ -43,7 +44,15 @@ from app.audit import ledger
 from app.errors import Conflict, NotFound
 from app.store.dialect import insert_on_conflict, is_postgresql
 from app.store.engine import read_connection, write_transaction
-from app.store.tables import LegalHold, Request, RequestPayload, Score, Span, SubjectKey
+from app.store.tables import (
+    LegalHold,
+    LlmCall,
+    Request,
+    RequestPayload,
+    Score,
+    Span,
+    SubjectKey,
+)
 from collectors import conventions as wire
 
 _WRAP_INFO = b"warden subject-key wrap v1"
@@ -298,6 +307,7 @@ def erase_subject(
             )
             _strip_subject_attribute(conn, project_id, list(requests))
             _clear_score_comments(conn, project_id, list(requests))
+            _clear_llm_messages(conn, project_id, list(requests))
         event = ledger.append(
             conn, project_id, None, ledger.ERASURE,
             {"subject_pseudonym": row.pseudonym if row is not None else None,
@@ -312,6 +322,54 @@ def _without(conn: Connection, attribute: str) -> Any:
     if is_postgresql(conn):
         return text("attributes - :name").bindparams(name=attribute)
     return text("json_remove(attributes, :path)").bindparams(path=f'$."{attribute}"')
+
+
+# What a language-model span says of its prompt and completion: the attributes of the current
+# form and OpenLLMetry's flattened ones (by prefix), and the events that carry messages.
+_MESSAGE_ATTRIBUTES = frozenset(
+    {wire.GEN_AI_INPUT_MESSAGES, wire.GEN_AI_OUTPUT_MESSAGES, wire.GEN_AI_SYSTEM_INSTRUCTIONS}
+)
+_MESSAGE_PREFIXES = (wire.GEN_AI_PROMPT + ".", wire.GEN_AI_COMPLETION + ".")
+_MESSAGE_EVENTS = frozenset({
+    wire.GEN_AI_OPERATION_DETAILS_EVENT, wire.GEN_AI_SYSTEM_MESSAGE_EVENT,
+    wire.GEN_AI_USER_MESSAGE_EVENT, wire.GEN_AI_ASSISTANT_MESSAGE_EVENT,
+    wire.GEN_AI_TOOL_MESSAGE_EVENT, wire.GEN_AI_CHOICE_EVENT, wire.GEN_AI_PROMPT_EVENT,
+    wire.GEN_AI_COMPLETION_EVENT,
+})  # fmt: skip
+
+
+def _clear_llm_messages(conn: Connection, project_id: int, traces: list[str]) -> None:
+    """A prompt is the subject's own words: the prompts and completions of these requests'
+    language-model calls go with their subject, from `llm_calls` and from the spans that
+    carried them. Models, tokens, cost and finish reasons stay: they are about the call."""
+    for start in range(0, len(traces), 500):
+        chunk = traces[start : start + 500]
+        calls = conn.execute(
+            select(LlmCall.trace_id, LlmCall.span_id).where(
+                LlmCall.project_id == project_id, LlmCall.trace_id.in_(chunk)
+            )
+        ).all()
+        conn.execute(
+            update(LlmCall)
+            .where(LlmCall.project_id == project_id, LlmCall.trace_id.in_(chunk))
+            .values(input_messages=[], output_messages=[])
+        )
+        for trace_id, span_id in calls:
+            where = (
+                Span.project_id == project_id,
+                Span.trace_id == trace_id,
+                Span.span_id == span_id,
+            )
+            found = conn.execute(select(Span.attributes, Span.events).where(*where)).one_or_none()
+            if found is None:
+                continue
+            attributes = {
+                k: v
+                for k, v in (found.attributes or {}).items()
+                if k not in _MESSAGE_ATTRIBUTES and not k.startswith(_MESSAGE_PREFIXES)
+            }
+            spoken = [e for e in found.events or [] if e.get("name") not in _MESSAGE_EVENTS]
+            conn.execute(update(Span).where(*where).values(attributes=attributes, events=spoken))
 
 
 def _clear_score_comments(conn: Connection, project_id: int, traces: list[str]) -> None:

@@ -23,11 +23,11 @@ from opentelemetry.sdk.trace.export import BatchSpanProcessor, SimpleSpanProcess
 from opentelemetry.trace import SpanKind
 from sqlalchemy import select
 
-from app.audit import heads, retention
+from app.audit import erasure, heads, retention
 from app.audit.verify import verify_bundle
 from app.experiments import settings as experiment_settings
 from app.store.engine import read_connection
-from app.store.tables import ModelVersion, Project
+from app.store.tables import ModelVersion, Project, Span
 from collectors import conventions as wire
 from tests.app.dashboard.browsing import UiClient
 from tests.conftest import LiveService
@@ -356,3 +356,40 @@ def test_an_export_of_genai_requests_verifies_offline(live: LiveService) -> None
     verdict = verify_bundle(bundle, [heads.load_public_key(key_pem)])
     assert verdict.ok, verdict.summary()
     assert verdict.records == 2
+
+
+def test_erasing_a_subject_clears_the_prompts_of_their_calls(live: LiveService) -> None:
+    key = live.key("erased", "ingest", "read")
+    price_the_model(live, "erased")
+    with otel_tracer(live, key, batched=True) as tracer:
+        anna = rag_request(tracer, **{wire.REQUEST_SUBJECT: "anna"})
+        bob = rag_request(tracer, **{wire.REQUEST_SUBJECT: "bob"})
+    with read_connection(live.engine) as conn:
+        pid = conn.execute(select(Project.id).where(Project.name == "erased")).scalar_one()
+    erasure.erase_subject(live.engine, pid, "anna", "dpo", "art. 17 request")
+
+    def stored(trace_id: str) -> tuple[dict[str, Any], dict[str, Any]]:
+        with live.client(key) as client:
+            detail = client.get(f"/v1/requests/{trace_id}").raise_for_status().json()
+        with read_connection(live.engine) as conn:
+            attributes = conn.execute(
+                select(Span.attributes).where(
+                    Span.trace_id == trace_id, Span.name == f"chat {ASKED}"
+                )
+            ).scalar_one()
+        return detail, attributes
+
+    detail, attributes = stored(anna)
+    (call,) = detail["llm_calls"]
+    assert call["input_messages"] == call["output_messages"] == []
+    assert wire.GEN_AI_INPUT_MESSAGES not in attributes
+    assert wire.GEN_AI_OUTPUT_MESSAGES not in attributes
+    assert PROMPT not in json.dumps(detail) and COMPLETION not in json.dumps(detail)
+    # What the call cost, and which model answered, are about the call: they stay.
+    assert detail["usage"]["input_tokens"] == 1200 and detail["usage"]["cost"] is not None
+    assert detail["models"]["llm"] == {"name": ASKED, "version": ANSWERED}
+    assert attributes[wire.GEN_AI_RESPONSE_MODEL] == ANSWERED
+    # Another subject's call keeps its words.
+    detail, attributes = stored(bob)
+    assert PROMPT in json.dumps(detail["llm_calls"][0]["input_messages"])
+    assert wire.GEN_AI_INPUT_MESSAGES in attributes
