@@ -10,8 +10,9 @@ minutes (app/registry/lineage.py).
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol, Self, TypeVar
 
 import httpx
 from sqlalchemy import Connection, select, update
@@ -21,6 +22,7 @@ from app.registry.read_models import ModelVersionSummary
 from app.store.tables import ModelVersion
 
 log = logging.getLogger("warden.registry")
+L = TypeVar("L", bound="_Listed")
 REGISTERED = "registered"  # the status of a registered version never seen in traffic
 HEALTH_TIMEOUT = 2.0  # seconds: a page must not wait on MLflow's client retries
 
@@ -84,11 +86,22 @@ def _version_order(version: str) -> tuple[int, str]:
     return (int(version), "") if version.isdigit() else (1 << 62, version)
 
 
+class _Listed(Protocol):
+    name: str
+    version: str
+    role: str | None
+
+    def model_copy(self, *, update: dict[str, Any] | None = None) -> Self: ...
+
+
 def with_registered(
-    items: list[ModelVersionSummary], registry: dict[str, RegisteredModel]
-) -> list[ModelVersionSummary]:
+    items: list[L],
+    registry: dict[str, RegisteredModel],
+    unseen: Callable[[str, str, str | None, list[str]], L],
+) -> list[L]:
     """`items` (versions seen in traffic) with MLflow's aliases of now, then each registered
-    version of their models that served nothing yet, with zero traffic."""
+    version of their models that served nothing yet, as `unseen(name, version, role,
+    aliases)` makes it (its role taken from its model's served versions)."""
     out = [
         i.model_copy(update={"aliases": registry[i.name].aliases_of(i.version)})
         if i.name in registry else i
@@ -99,12 +112,19 @@ def with_registered(
     for name, model in sorted(registry.items()):
         for version in model.versions:
             if (name, version) not in known:
-                out.append(ModelVersionSummary(
-                    name=name, version=version, role=roles.get(name), status=REGISTERED,
-                    aliases=model.aliases_of(version), first_seen=None, last_seen=None,
-                    run_id=None, requests=0, outcomes={}, policies={}, deny_rate=0.0,
-                ))  # fmt: skip
+                out.append(unseen(name, version, roles.get(name), model.aliases_of(version)))
     return out
+
+
+def unseen_summary(
+    name: str, version: str, role: str | None, aliases: list[str]
+) -> ModelVersionSummary:
+    """A registered version without traffic, as `GET /v1/models` lists it."""
+    return ModelVersionSummary(
+        name=name, version=version, role=role, status=REGISTERED, aliases=aliases,
+        first_seen=None, last_seen=None, run_id=None, requests=0, outcomes={}, policies={},
+        deny_rate=0.0,
+    )  # fmt: skip
 
 
 def move_alias(conn: Connection, name: str, alias: str, version: str, at: str) -> None:

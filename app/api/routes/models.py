@@ -89,7 +89,7 @@ async def list_models(
         sorted({i.name for i in items}),
     )  # fmt: skip
     if registry is not None:  # else MLflow is away: the model index's copy alone
-        items = registered.with_registered(items, registry)
+        items = registered.with_registered(items, registry, registered.unseen_summary)
     return ModelVersionList(items=items)
 
 

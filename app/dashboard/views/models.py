@@ -19,7 +19,12 @@ from app.governance.deploy import AliasMove
 from app.governance.read_models import StoredMove
 from app.registry import model_versions
 from app.registry.read_models import SeenVersion, VersionTraffic
-from app.registry.registered import REGISTERED, RegisteredModel, registered_models
+from app.registry.registered import (
+    REGISTERED,
+    RegisteredModel,
+    registered_models,
+    with_registered,
+)
 from app.store.engine import read_connection
 from app.store.genai import usage_per_version
 
@@ -46,28 +51,12 @@ class ModelsPage:
     usage: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
 
 
-def with_registry(
-    seen: list[SeenVersion], registry: dict[str, RegisteredModel]
-) -> list[SeenVersion]:
-    """The versions seen in traffic with MLflow's aliases of now, then each registered version
-    of their models that served nothing yet (its role taken from its model's served ones,
-    never seen: `first_seen_unix_nano` 0)."""
-    out = [
-        v.model_copy(update={"aliases": registry[v.name].aliases_of(v.version)})
-        if v.name in registry else v
-        for v in seen
-    ]  # fmt: skip
-    known = {(v.name, v.version) for v in seen}
-    roles = {v.name: v.role for v in seen}
-    for name, model in sorted(registry.items()):
-        for version in model.versions:
-            if (name, version) not in known:
-                out.append(SeenVersion(
-                    name=name, version=version, role=roles.get(name), status=REGISTERED,
-                    aliases=model.aliases_of(version), lineage={},
-                    first_seen_unix_nano=0, last_seen_unix_nano=0,
-                ))  # fmt: skip
-    return out
+def _unseen(name: str, version: str, role: str | None, aliases: list[str]) -> SeenVersion:
+    # Never seen: `first_seen_unix_nano` 0.
+    return SeenVersion(
+        name=name, version=version, role=role, status=REGISTERED, aliases=aliases,
+        lineage={}, first_seen_unix_nano=0, last_seen_unix_nano=0,
+    )  # fmt: skip
 
 
 def models_page(
@@ -84,7 +73,7 @@ def models_page(
     seen = model_versions.seen_versions(engine, project_id)
     names = sorted({v.name for v in seen})
     registry = registered_models(tracking_uri, names) if tracking_uri else None
-    versions = seen if registry is None else with_registry(seen, registry)
+    versions = seen if registry is None else with_registered(seen, registry, _unseen)
     served = {v.name for v in versions if v.role == "world_model"}
     drift = {
         (v.name, v.version): reports.list_reports(
