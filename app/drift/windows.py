@@ -208,7 +208,14 @@ def load(engine: Engine, project_id: int, name: str, version: str, bounds: Bound
         index = {t: i for i, t in enumerate(trace_ids)}
         parsed = orjson.loads("[" + ",".join(r[1] or "null" for r in request_rows) + "]")
         del request_rows
-        features = pd.DataFrame.from_records([f if isinstance(f, dict) else {} for f in parsed])
+        # One row per request even when none records a feature (pandas makes no rows of
+        # empty records), so a window's parts stay aligned with `trace_ids`.
+        records = [f if isinstance(f, dict) else {} for f in parsed]
+        features = (
+            pd.DataFrame.from_records(records)
+            if any(records)
+            else pd.DataFrame(index=pd.RangeIndex(len(records)))
+        )
         latent = _latent(_fetch(conn, states), index)
         found = [(index.get(row[0], -1), row) for row in _fetch(conn, decisions)]
         found = sorted((item for item in found if item[0] >= 0), key=lambda item: item[0])

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from sqlalchemy import Engine, insert
+from sqlalchemy import Engine, insert, update
 
 from app.drift import windows
 from app.ingest.decision_summary import summarise
@@ -95,6 +95,18 @@ def test_a_subset_keeps_requests_and_their_rows_together(engine: Engine) -> None
     assert owners.tolist() == [0, 1, 2] and vectors[:, 0].tolist() == [3.0, 8.0, 17.0]
     assert part.decision_owners.tolist() == [0, 1, 2]
     np.testing.assert_allclose(np.asarray(part.decisions.score), [0.8, 0.8, 0.7])
+
+
+def test_a_window_of_requests_without_features_can_be_sampled(engine: Engine) -> None:
+    project_id = projects.create_project(engine, "booking")
+    add_requests(engine, project_id, 0, 20)
+    with engine.begin() as conn:
+        conn.execute(update(Request).values(features={}))
+    window = windows.load(engine, project_id, "wm", "1", bounds(0, 20))
+    assert window.features.shape == (20, 0)
+    part = window.subset(np.array([3, 8, 17]))
+    assert part.trace_ids == [f"{k:032x}" for k in (3, 8, 17)]
+    assert part.features.shape == (3, 0) and part.latent["encoder"][0].shape[0] == 3
 
 
 @pytest.mark.parametrize("count", [0, 3])
