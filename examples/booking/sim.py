@@ -37,6 +37,7 @@ MAX_DURATION = 4
 # How often, per request, each room-day of a running calendar is booked afresh by other people
 # (`Calendar.churn`): the assistant's own bookings last about 1 / CHURN_RATE requests.
 CHURN_RATE = 0.2
+CHURN_DAYS = 2000
 # A fixed "today" keeps generated data and action labels identical from run to run.
 DEFAULT_START_DATE = date(2026, 11, 23)
 
@@ -204,6 +205,8 @@ class Calendar:
     level: float | None = None
     """The weekday occupancy other people book to (`generate`'s `occupancy`); None: unknown."""
     _day_load: np.ndarray = field(init=False, repr=False)
+    # Room-days booked as `generate` books them, weekday and weekend ones, for `churn`.
+    _booked_days: dict[bool, np.ndarray] = field(init=False, repr=False, default_factory=dict)
 
     def __post_init__(self) -> None:
         self._refresh()
@@ -277,15 +280,35 @@ class Calendar:
         >>> bool((cal.busy != before).any()), cal.busy.shape
         (True, (12, 14, 24))
         """
-        level = self.level if self.level is not None else float(self._day_load.mean())
         drawn = rng.random(self.busy.shape[:2]) < rate
-        for r, d in zip(*np.nonzero(drawn), strict=True):
-            weekday = (self.start_date + timedelta(days=int(d))).weekday()
-            day = self.busy[r, d]
-            day[:] = False
-            _fill(day, _booked_hours(level * (0.15 if weekday >= 5 else 1.0), rng), rng)
-        if drawn.any():
-            self._refresh()
+        if not drawn.any():
+            return
+        rooms, days = np.nonzero(drawn)
+        weekend = np.array(
+            [(self.start_date + timedelta(days=int(d))).weekday() >= 5 for d in days], dtype=bool
+        )
+        for is_weekend in (False, True):
+            chosen = weekend == is_weekend
+            if chosen.any():
+                booked = self._booked(is_weekend)
+                picks = rng.integers(len(booked), size=int(chosen.sum()))
+                self.busy[rooms[chosen], days[chosen]] = booked[picks]
+        self._refresh()
+
+    def _booked(self, weekend: bool) -> np.ndarray:
+        """`CHURN_DAYS` room-days booked at the calendar's level as `generate` books them
+        (drawn once per calendar, from its seed): `churn` books afresh by picking among them,
+        which costs a copy instead of a booking loop per room-day."""
+        found = self._booked_days.get(weekend)
+        if found is None:
+            level = self.level if self.level is not None else float(self._day_load.mean())
+            day_level = level * (0.15 if weekend else 1.0)
+            draw = np.random.default_rng([self.seed, int(weekend)])
+            found = np.zeros((CHURN_DAYS, 24), dtype=bool)
+            for row in found:
+                _fill(row, _booked_hours(day_level, draw), draw)
+            self._booked_days[weekend] = found
+        return found
 
     def day_load(self, room: int, day: int) -> float:
         return float(self._day_load[room, day])
